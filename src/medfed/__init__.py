@@ -1,0 +1,3 @@
+"""medfed: federated learning for cross-institutional medical research."""
+
+__version__ = "0.1.0"

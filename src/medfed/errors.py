@@ -1,0 +1,74 @@
+"""The one error tree of medfed.
+
+    MedfedError
+    ├── ConfigError            a config, study spec or CLI argument is invalid
+    ├── PkiError               a certificate, key, CSR or CRL cannot be made or read
+    │   └── IdentityError      a peer certificate carries no usable medfed identity
+    ├── ProtocolError          a message is malformed (bad manifest, dtype, shape, size, hash)
+    │   └── NonFiniteError     a tensor holds NaN or infinity
+    ├── StoreError             persisted state is missing or inconsistent
+    ├── DatasetError           a local dataset is unknown or does not match its declared schema
+    ├── PolicyError            the node's local policy refuses a task (unknown plan, dataset)
+    ├── TrainingError          a training plan failed or is unknown
+    ├── StrategyError          aggregation cannot proceed (no replies, bad parameters)
+    └── TransportError         the network failed
+        └── AuthError          the peer refused our certificate or role: retrying will not help
+
+Every message says what was wrong and, where it helps, what to do about it.
+"""
+
+
+class MedfedError(Exception):
+    """Root of every error medfed raises on purpose."""
+
+
+class ConfigError(MedfedError):
+    """A config file, study spec or argument is invalid."""
+
+
+class PkiError(MedfedError):
+    """A certificate, key, CSR or CRL cannot be created, loaded or verified."""
+
+
+class IdentityError(PkiError):
+    """A peer certificate carries no usable medfed identity (CN + role)."""
+
+
+class ProtocolError(MedfedError):
+    """A wire message is malformed: manifest, dtype, shape, size or hash."""
+
+
+class NonFiniteError(ProtocolError):
+    """A tensor holds NaN or infinity."""
+
+
+class StoreError(MedfedError):
+    """Persisted state is missing or inconsistent."""
+
+
+class DatasetError(MedfedError):
+    """A local dataset is unknown or does not match its declared schema."""
+
+
+class PolicyError(MedfedError):
+    """The node's local policy refuses a task."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TrainingError(MedfedError):
+    """A training plan failed or is not installed."""
+
+
+class StrategyError(MedfedError):
+    """Aggregation cannot proceed."""
+
+
+class TransportError(MedfedError):
+    """The network failed."""
+
+
+class AuthError(TransportError):
+    """The peer refused our certificate or role; retrying will not help."""
