@@ -1,9 +1,9 @@
-"""Tensors on the wire: dtype + shape + raw little-endian bytes, never pickle.
+"""Tensors on the wire: dtype + shape + raw little-endian bytes; never pickle.
 
-A model is an ordered mapping ``name -> ndarray``. Its *manifest* lists each tensor's name, dtype and
-shape in order; its *data* is the tensors' C-contiguous little-endian bytes concatenated in that
-order. A model's identity is the SHA-256 of a domain-separated canonical encoding of both, so the
-same weights always get the same hash whatever file or transport carried them.
+A model is an ordered mapping ``name -> ndarray``. Its *manifest* lists each tensor's name, dtype
+and shape in order; its *data* is the tensors' C-contiguous little-endian bytes concatenated in
+that order. A model's identity is the SHA-256 of a domain-separated canonical encoding of both,
+so the same weights always get the same hash whatever file or transport carried them.
 """
 
 from __future__ import annotations
@@ -105,10 +105,16 @@ def iter_data(weights: Mapping[str, npt.NDArray[np.generic]]) -> Iterator[memory
         yield tensor_bytes(array)
 
 
-def sha256_of(manifest: Manifest, data: Iterable[bytes | memoryview]) -> str:
+def hasher(manifest: Manifest) -> hashlib._Hash:
+    """A SHA-256 primed with the domain and manifest; feed it the model's data bytes in order."""
     digest = hashlib.sha256(_HASH_DOMAIN)
     digest.update(manifest.canonical())
     digest.update(b"\n")
+    return digest
+
+
+def sha256_of(manifest: Manifest, data: Iterable[bytes | memoryview]) -> str:
+    digest = hasher(manifest)
     for piece in data:
         digest.update(piece)
     return digest.hexdigest()
@@ -160,7 +166,7 @@ def manifest_to_proto(manifest: Manifest, sha256: str = "") -> pb.ModelManifest:
 
 
 def manifest_from_proto(message: pb.ModelManifest, max_bytes: int | None = None) -> Manifest:
-    """Validate and convert a wire manifest; refuses anything a sender could use to exhaust memory."""
+    """Validate and convert a wire manifest, refusing what a sender could use to exhaust memory."""
     if len(message.tensors) > MAX_TENSORS:
         raise ProtocolError(f"manifest lists {len(message.tensors)} tensors (max {MAX_TENSORS})")
     specs, seen = [], set()
@@ -211,7 +217,10 @@ def same_layout(expected: Manifest, got: Manifest) -> None:
         if exp[t.name] != t:
             e = exp[t.name]
             raise ProtocolError(
-                f"tensor {t.name!r}: got {t.dtype}{list(t.shape)}, expected {e.dtype}{list(e.shape)}"
+                f"tensor {t.name!r}: got {t.dtype}{list(t.shape)}, "
+                f"expected {e.dtype}{list(e.shape)}"
             )
     missing = [n for n in exp if n not in {t.name for t in got.tensors}]
-    raise ProtocolError(f"missing tensors {missing}" if missing else "tensors are in the wrong order")
+    raise ProtocolError(
+        f"missing tensors {missing}" if missing else "tensors are in the wrong order"
+    )

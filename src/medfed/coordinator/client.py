@@ -1,0 +1,93 @@
+"""The researcher's / admin's client for the coordinator's AdminService."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from medfed.coordinator.spec import StudySpec, spec_to_proto
+from medfed.errors import TransportError
+from medfed.protocol import tensors
+from medfed.protocol.streams import receive_model
+from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.protocol.v1 import medfed_pb2_grpc as rpc
+from medfed.transport.errors import translate
+from medfed.transport.grpc_factory import make_channel
+from medfed.transport.tls import TlsFiles
+
+
+class AdminClient:
+    def __init__(self, target: str, tls: TlsFiles, server_name: str = "") -> None:
+        self._channel = make_channel(target, tls, server_name=server_name or None)
+        self._stub = rpc.AdminServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, spec: StudySpec, initial: tensors.Weights, timeout_s: float = 120.0) -> str:
+        manifest, chunks = tensors.encode_model(initial)
+
+        def messages() -> Iterator[pb.SubmitStudyChunk]:
+            yield pb.SubmitStudyChunk(spec=spec_to_proto(spec))
+            yield pb.SubmitStudyChunk(manifest=manifest)
+            for data in chunks:
+                yield pb.SubmitStudyChunk(data=data)
+
+        try:
+            ref: pb.StudyRef = self._stub.SubmitStudy(messages(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise translate(exc, "submit study") from exc
+        return ref.study_id
+
+    def status(self, study_id: str, timeout_s: float = 30.0) -> pb.StudyStatus:
+        try:
+            status: pb.StudyStatus = self._stub.GetStudy(
+                pb.StudyRef(study_id=study_id), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise translate(exc, "get study") from exc
+        return status
+
+    def watch(self, study_id: str, timeout_s: float | None = None) -> Iterator[pb.StudyStatus]:
+        try:
+            yield from self._stub.WatchStudy(pb.StudyRef(study_id=study_id), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise translate(exc, "watch study") from exc
+
+    def studies(self) -> list[pb.StudyStatus]:
+        try:
+            reply: pb.StudyList = self._stub.ListStudies(pb.Empty(), timeout=30.0)
+        except grpc.RpcError as exc:
+            raise translate(exc, "list studies") from exc
+        return list(reply.studies)
+
+    def nodes(self) -> list[pb.NodeInfo]:
+        try:
+            reply: pb.NodeList = self._stub.ListNodes(pb.Empty(), timeout=30.0)
+        except grpc.RpcError as exc:
+            raise translate(exc, "list nodes") from exc
+        return list(reply.nodes)
+
+    def download(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
+        try:
+            return receive_model(
+                self._stub.DownloadModel(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s),
+                sha256,
+            )
+        except grpc.RpcError as exc:
+            raise translate(exc, "download model") from exc
+
+
+def wait_for_ready(client: AdminClient, timeout_s: float) -> None:
+    """Block until the coordinator answers, or raise TransportError."""
+    try:
+        grpc.channel_ready_future(client._channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError as exc:
+        raise TransportError(f"coordinator not reachable within {timeout_s:.0f} s") from exc

@@ -1,0 +1,72 @@
+"""Coordinator configuration, read from TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medfed.errors import ConfigError
+from medfed.transport.tls import TlsFiles
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    listen: str
+    data_dir: Path
+    tls: TlsFiles
+    crl: Path | None = None
+    state_url: str = ""
+    heartbeat_interval_s: int = 5
+    node_offline_after_s: float = 20.0
+
+    @property
+    def database_url(self) -> str:
+        return self.state_url or f"sqlite:///{self.data_dir / 'state.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+
+def load_coordinator_config(path: Path) -> CoordinatorConfig:
+    """Relative paths in the file are taken relative to the file's folder."""
+    doc = _read_toml(path)
+    base = path.parent
+    tls = _table(doc, "tls", path)
+    try:
+        return CoordinatorConfig(
+            listen=str(doc.get("listen", "127.0.0.1:50051")),
+            data_dir=_path(base, doc["data_dir"]),
+            tls=TlsFiles(_path(base, tls["cert"]), _path(base, tls["key"]), _path(base, tls["ca"])),
+            crl=_path(base, tls["crl"]) if "crl" in tls else None,
+            state_url=str(doc.get("state_url", "")),
+            heartbeat_interval_s=int(doc.get("heartbeat_interval_s", 5)),
+            node_offline_after_s=float(doc.get("node_offline_after_s", 20.0)),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+
+
+def _table(doc: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{key}] table is missing")
+    return value
+
+
+def _path(base: Path, value: object) -> Path:
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else base / p

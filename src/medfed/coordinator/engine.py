@@ -1,0 +1,314 @@
+"""The round engine: one thread per running study, a small state machine per round.
+
+    waiting for nodes -> dispatch -> collect (until all answered or deadline) -> close
+        -> enough accepted?  yes: aggregate -> store model -> commit (one transaction) -> evaluate
+                             no:  record why, dispatch the same round again
+
+A round is committed or it did not happen: the new model is written to the content-addressed
+store first (atomically, by hash), then one database transaction advances the study. A coordinator
+killed at any instant restarts from the last committed round with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medfed.coordinator.directory import NodeDirectory
+from medfed.coordinator.models import ServedModels
+from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
+from medfed.coordinator.spec import StudySpec
+from medfed.protocol import tensors
+from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.store.state import NodeRoundMetrics, RoundRecord, StateStore
+from medfed.strategies.base import Strategy
+from medfed.strategies.registry import make_strategy
+
+log = logging.getLogger("medfed.coordinator")
+
+SPREAD_METRICS = ("accuracy", "auc", "loss")
+
+
+class StudyEvents:
+    """A version counter per study that watchers block on."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = {}
+
+    def bump(self, study_id: str) -> None:
+        with self._cond:
+            self._versions[study_id] = self._versions.get(study_id, 0) + 1
+            self._cond.notify_all()
+
+    def wait(self, study_id: str, seen: int, timeout_s: float) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self._versions.get(study_id, 0) != seen, timeout_s)
+            return self._versions.get(study_id, 0)
+
+
+@dataclass(frozen=True)
+class EngineParts:
+    state: StateStore
+    models: ServedModels
+    board: TaskBoard
+    directory: NodeDirectory
+    events: StudyEvents
+    wall: Callable[[], float] = time.time
+
+
+class StudyRunner(threading.Thread):
+    def __init__(self, study_id: str, parts: EngineParts, stop: threading.Event) -> None:
+        super().__init__(name=f"study-{study_id}", daemon=True)
+        self.study_id = study_id
+        self._p = parts
+        self._stop = stop
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a study failing must never take the coordinator down
+            log.exception("study %s failed", self.study_id)
+            self._set_state("failed", f"{type(exc).__name__}: {exc}")
+
+    def _run(self) -> None:
+        record = self._p.state.study(self.study_id)
+        spec = StudySpec.from_json(record.spec_json)
+        strategy = make_strategy(spec.strategy, spec.strategy_params)
+        sha = record.model_sha256
+        weights = self._p.models.get(sha)
+        next_round = record.completed_rounds + 1
+        while next_round <= spec.rounds and not self._stop.is_set():
+            outcome = self._train_round(spec, strategy, next_round, weights, sha)
+            if outcome is None:
+                continue
+            weights, sha = outcome
+            if _evaluates(spec, next_round):
+                self._evaluate(spec, next_round, sha)
+            next_round += 1
+        if not self._stop.is_set():
+            self._set_state("completed", f"{spec.rounds} rounds committed")
+
+    def _set_state(self, state: str, message: str) -> None:
+        self._p.state.set_state(self.study_id, state, message, now=self._p.wall())
+        self._p.events.bump(self.study_id)
+
+    def _select(self, spec: StudySpec) -> list[str] | None:
+        """Online nodes for the study, waiting (politely) until at least min_nodes are there."""
+        announced = False
+        while not self._stop.is_set():
+            nodes = self._p.directory.online(spec.dataset, spec.nodes)
+            if len(nodes) >= spec.min_nodes:
+                return nodes
+            if not announced:
+                self._set_state(
+                    "waiting", f"{len(nodes)} of at least {spec.min_nodes} nodes online"
+                )
+                announced = True
+            self._stop.wait(0.2)
+        return None
+
+    def _train_round(
+        self,
+        spec: StudySpec,
+        strategy: Strategy,
+        round_no: int,
+        weights: tensors.Weights,
+        sha: str,
+    ) -> tuple[tensors.Weights, str] | None:
+        nodes = self._select(spec)
+        if nodes is None:
+            return None
+        self._set_state("running", f"round {round_no} of {spec.rounds}")
+        manifest = tensors.manifest_of(weights)
+        round_ = OpenRound(
+            study_id=self.study_id,
+            round=round_no,
+            kind=pb.TASK_KIND_TRAIN,
+            deadline=time.monotonic() + spec.round_deadline_s,
+            manifest=manifest,
+            acc=strategy.start_round(manifest),
+        )
+        extra = strategy.configure_train(round_no)
+        self._dispatch(spec, round_, nodes, sha, extra)
+        if round_.accepted < spec.min_nodes:
+            self._record_failed(round_, spec, len(nodes))
+            return None
+        assert round_.acc is not None
+        new_weights = strategy.aggregate(round_no, round_.acc, weights)
+        new_sha = self._p.models.put(new_weights)
+        self._p.state.commit_round(
+            RoundRecord(
+                study_id=self.study_id,
+                round=round_no,
+                model_sha256=new_sha,
+                selected=len(nodes),
+                accepted=round_.accepted,
+                rejected=len(nodes) - round_.accepted,
+                duration_s=time.monotonic() - round_.started,
+                committed_unix=self._p.wall(),
+                metrics=_train_metrics(round_.per_node, len(nodes)),
+                per_node=tuple(round_.per_node),
+                rejections=tuple(round_.rejections),
+            )
+        )
+        self._p.events.bump(self.study_id)
+        log.info("study %s round %d committed (%s)", self.study_id, round_no, new_sha[:12])
+        return new_weights, new_sha
+
+    def _evaluate(self, spec: StudySpec, round_no: int, sha: str) -> None:
+        nodes = self._p.directory.online(spec.dataset, spec.nodes)
+        if not nodes:
+            return
+        round_ = OpenRound(
+            study_id=self.study_id,
+            round=round_no,
+            kind=pb.TASK_KIND_EVALUATE,
+            deadline=time.monotonic() + spec.round_deadline_s,
+        )
+        self._dispatch(spec, round_, nodes, sha, {})
+        self._p.state.add_eval(
+            self.study_id, round_no, round_.per_node, eval_metrics(round_.per_node, len(nodes))
+        )
+        self._p.events.bump(self.study_id)
+
+    def _dispatch(
+        self,
+        spec: StudySpec,
+        round_: OpenRound,
+        nodes: Sequence[str],
+        sha: str,
+        extra: Mapping[str, float],
+    ) -> None:
+        deadline_ms = int((self._p.wall() + spec.round_deadline_s) * 1000)
+        cap = round_.manifest.total_bytes if round_.manifest else 0
+        for node in nodes:
+            task = pb.Task(
+                task_id=secrets.token_hex(16),
+                study_id=self.study_id,
+                round=round_.round,
+                kind=round_.kind,  # type: ignore[arg-type]
+                model_sha256=sha,
+                dataset=pb.DatasetRef(
+                    name=spec.dataset, features=list(spec.features), label=spec.label
+                ),
+                plan=pb.PlanRef(name=spec.plan, version=spec.plan_version, sha256=spec.plan_sha256),
+                config=_train_config(spec, round_.round, extra),
+                deadline_unix_ms=deadline_ms,
+                max_update_bytes=cap,
+            )
+            round_.slots[task.task_id] = TaskSlot(task, node)
+        self._p.board.open(round_)
+        try:
+            round_.wait()
+        finally:
+            self._p.board.close(round_)
+
+    def _record_failed(self, round_: OpenRound, spec: StudySpec, selected: int) -> None:
+        now = self._p.wall()
+        reason = (
+            f"round {round_.round} not committed: {round_.accepted} of {selected} updates "
+            f"accepted, at least {spec.min_nodes} needed; retrying"
+        )
+        log.warning("study %s: %s", self.study_id, reason)
+        for rejection in round_.rejections:
+            node, _, why = rejection.partition(": ")
+            self._p.state.record_rejection(self.study_id, round_.round, node, why, now=now)
+        self._set_state("running", reason)
+        self._stop.wait(0.5)
+
+
+def _evaluates(spec: StudySpec, round_no: int) -> bool:
+    if round_no == spec.rounds:
+        return True
+    return spec.eval_every > 0 and round_no % spec.eval_every == 0
+
+
+def _train_config(spec: StudySpec, round_no: int, extra: Mapping[str, float]) -> pb.TrainConfig:
+    return pb.TrainConfig(
+        local_epochs=spec.local_epochs,
+        local_steps=spec.local_steps,
+        batch_size=spec.batch_size,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        proximal_mu=float(extra.get("proximal_mu", 0.0)),
+        seed=(spec.seed * 1_000_003 + round_no) % (1 << 63),
+        plan_options=dict(spec.plan_options),
+    )
+
+
+def _weighted(per_node: Sequence[NodeRoundMetrics], key: str) -> float | None:
+    pairs = [(m.metrics[key], m.num_examples) for m in per_node if key in m.metrics]
+    total = sum(n for _, n in pairs)
+    if not pairs or total == 0:
+        return None
+    return float(sum(v * n for v, n in pairs) / total)
+
+
+def _train_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[str, float]:
+    out = {"participation": len(per_node) / selected if selected else 0.0}
+    out["train_examples"] = float(sum(m.num_examples for m in per_node))
+    keys = sorted({k for m in per_node for k in m.metrics})
+    for key in keys:
+        value = _weighted(per_node, key)
+        if value is not None:
+            out[f"train_{key}"] = value
+    return out
+
+
+def eval_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[str, float]:
+    """Example-weighted global metrics plus the spread across hospitals a consortium watches."""
+    out = {"eval_participation": len(per_node) / selected if selected else 0.0}
+    out["eval_examples"] = float(sum(m.num_examples for m in per_node))
+    for key in sorted({k for m in per_node for k in m.metrics}):
+        value = _weighted(per_node, key)
+        if value is None or not math.isfinite(value):
+            continue
+        out[key] = value
+        if key in SPREAD_METRICS:
+            values = np.array([m.metrics[key] for m in per_node if key in m.metrics])
+            out[f"{key}_min"] = float(values.min())
+            out[f"{key}_max"] = float(values.max())
+            out[f"{key}_std"] = float(values.std())
+    return out
+
+
+class Engine:
+    """Starts, resumes and stops study runners."""
+
+    def __init__(self, parts: EngineParts) -> None:
+        self._parts = parts
+        self._stop = threading.Event()
+        self._runners: dict[str, StudyRunner] = {}
+        self._lock = threading.Lock()
+
+    def start_study(self, study_id: str) -> None:
+        with self._lock:
+            runner = self._runners.get(study_id)
+            if runner is not None and runner.is_alive():
+                return
+            runner = StudyRunner(study_id, self._parts, self._stop)
+            self._runners[study_id] = runner
+            runner.start()
+
+    def resume_all(self) -> list[str]:
+        resumed = []
+        for record in self._parts.state.studies():
+            if record.state not in ("completed", "failed"):
+                self.start_study(record.study_id)
+                resumed.append(record.study_id)
+        return resumed
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.join(timeout=timeout_s)

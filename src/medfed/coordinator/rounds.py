@@ -1,0 +1,189 @@
+"""Rounds in flight and the task board nodes pull from.
+
+An :class:`OpenRound` is one dispatch of tasks (a training round, or an evaluation phase) with a
+deadline. Every reply is judged on its own: a bad one is rejected and recorded, the others go on.
+Once closed, a round accepts nothing more, so a late or replayed update can never leak into the
+aggregate of a later round.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from medfed.protocol.tensors import Manifest
+from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.store.state import NodeRoundMetrics
+from medfed.strategies.fedavg import WeightedSum
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    RECEIVING = "receiving"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REFUSED = "refused"
+
+
+_FINISHED = {TaskStatus.ACCEPTED, TaskStatus.REJECTED, TaskStatus.REFUSED}
+
+
+class Rejected(Exception):
+    """A reply that is refused; the message goes back to the node and into the study record."""
+
+
+@dataclass
+class TaskSlot:
+    task: pb.Task
+    node: str
+    status: TaskStatus = TaskStatus.PENDING
+
+
+@dataclass
+class OpenRound:
+    study_id: str
+    round: int
+    kind: int
+    deadline: float  # monotonic seconds
+    manifest: Manifest | None = None
+    acc: WeightedSum | None = None
+    slots: dict[str, TaskSlot] = field(default_factory=dict)
+    per_node: list[NodeRoundMetrics] = field(default_factory=list)
+    rejections: list[str] = field(default_factory=list)
+    closed: bool = False
+    started: float = field(default_factory=time.monotonic)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def accepted(self) -> int:
+        return sum(s.status is TaskStatus.ACCEPTED for s in self.slots.values())
+
+    def all_finished(self) -> bool:
+        return all(s.status in _FINISHED for s in self.slots.values())
+
+    def begin(self, task_id: str, node: str, study_id: str, round_: int) -> TaskSlot:
+        """Claim a slot for an incoming reply, or say precisely why it is refused."""
+        with self.cond:
+            slot = self.slots.get(task_id)
+            if slot is None or slot.node != node:
+                raise Rejected(f"task {task_id!r} was not issued to {node!r}")
+            if study_id != self.study_id or round_ != self.round:
+                raise Rejected(
+                    f"reply names study {study_id!r} round {round_}, but task {task_id!r} is "
+                    f"for study {self.study_id!r} round {self.round}"
+                )
+            if self.closed:
+                raise Rejected(f"round {self.round} is already closed (stale update)")
+            if slot.status in (TaskStatus.RECEIVING, *_FINISHED):
+                raise Rejected(f"duplicate submission for task {task_id!r} (already {slot.status})")
+            slot.status = TaskStatus.RECEIVING
+            return slot
+
+    def accept_update(
+        self,
+        slot: TaskSlot,
+        weights: Mapping[str, npt.NDArray[np.generic]],
+        num_examples: int,
+        metrics: Mapping[str, float],
+    ) -> None:
+        with self.cond:
+            if self.closed or self.acc is None:
+                slot.status = TaskStatus.REJECTED
+                raise Rejected(f"round {self.round} closed while the update was arriving")
+            self.acc.add(weights, float(num_examples))
+            self._finish(slot, TaskStatus.ACCEPTED)
+            self.per_node.append(NodeRoundMetrics(slot.node, "train", num_examples, dict(metrics)))
+
+    def accept_eval(self, slot: TaskSlot, num_examples: int, metrics: Mapping[str, float]) -> None:
+        with self.cond:
+            if self.closed:
+                slot.status = TaskStatus.REJECTED
+                raise Rejected(f"evaluation of round {self.round} already closed")
+            self._finish(slot, TaskStatus.ACCEPTED)
+            self.per_node.append(NodeRoundMetrics(slot.node, "eval", num_examples, dict(metrics)))
+
+    def reject(self, slot: TaskSlot, reason: str, status: TaskStatus = TaskStatus.REJECTED) -> None:
+        with self.cond:
+            if slot.status in _FINISHED:
+                return
+            self.rejections.append(f"{slot.node}: {reason}")
+            self._finish(slot, status)
+
+    def _finish(self, slot: TaskSlot, status: TaskStatus) -> None:
+        slot.status = status
+        self.cond.notify_all()
+
+    def wait(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """Block until every task has an answer or the deadline passes, then close the round."""
+        with self.cond:
+            while not self.all_finished():
+                remaining = self.deadline - clock()
+                if remaining <= 0:
+                    break
+                self.cond.wait(timeout=min(remaining, 1.0))
+            self.closed = True
+            for slot in self.slots.values():
+                if slot.status not in _FINISHED:
+                    self.rejections.append(f"{slot.node}: no reply before the round deadline")
+
+
+class TaskBoard:
+    """Per-node queues of tasks; nodes long-poll :meth:`pull`."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[str]] = {}
+        self._rounds: dict[str, OpenRound] = {}
+        self._models: dict[str, set[str]] = {}
+
+    def open(self, round_: OpenRound) -> None:
+        with self._cond:
+            for task_id, slot in round_.slots.items():
+                self._rounds[task_id] = round_
+                self._queues.setdefault(slot.node, deque()).append(task_id)
+                self._models.setdefault(slot.node, set()).add(slot.task.model_sha256)
+            self._cond.notify_all()
+
+    def close(self, round_: OpenRound) -> None:
+        with self._cond:
+            for task_id, slot in round_.slots.items():
+                self._rounds.pop(task_id, None)
+                queue = self._queues.get(slot.node)
+                if queue and task_id in queue:
+                    queue.remove(task_id)
+
+    def pull(self, node: str, timeout_s: float, keep_waiting: Callable[[], bool]) -> pb.Task | None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                queue = self._queues.get(node)
+                while queue:
+                    task_id = queue.popleft()
+                    round_ = self._rounds.get(task_id)
+                    if round_ is not None and not round_.closed:
+                        round_.slots[task_id].status = TaskStatus.DELIVERED
+                        return round_.slots[task_id].task
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not keep_waiting():
+                    return None
+                self._cond.wait(timeout=min(remaining, 0.5))
+
+    def find(self, task_id: str) -> OpenRound | None:
+        with self._cond:
+            return self._rounds.get(task_id)
+
+    def may_fetch(self, node: str, sha256: str) -> bool:
+        with self._cond:
+            return sha256 in self._models.get(node, set())
+
+    def wake_all(self) -> None:
+        with self._cond:
+            self._cond.notify_all()

@@ -1,0 +1,70 @@
+"""The coordinator process: wires store, engine and servicers to one mTLS gRPC server."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from medfed.coordinator.config import CoordinatorConfig
+from medfed.coordinator.directory import NodeDirectory
+from medfed.coordinator.engine import Engine, EngineParts, StudyEvents
+from medfed.coordinator.models import ServedModels
+from medfed.coordinator.rounds import TaskBoard
+from medfed.coordinator.servicer import AdminServicer, NodeServicer
+from medfed.pki.revocation import CrlWatcher
+from medfed.protocol.v1 import medfed_pb2_grpc as rpc
+from medfed.store.models import ModelStore
+from medfed.store.state import StateStore
+from medfed.transport.auth import PeerAuthorizer
+from medfed.transport.grpc_factory import make_server
+
+log = logging.getLogger("medfed.coordinator")
+
+
+class Coordinator:
+    def __init__(self, config: CoordinatorConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(
+            config.spool_dir, ignore_errors=True
+        )  # half-received updates die with a crash
+        config.spool_dir.mkdir(parents=True)
+        self.state = StateStore(config.database_url)
+        self.models = ServedModels(ModelStore(config.models_dir))
+        self.board = TaskBoard()
+        self.directory = NodeDirectory(config.node_offline_after_s)
+        self.events = StudyEvents()
+        self.crl = CrlWatcher(config.crl, config.tls.ca)
+        self.engine = Engine(
+            EngineParts(self.state, self.models, self.board, self.directory, self.events)
+        )
+        auth = PeerAuthorizer(self.crl)
+        self.server, self.port = make_server(config.listen, config.tls)
+        rpc.add_NodeServiceServicer_to_server(
+            NodeServicer(
+                auth,
+                self.board,
+                self.directory,
+                self.state,
+                self.models,
+                config.spool_dir,
+                config.heartbeat_interval_s,
+            ),
+            self.server,
+        )
+        rpc.add_AdminServiceServicer_to_server(
+            AdminServicer(auth, self.state, self.models, self.directory, self.engine, self.events),
+            self.server,
+        )
+
+    def start(self) -> None:
+        self.server.start()
+        log.info("coordinator listening on port %d", self.port)
+        resumed = self.engine.resume_all()
+        if resumed:
+            log.info("resuming studies %s", ", ".join(resumed))
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        self.engine.stop()
+        self.server.stop(grace_s).wait()
+        self.state.close()

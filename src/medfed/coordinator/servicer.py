@@ -1,0 +1,278 @@
+"""gRPC glue: authenticate the caller by certificate and role, then call into the engine."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from medfed.coordinator import uploads
+from medfed.coordinator.directory import NodeDirectory
+from medfed.coordinator.engine import Engine, StudyEvents
+from medfed.coordinator.models import ServedModels
+from medfed.coordinator.rounds import TaskBoard, TaskStatus
+from medfed.coordinator.spec import StudySpec, spec_from_proto, spec_to_proto
+from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
+from medfed.pki.identity import Role
+from medfed.protocol import tensors
+from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.protocol.v1 import medfed_pb2_grpc as rpc
+from medfed.store.state import RoundRecord, StateStore, StudyRecord
+from medfed.strategies.registry import make_strategy
+from medfed.transport.auth import PeerAuthorizer, abort
+
+log = logging.getLogger("medfed.coordinator")
+
+MAX_PULL_WAIT_S = 30.0
+MAX_INITIAL_MODEL_BYTES = 4 << 30
+
+
+class NodeServicer(rpc.NodeServiceServicer):
+    def __init__(
+        self,
+        auth: PeerAuthorizer,
+        board: TaskBoard,
+        directory: NodeDirectory,
+        state: StateStore,
+        models: ServedModels,
+        spool_dir: Path,
+        heartbeat_interval_s: int,
+    ) -> None:
+        self._auth = auth
+        self._board = board
+        self._directory = directory
+        self._state = state
+        self._models = models
+        self._spool = spool_dir
+        self._heartbeat_s = heartbeat_interval_s
+
+    def Heartbeat(
+        self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
+    ) -> pb.HeartbeatReply:
+        me = self._auth.require(context, Role.NODE)
+
+        now = time.time()
+        self._directory.seen(me.name, list(request.datasets), wall=now)
+        self._state.node_seen(me.name, list(request.datasets), now=now)
+        return pb.HeartbeatReply(
+            node=me.name,
+            server_time_unix_ms=int(now * 1000),
+            heartbeat_interval_s=self._heartbeat_s,
+        )
+
+    def PullTask(
+        self, request: pb.PullTaskRequest, context: grpc.ServicerContext
+    ) -> pb.PullTaskReply:
+        me = self._auth.require(context, Role.NODE)
+        self._directory.seen(me.name)
+        revoked = threading.Event()
+
+        def keep_waiting() -> bool:
+            if self._auth.is_revoked(me):
+                revoked.set()
+                return False
+            return bool(context.is_active())
+
+        wait_s = min(request.wait_ms / 1000.0, MAX_PULL_WAIT_S)
+        task = self._board.pull(me.name, wait_s, keep_waiting)
+        if revoked.is_set():
+            abort(
+                context, grpc.StatusCode.UNAUTHENTICATED, f"certificate of {me.name!r} was revoked"
+            )
+        self._directory.seen(me.name)
+        if task is None:
+            return pb.PullTaskReply(has_task=False)
+        return pb.PullTaskReply(task=task, has_task=True)
+
+    def FetchModel(
+        self, request: pb.FetchModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ModelChunk]:
+        me = self._auth.require(context, Role.NODE)
+        if not self._board.may_fetch(me.name, request.sha256):
+            abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"model {request.sha256[:16]}… was not sent to {me.name!r} in any task",
+            )
+        yield from _model_stream(self._models, request.sha256, context)
+
+    def SubmitUpdate(
+        self, request_iterator: Iterator[pb.UpdateChunk], context: grpc.ServicerContext
+    ) -> pb.SubmitReply:
+        me = self._auth.require(context, Role.NODE)
+        reply = uploads.receive(request_iterator, me.name, self._board, self._spool)
+        if not reply.accepted:
+            log.warning("update from %s rejected: %s", me.name, reply.reason)
+        return reply
+
+    def RefuseTask(self, request: pb.TaskRefusal, context: grpc.ServicerContext) -> pb.Ack:
+        me = self._auth.require(context, Role.NODE)
+        round_ = self._board.find(request.task_id)
+        slot = round_.slots.get(request.task_id) if round_ else None
+        if round_ is None or slot is None or slot.node != me.name:
+            abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no open task {request.task_id!r} for {me.name!r}",
+            )
+        reason = f"refused ({request.code[:64]}): {request.message[:500]}"
+        log.warning("node %s refused task of study %s: %s", me.name, round_.study_id, reason)
+        round_.reject(slot, reason, TaskStatus.REFUSED)
+        return pb.Ack()
+
+
+def _model_stream(
+    models: ServedModels, sha: str, context: grpc.ServicerContext
+) -> Iterator[pb.ModelChunk]:
+    try:
+        chunks = models.chunks(sha)
+        first = next(chunks)
+    except (StoreError, ProtocolError) as exc:
+        abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+    yield first
+    yield from chunks
+
+
+class AdminServicer(rpc.AdminServiceServicer):
+    def __init__(
+        self,
+        auth: PeerAuthorizer,
+        state: StateStore,
+        models: ServedModels,
+        directory: NodeDirectory,
+        engine: Engine,
+        events: StudyEvents,
+    ) -> None:
+        self._auth = auth
+        self._state = state
+        self._models = models
+        self._directory = directory
+        self._engine = engine
+        self._events = events
+
+    def SubmitStudy(
+        self, request_iterator: Iterator[pb.SubmitStudyChunk], context: grpc.ServicerContext
+    ) -> pb.StudyRef:
+        me = self._auth.require(context, Role.ADMIN)
+        try:
+            spec, weights = _read_submission(request_iterator)
+        except MedfedError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+        sha = self._models.put(weights)
+        study_id = "s-" + secrets.token_hex(6)
+        self._state.create_study(study_id, spec.name, spec.to_json(), sha, now=time.time())
+        log.info("study %s (%s) submitted by %s", study_id, spec.name, me.name)
+        self._engine.start_study(study_id)
+        return pb.StudyRef(study_id=study_id)
+
+    def GetStudy(self, request: pb.StudyRef, context: grpc.ServicerContext) -> pb.StudyStatus:
+        self._auth.require(context, Role.ADMIN)
+        return self._status(request.study_id, context)
+
+    def ListStudies(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.StudyList:
+        self._auth.require(context, Role.ADMIN)
+        return pb.StudyList(studies=[_status_message(r, []) for r in self._state.studies()])
+
+    def WatchStudy(
+        self, request: pb.StudyRef, context: grpc.ServicerContext
+    ) -> Iterator[pb.StudyStatus]:
+        self._auth.require(context, Role.ADMIN)
+        seen = -1
+        while context.is_active():
+            version = self._events.wait(request.study_id, seen, timeout_s=1.0)
+            if version == seen:
+                continue
+            seen = version
+            status = self._status(request.study_id, context)
+            yield status
+            if status.state in ("completed", "failed"):
+                return
+
+    def ListNodes(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.NodeList:
+        self._auth.require(context, Role.ADMIN)
+        return pb.NodeList(
+            nodes=[
+                pb.NodeInfo(
+                    name=s.name,
+                    online=s.online,
+                    last_seen_unix_ms=int(s.last_seen * 1000),
+                    datasets=list(s.datasets),
+                )
+                for s in self._directory.statuses()
+            ]
+        )
+
+    def DownloadModel(
+        self, request: pb.FetchModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ModelChunk]:
+        self._auth.require(context, Role.ADMIN)
+        yield from _model_stream(self._models, request.sha256, context)
+
+    def _status(self, study_id: str, context: grpc.ServicerContext) -> pb.StudyStatus:
+        try:
+            record = self._state.study(study_id)
+        except StoreError as exc:
+            abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        return _status_message(record, self._state.rounds(study_id))
+
+
+def _read_submission(chunks: Iterator[pb.SubmitStudyChunk]) -> tuple[StudySpec, tensors.Weights]:
+    first = next(chunks, None)
+    if first is None or first.WhichOneof("part") != "spec":
+        raise ProtocolError("a study submission starts with its spec")
+    spec = spec_from_proto(first.spec)
+    make_strategy(spec.strategy, spec.strategy_params)
+    second = next(chunks, None)
+    if second is None or second.WhichOneof("part") != "manifest":
+        raise ProtocolError("the spec must be followed by the initial model's manifest")
+    manifest = tensors.manifest_from_proto(second.manifest, max_bytes=MAX_INITIAL_MODEL_BYTES)
+    data = bytearray()
+    for message in chunks:
+        if message.WhichOneof("part") != "data":
+            raise ProtocolError("only data chunks may follow the manifest")
+        data += message.data
+        if len(data) > manifest.total_bytes:
+            raise ProtocolError("initial model is larger than its manifest")
+    weights = tensors.decode(manifest, data)
+    tensors.check_finite(weights)
+    if tensors.weights_sha256(weights) != second.manifest.sha256:
+        raise ProtocolError("initial model does not match the SHA-256 in its manifest")
+    if spec.min_nodes > 10_000:
+        raise ConfigError("min_nodes is implausibly large")
+    return spec, weights
+
+
+def _status_message(record: StudyRecord, rounds: list[RoundRecord]) -> pb.StudyStatus:
+    return pb.StudyStatus(
+        study_id=record.study_id,
+        spec=spec_to_proto(StudySpec.from_json(record.spec_json)),
+        state=record.state,
+        completed_rounds=record.completed_rounds,
+        model_sha256=record.model_sha256,
+        message=record.message,
+        rounds=[
+            pb.RoundSummary(
+                round=r.round,
+                model_sha256=r.model_sha256,
+                selected=r.selected,
+                accepted=r.accepted,
+                rejected=r.rejected,
+                metrics=r.metrics,
+                per_node=[
+                    pb.NodeMetrics(node=m.node, num_examples=m.num_examples, metrics=m.metrics)
+                    for m in r.per_node
+                    if m.kind == "eval"
+                ],
+                rejections=list(r.rejections),
+                committed_unix_ms=int(r.committed_unix * 1000),
+                duration_s=r.duration_s,
+            )
+            for r in rounds
+        ],
+    )

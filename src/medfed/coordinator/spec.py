@@ -1,0 +1,209 @@
+"""A study spec: what a researcher asks the consortium to train, parsed safely from TOML.
+
+TOML (stdlib ``tomllib``) carries data only: no tags, no object construction. The spec is
+validated twice: by the researcher's CLI before sending, and by the coordinator on receipt, since
+the coordinator trusts nothing it cannot verify.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from medfed.errors import ConfigError
+from medfed.protocol.v1 import medfed_pb2 as pb
+
+Optimizer = Literal["sgd", "adam"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
+_IDENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    dataset: str
+    features: tuple[str, ...]
+    label: str
+    plan: str
+    plan_version: str
+    rounds: int
+    plan_sha256: str = ""
+    plan_options: Mapping[str, float] = field(default_factory=dict)
+    strategy: str = "fedavg"
+    strategy_params: Mapping[str, float] = field(default_factory=dict)
+    local_epochs: int = 1
+    local_steps: int = 0
+    batch_size: int = 32
+    optimizer: Optimizer = "sgd"
+    learning_rate: float = 0.01
+    min_nodes: int = 1
+    round_deadline_s: float = 60.0
+    eval_every: int = 1
+    seed: int = 0
+    nodes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
+        _check(bool(_IDENT.match(self.dataset)), f"dataset name {self.dataset!r} is invalid")
+        _check(bool(_IDENT.match(self.plan)), f"plan name {self.plan!r} is invalid")
+        _check(1 <= self.rounds <= 100_000, f"rounds must be 1..100000, got {self.rounds}")
+        _check(self.local_epochs >= 0 and self.local_steps >= 0, "local work must be >= 0")
+        _check(
+            self.local_epochs > 0 or self.local_steps > 0,
+            "set local_epochs or local_steps above 0",
+        )
+        _check(1 <= self.batch_size <= 1_000_000, f"batch_size {self.batch_size} out of range")
+        _check(
+            self.optimizer in ("sgd", "adam"),
+            f"optimizer must be sgd or adam, not {self.optimizer!r}",
+        )
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "learning_rate must be a positive finite number",
+        )
+        _check(self.min_nodes >= 1, "min_nodes must be at least 1")
+        _check(
+            math.isfinite(self.round_deadline_s) and 0 < self.round_deadline_s <= 86_400,
+            "round_deadline_s must be in (0, 86400]",
+        )
+        _check(self.eval_every >= 0, "eval_every must be >= 0 (0 = only after the last round)")
+        for mapping, what in (
+            (self.plan_options, "plan option"),
+            (self.strategy_params, "strategy param"),
+        ):
+            for key, value in mapping.items():
+                _check(math.isfinite(value), f"{what} {key!r} must be finite")
+        _check(len(set(self.features)) == len(self.features), "features must be unique")
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StudySpec:
+        doc = json.loads(text)
+        doc["features"] = tuple(doc["features"])
+        doc["nodes"] = tuple(doc["nodes"])
+        return cls(**doc)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid study spec: {message}")
+
+
+def load_spec(path: Path) -> StudySpec:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read study spec {path}: {exc}") from exc
+    return spec_from_mapping(doc, source=str(path))
+
+
+def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec:
+    """Build a spec from a parsed TOML document, naming the unknown or mistyped key on error."""
+    known = {
+        "name", "rounds", "local_epochs", "local_steps", "batch_size", "optimizer",
+        "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
+        "dataset", "plan", "strategy",
+    }  # fmt: skip
+    unknown = set(doc) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+    dataset = _table(doc, "dataset", source)
+    plan = _table(doc, "plan", source)
+    strategy = doc.get("strategy", {"name": "fedavg"})
+    try:
+        return StudySpec(
+            name=str(doc["name"]),
+            dataset=str(dataset["name"]),
+            features=tuple(str(f) for f in dataset.get("features", [])),
+            label=str(dataset.get("label", "")),
+            plan=str(plan["name"]),
+            plan_version=str(plan["version"]),
+            plan_sha256=str(plan.get("sha256", "")),
+            plan_options=_floats(plan.get("options", {})),
+            strategy=str(strategy["name"]),
+            strategy_params=_floats(strategy.get("params", {})),
+            rounds=int(doc["rounds"]),
+            local_epochs=int(doc.get("local_epochs", 1)),
+            local_steps=int(doc.get("local_steps", 0)),
+            batch_size=int(doc.get("batch_size", 32)),
+            optimizer=cast(Optimizer, str(doc.get("optimizer", "sgd"))),
+            learning_rate=float(doc.get("learning_rate", 0.01)),
+            min_nodes=int(doc.get("min_nodes", 1)),
+            round_deadline_s=float(doc.get("round_deadline_s", 60.0)),
+            eval_every=int(doc.get("eval_every", 1)),
+            seed=int(doc.get("seed", 0)),
+            nodes=tuple(str(n) for n in doc.get("nodes", [])),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: [{key}] table is missing")
+    return value
+
+
+def _floats(mapping: Any) -> dict[str, float]:
+    if not isinstance(mapping, Mapping):
+        raise ConfigError("options/params must be a table of numbers")
+    return {str(k): float(v) for k, v in mapping.items()}
+
+
+def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
+    return pb.StudySpec(
+        name=spec.name,
+        dataset=pb.DatasetRef(name=spec.dataset, features=list(spec.features), label=spec.label),
+        plan=pb.PlanRef(name=spec.plan, version=spec.plan_version, sha256=spec.plan_sha256),
+        plan_options=dict(spec.plan_options),
+        strategy=pb.StrategySpec(name=spec.strategy, params=dict(spec.strategy_params)),
+        rounds=spec.rounds,
+        local_epochs=spec.local_epochs,
+        local_steps=spec.local_steps,
+        batch_size=spec.batch_size,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        min_nodes=spec.min_nodes,
+        round_deadline_s=spec.round_deadline_s,
+        eval_every=spec.eval_every,
+        seed=spec.seed,
+        nodes=list(spec.nodes),
+    )
+
+
+def spec_from_proto(message: pb.StudySpec) -> StudySpec:
+    return StudySpec(
+        name=message.name,
+        dataset=message.dataset.name,
+        features=tuple(message.dataset.features),
+        label=message.dataset.label,
+        plan=message.plan.name,
+        plan_version=message.plan.version,
+        plan_sha256=message.plan.sha256,
+        plan_options=dict(message.plan_options),
+        strategy=message.strategy.name,
+        strategy_params=dict(message.strategy.params),
+        rounds=message.rounds,
+        local_epochs=message.local_epochs,
+        local_steps=message.local_steps,
+        batch_size=message.batch_size,
+        optimizer=cast(Optimizer, message.optimizer),
+        learning_rate=message.learning_rate,
+        min_nodes=message.min_nodes,
+        round_deadline_s=message.round_deadline_s,
+        eval_every=message.eval_every,
+        seed=message.seed,
+        nodes=tuple(message.nodes),
+    )

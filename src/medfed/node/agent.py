@@ -1,0 +1,122 @@
+"""The node's main loop: dial out, heartbeat, pull a task, admit it, run it, reply.
+
+The node never listens. When the coordinator is unreachable it retries with exponential backoff
+and full jitter (so a hospital fleet does not reconnect in lockstep after an outage); when the
+coordinator refuses its certificate it stops at once with the reason, since retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+
+from medfed.errors import AuthError, MedfedError, PolicyError, TransportError
+from medfed.node.client import CoordinatorClient
+from medfed.node.executor import TaskExecutor
+from medfed.protocol.v1 import medfed_pb2 as pb
+
+log = logging.getLogger("medfed.node")
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter.
+
+    See M. Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * (2**self.attempt))
+        self.attempt += 1
+        return self.rng.uniform(0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        client: CoordinatorClient,
+        executor: TaskExecutor,
+        datasets: list[str],
+        *,
+        heartbeat_interval_s: float = 5.0,
+        poll_wait_s: float = 20.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._client = client
+        self._executor = executor
+        self._datasets = datasets
+        self._heartbeat_s = heartbeat_interval_s
+        self._poll_s = poll_wait_s
+        self._backoff = backoff or Backoff()
+        self.stop = threading.Event()
+        self.fatal: AuthError | None = None
+        self.completed_tasks = 0
+
+    def run(self) -> None:
+        """Serve until stopped; raises AuthError if the coordinator refuses this node."""
+        beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            while not self.stop.is_set() and self.fatal is None:
+                try:
+                    task = self._client.pull(self._poll_s)
+                    self._backoff.reset()
+                    if task is not None:
+                        self._handle(task)
+                except AuthError as exc:
+                    self.fatal = exc
+                except TransportError as exc:
+                    delay = self._backoff.next_delay()
+                    log.warning("coordinator unreachable (%s); retrying in %.1f s", exc, delay)
+                    self.stop.wait(delay)
+        finally:
+            self.stop.set()
+            beat.join(timeout=2.0)
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _heartbeats(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._client.heartbeat(self._datasets)
+            except AuthError as exc:
+                self.fatal = exc
+                self.stop.set()
+                return
+            except TransportError as exc:
+                log.debug("heartbeat failed: %s", exc)
+            self.stop.wait(self._heartbeat_s)
+
+    def _handle(self, task: pb.Task) -> None:
+        what = f"study {task.study_id} round {task.round}"
+        try:
+            plan, data = self._executor.admit(task)
+        except PolicyError as exc:
+            log.warning("refusing %s: %s (%s)", what, exc, exc.code)
+            self._client.refuse(task, exc.code, str(exc))
+            return
+        try:
+            weights = self._client.fetch_model(task.model_sha256)
+            outcome = self._executor.run(task, plan, data, weights)
+        except (TransportError, AuthError):
+            raise
+        except MedfedError as exc:
+            log.error("task for %s failed: %s", what, exc)
+            self._client.refuse(task, "task_failed", str(exc))
+            return
+        reply = self._client.submit(task, outcome.num_examples, outcome.metrics, outcome.weights)
+        self.completed_tasks += 1
+        if reply.accepted:
+            log.info("%s: reply accepted", what)
+        else:
+            log.warning("%s: reply rejected by coordinator: %s", what, reply.reason)

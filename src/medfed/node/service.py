@@ -1,0 +1,56 @@
+"""Starting a node: check our own certificate first, then build the agent from the config."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from medfed.data.registry import DatasetRegistry
+from medfed.errors import AuthError
+from medfed.node.agent import Backoff, NodeAgent
+from medfed.node.client import CoordinatorClient
+from medfed.node.config import NodeConfig
+from medfed.node.executor import TaskExecutor
+from medfed.node.policy import LocalPolicy
+from medfed.pki.identity import Identity, Role, identity_from_cert
+from medfed.transport.tls import TlsFiles
+
+
+def check_own_certificate(tls: TlsFiles, now: datetime | None = None) -> Identity:
+    """Fail fast, with the reason, on a certificate the coordinator would refuse anyway."""
+    cert_pem, _, ca_pem = tls.read()
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    moment = now or datetime.now(UTC)
+    if moment > cert.not_valid_after_utc:
+        raise AuthError(f"certificate {tls.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    if moment < cert.not_valid_before_utc:
+        raise AuthError(f"certificate {tls.cert} is not valid before {cert.not_valid_before_utc}")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise AuthError(f"certificate {tls.cert} was not issued by the CA in {tls.ca}") from exc
+    identity = identity_from_cert(cert)
+    if identity.role is not Role.NODE:
+        raise AuthError(
+            f"certificate {tls.cert} is a {identity.role.value} certificate, not a node's"
+        )
+    return identity
+
+
+def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
+    identity = check_own_certificate(config.tls)
+    datasets = DatasetRegistry(config.state_dir)
+    executor = TaskExecutor(datasets, LocalPolicy(config.state_dir))
+    client = CoordinatorClient(config.coordinator, config.tls, config.server_name)
+    agent = NodeAgent(
+        client,
+        executor,
+        [entry.name for entry in datasets.list()],
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        poll_wait_s=config.poll_wait_s,
+        backoff=Backoff(max_s=config.max_backoff_s),
+    )
+    return identity, agent

@@ -1,0 +1,1 @@
+"""gRPC server and channel factories with mutual TLS, peer identity, size limits."""

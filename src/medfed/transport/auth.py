@@ -1,0 +1,60 @@
+"""Who is calling: the identity comes from the verified TLS peer certificate, never from a message.
+
+gRPC has already checked the chain and validity dates during the handshake (a certificate from
+another CA, an expired one, or none at all never reaches a handler). What remains is checked here
+on every call: the certificate is not revoked, and its role may call this service.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+
+from medfed.errors import IdentityError
+from medfed.pki.identity import Identity, Role, identity_from_pem
+from medfed.pki.revocation import CrlWatcher
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: grpc context.abort raises")  # pragma: no cover
+
+
+class PeerAuthorizer:
+    """Maps a call's TLS peer to an :class:`Identity` and enforces revocation and roles."""
+
+    def __init__(self, crl: CrlWatcher) -> None:
+        self._crl = crl
+
+    def identify(self, context: grpc.ServicerContext) -> Identity:
+        pems = context.auth_context().get("x509_pem_cert", [])
+        if not pems:
+            abort(context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate presented")
+        try:
+            identity = identity_from_pem(pems[0])
+        except IdentityError as exc:
+            abort(context, grpc.StatusCode.UNAUTHENTICATED, f"unusable certificate: {exc}")
+        if self.is_revoked(identity):
+            abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"certificate {identity.serial:x} of {identity.role.value} {identity.name!r} "
+                "is revoked by the consortium CA",
+            )
+        return identity
+
+    def require(self, context: grpc.ServicerContext, role: Role) -> Identity:
+        identity = self.identify(context)
+        if identity.role is not role:
+            abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a {identity.role.value} certificate ({identity.name!r}) cannot call "
+                f"{role.value} services",
+            )
+        return identity
+
+    def is_revoked(self, identity: Identity) -> bool:
+        self._crl.refresh()
+        return self._crl.is_revoked(identity.serial)

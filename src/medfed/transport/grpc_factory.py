@@ -1,0 +1,51 @@
+"""Server and channel factories: the only places that choose gRPC options.
+
+Messages are capped well below gRPC's 2 GiB default: models stream as 1 MiB chunks, so no single
+message needs more than a few MiB. Per-study caps on a whole update are enforced by the receiver
+from the study's model manifest.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+
+from medfed.protocol.tensors import CHUNK_BYTES
+from medfed.transport.tls import TlsFiles, channel_credentials, server_credentials
+
+MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
+"""Largest single gRPC message either side accepts (a chunk plus generous framing)."""
+
+_COMMON_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def make_server(bind: str, tls: TlsFiles, *, max_workers: int = 64) -> tuple[grpc.Server, int]:
+    """A gRPC server bound with mTLS to ``bind`` (``host:port``, port 0 picks one) and its port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="medfed-rpc"),
+        options=[
+            *_COMMON_OPTIONS,
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=max_workers * 4,
+    )
+    port = server.add_secure_port(bind, server_credentials(tls))
+    return server, port
+
+
+def make_channel(target: str, tls: TlsFiles, *, server_name: str | None = None) -> grpc.Channel:
+    """A mutual-TLS channel to ``target``; ``server_name`` overrides the name checked in the
+    coordinator's certificate (its SANs) when dialling by an address it is not named for."""
+    options: list[tuple[str, int | str]] = list(_COMMON_OPTIONS)
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.secure_channel(target, channel_credentials(tls), options=options)
