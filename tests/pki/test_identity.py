@@ -22,7 +22,7 @@ from medfed.pki.identity import (
 from .conftest import NOW, read_cert
 
 
-def _self_signed_pem(attributes: list[x509.NameAttribute]) -> bytes:
+def _self_signed_pem(attributes: list[x509.NameAttribute[str]]) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(attributes)
     cert = (

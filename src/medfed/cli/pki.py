@@ -7,18 +7,16 @@ offline CA machine; a hospital runs only ``csr``, so its private key never leave
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from medfed.errors import MedfedError
+from medfed.cli.common import medfed_errors
+from medfed.cli.common import out as console
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.csr import make_csr
 from medfed.pki.files import read_file, write_new
@@ -30,26 +28,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True, soft_wrap=True)
-
 CaOption = Annotated[Path, typer.Option("--ca", help="CA directory made by `medfed pki init`.")]
 SanOption = Annotated[
     list[str] | None,
     typer.Option("--san", help="Extra subjectAltName, DNS name or IP (repeatable)."),
 ]
 DaysOption = Annotated[int, typer.Option("--valid-days", min=1, help="Validity in days.")]
-
-
-@contextmanager
-def medfed_errors() -> Iterator[None]:
-    """Turn a :class:`MedfedError` into one red line on stderr and exit code 2."""
-    try:
-        yield
-    except MedfedError as exc:
-        message = " ".join(str(exc).split())
-        _err.print(f"[red]error:[/red] {escape(message)}")
-        raise typer.Exit(code=2) from None
 
 
 @app.command()
@@ -61,8 +45,8 @@ def init(
     """Create the consortium root CA (ca.crt, ca.key, index.json, crl.pem)."""
     with medfed_errors():
         ca = CertificateAuthority.init(out, consortium, valid_days=valid_days)
-    _out.print(f"created CA {escape(consortium)!r} in {escape(str(out))}")
-    _out.print(f"distribute {escape(str(ca.ca_cert_path))}; keep ca.key offline")
+    console.print(f"created CA {escape(consortium)!r} in {escape(str(out))}")
+    console.print(f"distribute {escape(str(ca.ca_cert_path))}; keep ca.key offline")
 
 
 @app.command()
@@ -80,8 +64,10 @@ def issue(
         authority = CertificateAuthority.load(ca)
         files = authority.issue(name, role, out, sans=san or [], valid_days=valid_days)
         identity = identity_from_pem(read_file(files.cert, "certificate"))
-    _out.print(f"issued {role.value} {name!r} serial {identity.serial:x}")
-    _out.print(f"certificate {escape(str(files.cert))}, key {escape(str(files.key))} (mode 0600)")
+    console.print(f"issued {role.value} {name!r} serial {identity.serial:x}")
+    console.print(
+        f"certificate {escape(str(files.cert))}, key {escape(str(files.key))} (mode 0600)"
+    )
 
 
 @app.command()
@@ -95,8 +81,8 @@ def csr(
     """Hospital side: generate a key here and a CSR to send to the CA operator."""
     with medfed_errors():
         key_path, csr_path = make_csr(name, role, out, consortium=consortium, sans=san or [])
-    _out.print(f"private key {escape(str(key_path))} stays on this machine (mode 0600)")
-    _out.print(f"send {escape(str(csr_path))} to the CA operator")
+    console.print(f"private key {escape(str(key_path))} stays on this machine (mode 0600)")
+    console.print(f"send {escape(str(csr_path))} to the CA operator")
 
 
 @app.command()
@@ -118,8 +104,8 @@ def sign(
         write_new(out, pem)
         authority.copy_ca_cert(out.parent)
         identity = identity_from_pem(pem)
-    _out.print(f"signed {identity.role.value} {identity.name!r} serial {identity.serial:x}")
-    _out.print(f"send {escape(str(out))} and {escape(str(out.parent / 'ca.crt'))} back")
+    console.print(f"signed {identity.role.value} {identity.name!r} serial {identity.serial:x}")
+    console.print(f"send {escape(str(out))} and {escape(str(out.parent / 'ca.crt'))} back")
 
 
 @app.command()
@@ -131,8 +117,8 @@ def revoke(
     with medfed_errors():
         authority = CertificateAuthority.load(ca)
         count = authority.revoke(name)
-    _out.print(f"revoked {count} certificate(s) of {name!r}")
-    _out.print(f"distribute {escape(str(authority.crl_path))} to the coordinator")
+    console.print(f"revoked {count} certificate(s) of {name!r}")
+    console.print(f"distribute {escape(str(authority.crl_path))} to the coordinator")
 
 
 @app.command()
@@ -140,7 +126,7 @@ def crl(ca: CaOption) -> None:
     """Re-sign the CRL with a fresh next-update date (run at least weekly)."""
     with medfed_errors():
         path = CertificateAuthority.load(ca).write_crl()
-    _out.print(f"re-signed {escape(str(path))}")
+    console.print(f"re-signed {escape(str(path))}")
 
 
 @app.command("list")
@@ -148,7 +134,7 @@ def list_certificates(ca: CaOption) -> None:
     """Show every certificate this CA issued."""
     with medfed_errors():
         records = CertificateAuthority.load(ca).issued()
-    _out.print(_issued_table(records, datetime.now(UTC)))
+    console.print(_issued_table(records, datetime.now(UTC)))
 
 
 def _issued_table(records: list[IssuedRecord], now: datetime) -> Table:

@@ -70,3 +70,26 @@ def _table(doc: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
 def _path(base: Path, value: object) -> Path:
     p = Path(str(value)).expanduser()
     return p if p.is_absolute() else base / p
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How an admin (researcher) reaches the coordinator."""
+
+    coordinator: str
+    tls: TlsFiles
+    server_name: str = ""
+
+
+def load_client_config(path: Path) -> ClientConfig:
+    doc = _read_toml(path)
+    tls = _table(doc, "tls", path)
+    base = path.parent
+    try:
+        return ClientConfig(
+            coordinator=str(doc["coordinator"]),
+            tls=TlsFiles(_path(base, tls["cert"]), _path(base, tls["key"]), _path(base, tls["ca"])),
+            server_name=str(doc.get("server_name", "")),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from exc

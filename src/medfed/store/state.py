@@ -51,6 +51,15 @@ from medfed.store.records import (
     study_record,
 )
 
+__all__ = [
+    "MetricsKind",
+    "NodeRecord",
+    "NodeRoundMetrics",
+    "RoundRecord",
+    "StateStore",
+    "StudyRecord",
+]
+
 
 class StateStore:
     """The coordinator's persistent state over SQLAlchemy (SQLite file or PostgreSQL URL).

@@ -1,0 +1,115 @@
+"""``medfed node``: run a hospital node; the data steward's dataset and plan commands."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from medfed.cli.common import err, medfed_errors, out, setup_logging
+from medfed.data.registry import DatasetRegistry
+from medfed.errors import AuthError
+from medfed.node.config import load_node_config
+from medfed.node.policy import LocalPolicy
+from medfed.node.service import build_agent
+from medfed.training.registry import installed_plans, plan_sha256
+
+app = typer.Typer(help="Run a hospital node and manage what it may do.", no_args_is_help=True)
+dataset_app = typer.Typer(help="The local dataset registry (data steward).", no_args_is_help=True)
+plan_app = typer.Typer(help="Approve the training plans this hospital runs.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(plan_app, name="plan")
+
+ConfigOption = Annotated[Path, typer.Option(help="Node TOML config.")]
+
+
+@app.command()
+def start(
+    config: ConfigOption, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
+    """Dial out to the coordinator and serve tasks until SIGINT/SIGTERM."""
+    setup_logging(verbose)
+    with medfed_errors():
+        identity, agent = build_agent(load_node_config(config))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: agent.stop.set())
+    out.print(f"node {identity.name} started", highlight=False)
+    try:
+        agent.run()
+    except AuthError as exc:
+        err.print(f"[red]fatal:[/red] {escape(str(exc))}")
+        raise typer.Exit(code=3) from None
+
+
+@dataset_app.command("add")
+def dataset_add(
+    name: str,
+    config: ConfigOption,
+    csv: Annotated[Path, typer.Option(help="CSV file with a header row.")],
+    label: Annotated[str, typer.Option(help="Label column (0/1).")],
+    features: Annotated[
+        str | None, typer.Option(help="Comma-separated feature columns (default: all others).")
+    ] = None,
+    split_column: Annotated[
+        str | None, typer.Option(help="Column holding train/test per row.")
+    ] = None,
+) -> None:
+    """Register a local CSV dataset; its schema is checked now and on every load."""
+    with medfed_errors():
+        registry = DatasetRegistry(load_node_config(config).state_dir)
+        entry = registry.add(
+            name,
+            csv.resolve(),
+            label=label,
+            features=features.split(",") if features else None,
+            split_column=split_column,
+            now=time.time(),
+        )
+    out.print(f"registered {entry.name}: {entry.rows} rows, {len(entry.features)} features")
+
+
+@dataset_app.command("list")
+def dataset_list(config: ConfigOption) -> None:
+    with medfed_errors():
+        entries = DatasetRegistry(load_node_config(config).state_dir).list()
+    table = Table("name", "rows", "features", "label", "file")
+    for e in entries:
+        table.add_row(e.name, str(e.rows), str(len(e.features)), e.label, str(e.path))
+    out.print(table)
+
+
+@dataset_app.command("remove")
+def dataset_remove(name: str, config: ConfigOption) -> None:
+    with medfed_errors():
+        DatasetRegistry(load_node_config(config).state_dir).remove(name)
+    out.print(f"removed {name}")
+
+
+@plan_app.command("approve")
+def plan_approve(name: str, version: str, config: ConfigOption) -> None:
+    """Approve a plan as installed now (name, version and code hash)."""
+    with medfed_errors():
+        entry = LocalPolicy(load_node_config(config).state_dir).approve(name, version)
+    out.print(f"approved {entry.name} {entry.version} sha256 {entry.sha256}")
+
+
+@plan_app.command("list")
+def plan_list(config: ConfigOption) -> None:
+    """Installed plans and whether this hospital approved them."""
+    with medfed_errors():
+        approved = {
+            (p.name, p.version): p.sha256
+            for p in LocalPolicy(load_node_config(config).state_dir).approved()
+        }
+    table = Table("plan", "version", "installed sha256", "approved")
+    for plan in installed_plans():
+        sha = plan_sha256(plan)
+        ok = approved.get((plan.name, plan.version))
+        state = "yes" if ok == sha else ("CHANGED" if ok else "no")
+        table.add_row(plan.name, plan.version, sha[:16] + "…", state)
+    out.print(table)

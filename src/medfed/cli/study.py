@@ -1,0 +1,102 @@
+"""``medfed study``: what a researcher does with an admin certificate."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from safetensors.numpy import save_file
+
+from medfed.cli.common import medfed_errors, out
+from medfed.cli.tables import node_table, round_table
+from medfed.coordinator.client import AdminClient
+from medfed.coordinator.config import load_client_config
+from medfed.coordinator.spec import StudySpec, load_spec
+from medfed.protocol import tensors
+from medfed.training.registry import get_plan, plan_sha256
+
+app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
+ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
+
+
+def prepare(spec: StudySpec) -> tuple[StudySpec, tensors.Weights]:
+    """Pin the plan's code hash and build the initial model from the locally installed plan."""
+    plan = get_plan(spec.plan, spec.plan_version)
+    pinned = dataclasses.replace(spec, plan_sha256=spec.plan_sha256 or plan_sha256(plan))
+    weights = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)
+    return pinned, weights
+
+
+def _client(config: Path) -> AdminClient:
+    cfg = load_client_config(config)
+    return AdminClient(cfg.coordinator, cfg.tls, cfg.server_name)
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Study spec (TOML).")],
+    config: ConfigOption,
+    watch: Annotated[bool, typer.Option(help="Follow progress until the study ends.")] = False,
+) -> None:
+    """Submit a study; prints its id."""
+    with medfed_errors():
+        pinned, weights = prepare(load_spec(spec))
+        with _client(config) as client:
+            study_id = client.submit(pinned, weights)
+            out.print(study_id)
+            if watch:
+                _follow(client, study_id)
+
+
+def _follow(client: AdminClient, study_id: str) -> None:
+    with Live(console=out, auto_refresh=False) as live:
+        for status in client.watch(study_id):
+            live.update(round_table(status), refresh=True)
+
+
+@app.command()
+def watch(study_id: str, config: ConfigOption) -> None:
+    """Follow a study's rounds live."""
+    with medfed_errors(), _client(config) as client:
+        _follow(client, study_id)
+
+
+@app.command()
+def status(study_id: str, config: ConfigOption) -> None:
+    with medfed_errors(), _client(config) as client:
+        current = client.status(study_id)
+    out.print(round_table(current))
+    if current.message:
+        out.print(current.message)
+
+
+@app.command("list")
+def list_studies(config: ConfigOption) -> None:
+    with medfed_errors(), _client(config) as client:
+        studies = client.studies()
+    for s in studies:
+        out.print(f"{s.study_id}  {s.spec.name}  {s.state}  {s.completed_rounds}/{s.spec.rounds}")
+
+
+@app.command()
+def nodes(config: ConfigOption) -> None:
+    """Nodes the coordinator has seen, and whether they are online."""
+    with medfed_errors(), _client(config) as client:
+        out.print(node_table(client.nodes()))
+
+
+@app.command()
+def download(
+    study_id: str,
+    config: ConfigOption,
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write .safetensors")],
+) -> None:
+    """Download a study's current global model as safetensors."""
+    with medfed_errors(), _client(config) as client:
+        sha = client.status(study_id).model_sha256
+        weights = client.download(sha)
+    save_file({k: v.copy() for k, v in weights.items()}, str(out_file), metadata={"sha256": sha})
+    out.print(f"wrote {out_file} ({sha})")

@@ -1,0 +1,41 @@
+"""Rich tables for study progress, shared by ``medfed study`` and ``medfed demo``."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from medfed.protocol.v1 import medfed_pb2 as pb
+
+
+def _fmt(metrics: dict[str, float] | object, key: str, digits: int = 3) -> str:
+    values = dict(metrics)  # type: ignore[call-overload]
+    return f"{values[key]:.{digits}f}" if key in values else "–"
+
+
+def round_table(status: pb.StudyStatus) -> Table:
+    table = Table(title=f"study {status.study_id} · {status.spec.name} · {status.state}")
+    for column in ("round", "accuracy", "auc", "loss", "participation", "acc min", "acc max",
+                   "acc std", "rejected", "seconds"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for r in status.rounds:
+        m = dict(r.metrics)
+        table.add_row(
+            str(r.round),
+            _fmt(m, "accuracy"),
+            _fmt(m, "auc"),
+            _fmt(m, "loss"),
+            f"{r.accepted}/{r.selected}",
+            _fmt(m, "accuracy_min"),
+            _fmt(m, "accuracy_max"),
+            _fmt(m, "accuracy_std"),
+            str(r.rejected),
+            f"{r.duration_s:.2f}",
+        )
+    return table
+
+
+def node_table(nodes: list[pb.NodeInfo]) -> Table:
+    table = Table("node", "online", "datasets")
+    for n in nodes:
+        table.add_row(n.name, "yes" if n.online else "no", ", ".join(n.datasets))
+    return table

@@ -1,0 +1,192 @@
+"""The data steward's registry: which local files a node may train on, under which name and schema.
+
+A study names a dataset; only the steward maps that name to a file. The file's SHA-256 is pinned at
+registration so a file changed afterwards (re-exported, truncated, swapped) is refused until the
+steward looks at it again, instead of silently joining a study with different data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from medfed.data.csv_source import parse_csv
+from medfed.data.tabular import TabularDataset
+from medfed.errors import DatasetError, StoreError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_FILE_NAME = "datasets.json"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    kind: Literal["csv"]
+    path: Path
+    label: str
+    features: tuple[str, ...]
+    split_column: str | None
+    sha256: str
+    rows: int
+    added_unix: float
+
+
+class DatasetRegistry:
+    """``<state_dir>/datasets.json``, rewritten atomically on every change."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._file = state_dir / _FILE_NAME
+
+    def add(
+        self,
+        name: str,
+        csv_path: Path,
+        *,
+        label: str,
+        features: Sequence[str] | None = None,
+        split_column: str | None = None,
+        now: float,
+    ) -> DatasetEntry:
+        """Register ``csv_path`` after loading it once; pins its hash and resolved features."""
+        if not NAME_PATTERN.fullmatch(name):
+            raise DatasetError(
+                f"dataset name {name!r} must match {NAME_PATTERN.pattern} "
+                "(lower-case letters, digits, '_', '.', '-'; at most 63 characters)"
+            )
+        entries = self._read()
+        if name in entries:
+            raise DatasetError(f"a dataset named {name!r} is already registered; remove it first")
+        path = csv_path.resolve()
+        data = _read_bytes(path)
+        dataset = parse_csv(
+            data, source=str(path), features=features, label=label, split_column=split_column
+        )
+        entry = DatasetEntry(
+            name=name,
+            kind="csv",
+            path=path,
+            label=label,
+            features=dataset.features,
+            split_column=split_column,
+            sha256=hashlib.sha256(data).hexdigest(),
+            rows=dataset.rows,
+            added_unix=float(now),
+        )
+        entries[name] = entry
+        self._write(entries)
+        return entry
+
+    def remove(self, name: str) -> None:
+        entries = self._read()
+        if name not in entries:
+            raise DatasetError(_unknown(name, entries))
+        del entries[name]
+        self._write(entries)
+
+    def list(self) -> list[DatasetEntry]:
+        return sorted(self._read().values(), key=lambda e: e.name)
+
+    def get(self, name: str) -> DatasetEntry:
+        entries = self._read()
+        if name not in entries:
+            raise DatasetError(_unknown(name, entries))
+        return entries[name]
+
+    def load(self, name: str) -> TabularDataset:
+        """The dataset, after checking the file is byte-for-byte the one the steward registered."""
+        entry = self.get(name)
+        data = _read_bytes(entry.path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry.sha256:
+            raise DatasetError(
+                f"dataset {name!r}: {entry.path} changed since it was registered "
+                f"(sha256 {digest[:16]}…, registered {entry.sha256[:16]}…); check the file, then "
+                f"re-register it with `medfed node dataset add`"
+            )
+        return parse_csv(
+            data,
+            source=str(entry.path),
+            features=entry.features,
+            label=entry.label,
+            split_column=entry.split_column,
+        )
+
+    def _read(self) -> dict[str, DatasetEntry]:
+        try:
+            text = self._file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._file}: {exc}") from None
+        try:
+            doc = json.loads(text)
+            if doc.get("version") != _FORMAT_VERSION:
+                raise StoreError(f"{self._file}: unsupported format version {doc.get('version')!r}")
+            return {e["name"]: _entry_from_json(e) for e in doc["datasets"]}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(
+                f"{self._file} is corrupt ({exc!r}); restore it or re-add datasets"
+            ) from None
+
+    def _write(self, entries: dict[str, DatasetEntry]) -> None:
+        """Write-then-rename so a crash leaves either the old or the new registry, never half."""
+        doc = {
+            "version": _FORMAT_VERSION,
+            "datasets": [_entry_to_json(entries[n]) for n in sorted(entries)],
+        }
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._file.with_name(f".{_FILE_NAME}.{os.getpid()}.tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(doc, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._file)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _unknown(name: str, entries: dict[str, DatasetEntry]) -> str:
+    known = ", ".join(sorted(entries)) or "none"
+    return f"no dataset named {name!r}; registered: {known}"
+
+
+def _entry_to_json(entry: DatasetEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        "path": str(entry.path),
+        "label": entry.label,
+        "features": list(entry.features),
+        "split_column": entry.split_column,
+        "sha256": entry.sha256,
+        "rows": entry.rows,
+        "added_unix": entry.added_unix,
+    }
+
+
+def _entry_from_json(doc: dict[str, Any]) -> DatasetEntry:
+    if doc["kind"] != "csv":
+        raise ValueError(f"dataset {doc['name']!r} has unknown kind {doc['kind']!r}")
+    return DatasetEntry(
+        name=str(doc["name"]),
+        kind="csv",
+        path=Path(doc["path"]),
+        label=str(doc["label"]),
+        features=tuple(str(f) for f in doc["features"]),
+        split_column=None if doc["split_column"] is None else str(doc["split_column"]),
+        sha256=str(doc["sha256"]),
+        rows=int(doc["rows"]),
+        added_unix=float(doc["added_unix"]),
+    )

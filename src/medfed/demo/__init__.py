@@ -1,0 +1,1 @@
+"""The demo consortium: a throwaway CA, a coordinator and four hospital nodes on loopback."""

@@ -1,0 +1,87 @@
+"""What a training plan is: a model plus its local training recipe, behind one small contract.
+
+A study refers to a plan by name and version; the node runs its own installed copy (see
+``registry.plan_sha256``), so no model code ever crosses the wire, only weights and this config.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from medfed.data.tabular import TabularDataset
+from medfed.errors import ConfigError
+from medfed.protocol.tensors import Weights
+
+Optimizer = Literal["sgd", "adam"]
+OPTIMIZERS: tuple[Optimizer, ...] = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class LocalTrainConfig:
+    """One node's local work in one round.
+
+    ``steps > 0`` runs exactly that many minibatch steps (cycling through reshuffled epochs), which
+    equalises compute across hospitals of different sizes; otherwise ``epochs`` full passes run.
+    ``proximal_mu > 0`` adds FedProx's proximal term (Li et al., 2020). ``options`` are the plan's
+    own numeric options (e.g. the MLP's ``hidden``), the same ones given to ``init_weights``.
+    """
+
+    epochs: int
+    steps: int
+    batch_size: int
+    optimizer: Optimizer
+    learning_rate: float
+    proximal_mu: float = 0.0
+    seed: int = 0
+    options: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.steps < 0 or (self.epochs == 0 and self.steps == 0):
+            raise ConfigError(
+                f"local training needs epochs > 0 or steps > 0 (got {self.epochs}, {self.steps})"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"learning rate must be finite and > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.proximal_mu) and self.proximal_mu >= 0):
+            raise ConfigError(f"proximal_mu must be finite and >= 0, got {self.proximal_mu}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    weights: Weights
+    num_examples: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    num_examples: int
+    metrics: dict[str, float]
+
+
+class TrainingPlan(Protocol):
+    """The contract every installed plan meets (binary classification on a ``TabularDataset``)."""
+
+    name: str
+    version: str
+
+    def init_weights(self, n_features: int, seed: int, options: Mapping[str, float]) -> Weights:
+        """Fresh weights, a pure function of the arguments."""
+        ...
+
+    def train(
+        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
+    ) -> TrainResult:
+        """Train from ``weights`` on ``data.x_train``; deterministic given ``config.seed``."""
+        ...
+
+    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+        """Metrics of ``weights`` on ``data.x_test``: ``accuracy``, ``auc``, ``loss``."""
+        ...

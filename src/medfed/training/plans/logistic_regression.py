@@ -1,0 +1,48 @@
+"""Logistic regression: one linear layer and a sigmoid, FLamby's baseline for Fed-Heart-Disease.
+
+torch is imported inside the methods so that looking this plan up (or hashing it) does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from medfed.data.tabular import TabularDataset
+from medfed.protocol.tensors import Weights
+from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_OPTIONS: frozenset[str] = frozenset()
+
+
+class LogisticRegressionPlan:
+    name = "logistic_regression"
+    version = "1"
+
+    def init_weights(self, n_features: int, seed: int, options: Mapping[str, float]) -> Weights:
+        from medfed.training.plans import _torch
+
+        _torch.check_options(options, _OPTIONS)
+        return _torch.init_weights(_model(n_features), seed)
+
+    def train(
+        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
+    ) -> TrainResult:
+        from medfed.training.plans import _torch
+
+        _torch.check_options(config.options, _OPTIONS)
+        return _torch.train(_model(data.n_features), weights, data, config)
+
+    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+        from medfed.training.plans import _torch
+
+        return _torch.evaluate(_model(data.n_features), weights, data)
+
+
+def _model(n_features: int) -> nn.Module:
+    from torch import nn
+
+    return nn.Linear(n_features, 1)

@@ -1,0 +1,61 @@
+"""A one-hidden-layer perceptron (ReLU): a small step up from logistic regression.
+
+Option ``hidden`` (default 32) sets the width; ``evaluate`` reads it from the weights' shapes.
+torch is imported inside the methods so that looking this plan up (or hashing it) does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from medfed.data.tabular import TabularDataset
+from medfed.errors import TrainingError
+from medfed.protocol.tensors import Weights
+from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_OPTIONS = frozenset({"hidden"})
+DEFAULT_HIDDEN = 32
+
+
+class MlpPlan:
+    name = "mlp"
+    version = "1"
+
+    def init_weights(self, n_features: int, seed: int, options: Mapping[str, float]) -> Weights:
+        from medfed.training.plans import _torch
+
+        _torch.check_options(options, _OPTIONS)
+        return _torch.init_weights(_model(n_features, _hidden(options)), seed)
+
+    def train(
+        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
+    ) -> TrainResult:
+        from medfed.training.plans import _torch
+
+        _torch.check_options(config.options, _OPTIONS)
+        model = _model(data.n_features, _hidden(config.options))
+        return _torch.train(model, weights, data, config)
+
+    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+        from medfed.training.plans import _torch
+
+        first = weights.get("0.weight")
+        hidden = int(first.shape[0]) if first is not None and first.ndim == 2 else DEFAULT_HIDDEN
+        return _torch.evaluate(_model(data.n_features, hidden), weights, data)
+
+
+def _hidden(options: Mapping[str, float]) -> int:
+    value = options.get("hidden", DEFAULT_HIDDEN)
+    if not float(value).is_integer() or not 1 <= value <= 4096:
+        raise TrainingError(f"option 'hidden' must be an integer in [1, 4096], got {value}")
+    return int(value)
+
+
+def _model(n_features: int, hidden: int) -> nn.Module:
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
