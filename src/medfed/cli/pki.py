@@ -139,8 +139,11 @@ def list_certificates(ca: CaOption) -> None:
 
 def _issued_table(records: list[IssuedRecord], now: datetime) -> Table:
     table = Table(title=f"{len(records)} certificate(s) issued")
-    for column in ("serial", "name", "role", "expires", "status"):
-        table.add_column(column)
+    table.add_column(
+        "serial", overflow="fold"
+    )  # folded, never cut: revocation tools need all of it
+    for column in ("name", "role", "expires", "status"):
+        table.add_column(column, no_wrap=True)
     for record in records:
         table.add_row(
             f"{record.serial:x}",

@@ -53,6 +53,7 @@ def create_consortium(
     state_url: str = "",
     heartbeat_interval_s: float = 1.0,
     node_offline_after_s: float = 5.0,
+    poll_wait_s: float = 10.0,
 ) -> Consortium:
     ca = CertificateAuthority.init(root / "ca", name)
     port = port or free_port()
@@ -84,7 +85,7 @@ def create_consortium(
                 port,
                 node,
                 extra=f'state_dir = "state"\nheartbeat_interval_s = '
-                f"{heartbeat_interval_s}\npoll_wait_s = 10\nmax_backoff_s = 2\n",
+                f"{heartbeat_interval_s}\npoll_wait_s = {poll_wait_s}\nmax_backoff_s = 2\n",
             )  # fmt: skip
         )
         node_configs[node] = config

@@ -96,8 +96,8 @@ def manifest_of(weights: Mapping[str, npt.NDArray[np.generic]]) -> Manifest:
 
 def tensor_bytes(array: npt.NDArray[np.generic]) -> memoryview:
     """The array's raw little-endian C-order bytes, without a copy where possible."""
-    little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-    return memoryview(np.ascontiguousarray(little)).cast("B")
+    little = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
+    return memoryview(little.reshape(-1).view(np.uint8))
 
 
 def iter_data(weights: Mapping[str, npt.NDArray[np.generic]]) -> Iterator[memoryview]:

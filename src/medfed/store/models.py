@@ -104,9 +104,11 @@ class ModelStore:
             with safe_open(str(path), framework="np") as f:
                 order = _order_from(f.metadata(), set(f.keys()), path)
                 weights: Weights = {name: f.get_tensor(name) for name in order}
-        except (SafetensorError, OSError) as exc:
+            got = weights_sha256(weights)
+        # KeyError: a dtype NumPy's safetensors loader lacks (bf16); ProtocolError: one the wire
+        # codec refuses. Either means the file is not one this store wrote.
+        except (SafetensorError, OSError, KeyError, ValueError, ProtocolError) as exc:
             raise StoreError(f"model file {path} is unreadable: {exc}") from exc
-        got = weights_sha256(weights)
         if got != sha:
             raise StoreError(f"model file {path} is corrupt: its tensors hash to {got}")
         return weights
@@ -124,6 +126,7 @@ class ModelStore:
 
 
 def _c_order(array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    array = np.asarray(array)  # a NumPy scalar has no data pointer for safetensors to read
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 

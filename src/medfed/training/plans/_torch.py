@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -50,7 +51,7 @@ def to_weights(model: nn.Module) -> Weights:
     return {name: t.detach().cpu().numpy().copy() for name, t in model.state_dict().items()}
 
 
-def load_weights(model: nn.Module, weights: Mapping[str, np.ndarray]) -> None:
+def load_weights(model: nn.Module, weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
     """Copy ``weights`` into ``model`` after checking names, order, shapes and dtype."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     got = {name: tuple(int(d) for d in a.shape) for name, a in weights.items()}

@@ -8,6 +8,7 @@ import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.numpy import save_file
 
 from medfed.errors import StoreError
 from medfed.protocol.tensors import (
@@ -25,7 +26,7 @@ def random_array(
     rng: np.random.Generator, dtype: str, shape: tuple[int, ...]
 ) -> npt.NDArray[np.generic]:
     if dtype == "bool":
-        return rng.random(shape) < 0.5
+        return np.asarray(rng.random(shape) < 0.5)
     if dtype.startswith(("int", "uint")):
         info = np.iinfo(dtype)
         return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
@@ -255,3 +256,16 @@ def test_put_raw_refuses_wrong_size(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="manifest says"):
         store.put_raw(manifest_of(weights), raw, weights_sha256(weights))
+
+
+def test_file_with_foreign_dtype_is_a_store_error(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    sha = store.put({"w": np.zeros(3, dtype=np.float32)})
+    save_file(
+        {"w": np.zeros(3, dtype=np.complex64)},
+        str(store.path(sha)),
+        metadata={"order": '["w"]', "sha256": sha},
+    )
+
+    with pytest.raises(StoreError, match="unreadable"):
+        store.get(sha)

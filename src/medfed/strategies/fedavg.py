@@ -1,0 +1,151 @@
+"""Federated averaging: the new model is the example-weighted mean of the nodes' models.
+
+w_{t+1} = sum_k n_k w_k / sum_k n_k  (McMahan et al., 2017, "Communication-Efficient Learning of
+Deep Networks from Decentralized Data", Algorithm 1). ``weighted_average`` is the in-memory
+reference; ``WeightedSum`` computes the same thing streaming, one reply at a time, with float64
+accumulators and fixed-size blocks so no full-size temporary is ever made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from medfed.errors import ProtocolError, StrategyError
+from medfed.protocol.tensors import Manifest, Weights, manifest_of
+
+NDArray = npt.NDArray[np.generic]
+BLOCK_ELEMENTS = 1 << 20
+"""Elements per block: 8 MiB of float64 scratch, enough to run at memory bandwidth."""
+
+
+def weighted_average(updates: Sequence[tuple[Mapping[str, NDArray], float]]) -> Weights:
+    """Reference FedAvg: ``np.average`` over stacked updates, cast back to each tensor's dtype."""
+    if not updates:
+        raise StrategyError("cannot average zero updates")
+    weights = np.array([_check_weight(w) for _, w in updates], dtype=np.float64)
+    first = updates[0][0]
+    out: Weights = {}
+    for name, array in first.items():
+        stack = np.stack([np.asarray(u[name], dtype=np.float64) for u, _ in updates])
+        out[name] = _cast(np.average(stack, axis=0, weights=weights), array.dtype)
+    return out
+
+
+class WeightedSum:
+    """Running ``sum_k weight_k * update_k`` over replies with one fixed layout.
+
+    Replies are added in whatever order they are given; float64 addition is not associative, so a
+    caller that needs bit-identical results across runs must add in a deterministic order.
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        for spec in manifest.tensors:
+            if np.dtype(spec.dtype).kind not in "fiu":
+                raise StrategyError(f"tensor {spec.name!r}: cannot average dtype {spec.dtype}")
+        self._manifest = manifest
+        self._sums = {t.name: np.zeros(t.size, dtype=np.float64) for t in manifest.tensors}
+        self._total = 0.0
+        self._count = 0
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def total_weight(self) -> float:
+        return self._total
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def add(self, weights: Mapping[str, NDArray], weight: float) -> None:
+        """Add ``weight * weights``; layout and weight are checked before anything is summed."""
+        weight = _check_weight(weight)
+        try:
+            got = manifest_of(weights)
+        except ProtocolError as exc:
+            raise StrategyError(str(exc)) from None
+        if got != self._manifest:
+            raise StrategyError(
+                f"update layout {_describe(got)} does not match "
+                f"the round's {_describe(self._manifest)}"
+            )
+        scratch = np.empty(min(BLOCK_ELEMENTS, _largest(self._manifest)), dtype=np.float64)
+        for name, array in weights.items():
+            flat = np.ravel(array)  # a view for C-contiguous arrays and memmaps
+            acc = self._sums[name]
+            for start in range(0, flat.size, BLOCK_ELEMENTS):
+                stop = min(start + BLOCK_ELEMENTS, flat.size)
+                block = scratch[: stop - start]
+                np.multiply(flat[start:stop], weight, out=block, dtype=np.float64)
+                np.add(acc[start:stop], block, out=acc[start:stop])
+        self._total += weight
+        self._count += 1
+
+    def mean(self) -> Weights:
+        """The weighted mean, each tensor cast back to its manifest dtype (integers rounded)."""
+        if self._count == 0:
+            raise StrategyError("no updates were added; there is nothing to average")
+        scratch = np.empty(min(BLOCK_ELEMENTS, _largest(self._manifest)), dtype=np.float64)
+        out: Weights = {}
+        for spec in self._manifest.tensors:
+            acc = self._sums[spec.name]
+            result = np.empty(spec.size, dtype=spec.numpy_dtype)
+            for start in range(0, spec.size, BLOCK_ELEMENTS):
+                stop = min(start + BLOCK_ELEMENTS, spec.size)
+                block = scratch[: stop - start]
+                np.divide(acc[start:stop], self._total, out=block)
+                result[start:stop] = _cast(block, result.dtype)
+            if result.dtype.kind == "f" and not bool(np.isfinite(result).all()):
+                raise StrategyError(f"the average of tensor {spec.name!r} is not finite")
+            out[spec.name] = result.reshape(spec.shape)
+        return out
+
+
+class FedAvg:
+    """Example-weighted FedAvg; nodes get no extra training settings."""
+
+    name = "fedavg"
+
+    def configure_train(self, server_round: int) -> dict[str, float]:
+        return {}
+
+    def start_round(self, manifest: Manifest) -> WeightedSum:
+        return WeightedSum(manifest)
+
+    def aggregate(
+        self, server_round: int, acc: WeightedSum, previous: Mapping[str, NDArray]
+    ) -> Weights:
+        """The weighted mean of this round's replies (``previous`` only fixes the layout)."""
+        if manifest_of(previous) != acc.manifest:
+            raise StrategyError("this round's replies do not have the global model's layout")
+        return acc.mean()
+
+
+def _check_weight(weight: float) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, int | float | np.number):
+        raise StrategyError(f"an update's weight must be a number, got {type(weight).__name__}")
+    value = float(weight)
+    if not (math.isfinite(value) and value > 0):
+        raise StrategyError(f"an update's weight must be finite and > 0, got {weight}")
+    return value
+
+
+def _cast(values: npt.NDArray[np.float64], dtype: np.dtype[np.generic]) -> NDArray:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)  # type: ignore[type-var]
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def _largest(manifest: Manifest) -> int:
+    return max((t.size for t in manifest.tensors), default=0)
+
+
+def _describe(manifest: Manifest) -> str:
+    return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in manifest.tensors) or "(empty)"

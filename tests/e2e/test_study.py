@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+
+from medfed.data.heart_disease import heart_disease_centres
+from medfed.training.baselines import evaluate_everywhere, pooled_accuracy, train_local
+from medfed.training.plan import LocalTrainConfig
+from medfed.training.registry import get_plan
+from tests.e2e.harness import HOSPITALS, Network, small_study
+
+
+def test_four_hospitals_beat_the_best_single_hospital(network: Network) -> None:
+    network.start_coordinator()
+    network.start_nodes()
+    spec = small_study(rounds=small_study().rounds if small_study().rounds <= 20 else 20)
+    study_id = network.submit(spec)
+
+    status = network.wait_done(study_id, timeout_s=240)
+
+    assert status.state == "completed", status.message
+    assert status.completed_rounds == spec.rounds
+    assert [r.round for r in status.rounds] == list(range(1, spec.rounds + 1))
+    last = status.rounds[-1]
+    assert last.accepted == len(HOSPITALS)
+    assert {m.node for m in last.per_node} == set(HOSPITALS)
+    assert last.metrics["participation"] == 1.0
+    assert last.metrics["accuracy_min"] <= last.metrics["accuracy"] <= last.metrics["accuracy_max"]
+
+    plan = get_plan(spec.plan, spec.plan_version)
+    centres = heart_disease_centres()
+    final = network.admin.download(status.model_sha256)
+    federated = pooled_accuracy(evaluate_everywhere(plan, final, centres))
+    assert np.isclose(federated, last.metrics["accuracy"], atol=1e-6)
+
+    init = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)
+    config = LocalTrainConfig(
+        epochs=spec.local_epochs * spec.rounds,
+        steps=0,
+        batch_size=spec.batch_size,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        proximal_mu=0.0,
+        seed=spec.seed,
+        options=spec.plan_options,
+    )
+    best_single = max(
+        pooled_accuracy(evaluate_everywhere(plan, train_local(data, plan, config, init), centres))
+        for data in centres.values()
+    )
+    assert federated > best_single
+
+
+def test_fedprox_study_sends_mu_and_completes(network: Network) -> None:
+    network.start_coordinator()
+    network.start_nodes()
+    spec = small_study(rounds=2, strategy="fedprox", strategy_params={"mu": 0.1})
+
+    status = network.wait_done(network.submit(spec), timeout_s=120)
+
+    assert status.state == "completed"
+    assert status.completed_rounds == 2
