@@ -41,6 +41,11 @@ class Hostile:
     def model(self, task: pb.Task) -> dict[str, np.ndarray]:
         return {k: np.array(v) for k, v in self.client.fetch_model(task.model_sha256).items()}
 
+    def refuse_evaluation(self) -> None:
+        task = self.task()
+        assert task.kind == pb.TASK_KIND_EVALUATE
+        self.client.refuse(task, "not_now", "hostile test node skips evaluation")
+
     def close(self) -> None:
         self._stop.set()
         self._beat.join(timeout=5)
@@ -61,7 +66,10 @@ def _one_round(network: Network) -> str:
     return network.submit(passthrough_study(rounds=1, min_nodes=3, round_deadline_s=15.0))
 
 
-def _assert_round_committed_without_hostile(network: Network, study_id: str, reason: str) -> None:
+def _assert_round_committed_without_hostile(
+    network: Network, hostile: Hostile, study_id: str, reason: str
+) -> None:
+    hostile.refuse_evaluation()
     status = network.wait_done(study_id, timeout_s=60)
     assert status.state == "completed"
     first = status.rounds[0]
@@ -83,7 +91,7 @@ def test_nan_update_is_rejected_alone(network: Network, hostile: Hostile) -> Non
 
     assert not reply.accepted
     assert "NaN" in reply.reason
-    _assert_round_committed_without_hostile(network, study_id, "NaN")
+    _assert_round_committed_without_hostile(network, hostile, study_id, "NaN")
 
 
 def test_wrong_shape_is_rejected_alone(network: Network, hostile: Hostile) -> None:
@@ -95,7 +103,7 @@ def test_wrong_shape_is_rejected_alone(network: Network, hostile: Hostile) -> No
 
     assert not reply.accepted
     assert "expected float32[1000]" in reply.reason
-    _assert_round_committed_without_hostile(network, study_id, "float32[1000]")
+    _assert_round_committed_without_hostile(network, hostile, study_id, "float32[1000]")
 
 
 def test_wrong_dtype_is_rejected_alone(network: Network, hostile: Hostile) -> None:
@@ -105,7 +113,8 @@ def test_wrong_dtype_is_rejected_alone(network: Network, hostile: Hostile) -> No
     reply = hostile.client.submit(task, 10, {}, {"w": np.zeros(1000, dtype=np.float64)})
 
     assert not reply.accepted
-    _assert_round_committed_without_hostile(network, study_id, "float64")
+    assert "got float64[1000], expected float32[1000]" in reply.reason
+    _assert_round_committed_without_hostile(network, hostile, study_id, "float64")
 
 
 def test_duplicate_submission_is_rejected(network: Network, hostile: Hostile) -> None:
@@ -120,6 +129,7 @@ def test_duplicate_submission_is_rejected(network: Network, hostile: Hostile) ->
     assert first.accepted, first.reason
     assert not second.accepted
     assert "duplicate" in second.reason or "closed" in second.reason
+    hostile.refuse_evaluation()
     status = network.wait_done(study_id, timeout_s=60)
     assert status.rounds[0].accepted == 4
     assert np.allclose(network.admin.download(status.model_sha256)["w"], 0.001)
@@ -138,6 +148,7 @@ def test_stale_round_update_is_rejected(network: Network, hostile: Hostile) -> N
     assert not reply.accepted
     assert "expired" in reply.reason or "closed" in reply.reason
     hostile.client.refuse(next_task, "busy", "done testing")
+    hostile.refuse_evaluation()
     status = network.wait_done(study_id, timeout_s=60)
     assert status.completed_rounds == 2
     assert np.allclose(network.admin.download(status.model_sha256)["w"], 0.002)

@@ -69,7 +69,7 @@ class StudyRunner(threading.Thread):
         super().__init__(name=f"study-{study_id}", daemon=True)
         self.study_id = study_id
         self._p = parts
-        self._stop = stop
+        self._halt = stop
 
     def run(self) -> None:
         try:
@@ -85,7 +85,7 @@ class StudyRunner(threading.Thread):
         sha = record.model_sha256
         weights = self._p.models.get(sha)
         next_round = record.completed_rounds + 1
-        while next_round <= spec.rounds and not self._stop.is_set():
+        while next_round <= spec.rounds and not self._halt.is_set():
             outcome = self._train_round(spec, strategy, next_round, weights, sha)
             if outcome is None:
                 continue
@@ -93,7 +93,7 @@ class StudyRunner(threading.Thread):
             if _evaluates(spec, next_round):
                 self._evaluate(spec, next_round, sha)
             next_round += 1
-        if not self._stop.is_set():
+        if not self._halt.is_set():
             self._set_state("completed", f"{spec.rounds} rounds committed")
 
     def _set_state(self, state: str, message: str) -> None:
@@ -103,7 +103,7 @@ class StudyRunner(threading.Thread):
     def _select(self, spec: StudySpec) -> list[str] | None:
         """Online nodes for the study, waiting (politely) until at least min_nodes are there."""
         announced = False
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             nodes = self._p.directory.online(spec.dataset, spec.nodes)
             if len(nodes) >= spec.min_nodes:
                 return nodes
@@ -112,7 +112,7 @@ class StudyRunner(threading.Thread):
                     "waiting", f"{len(nodes)} of at least {spec.min_nodes} nodes online"
                 )
                 announced = True
-            self._stop.wait(0.2)
+            self._halt.wait(0.2)
         return None
 
     def _train_round(
@@ -138,6 +138,8 @@ class StudyRunner(threading.Thread):
         )
         extra = strategy.configure_train(round_no)
         self._dispatch(spec, round_, nodes, sha, extra)
+        if self._halt.is_set():
+            return None
         if round_.accepted < spec.min_nodes:
             self._record_failed(round_, spec, len(nodes))
             return None
@@ -207,7 +209,7 @@ class StudyRunner(threading.Thread):
             round_.slots[task.task_id] = TaskSlot(task, node)
         self._p.board.open(round_)
         try:
-            round_.wait()
+            round_.wait(stop=self._halt)
         finally:
             self._p.board.close(round_)
 
@@ -222,7 +224,7 @@ class StudyRunner(threading.Thread):
             node, _, why = rejection.partition(": ")
             self._p.state.record_rejection(self.study_id, round_.round, node, why, now=now)
         self._set_state("running", reason)
-        self._stop.wait(0.5)
+        self._halt.wait(0.5)
 
 
 def _evaluates(spec: StudySpec, round_no: int) -> bool:
@@ -285,7 +287,7 @@ class Engine:
 
     def __init__(self, parts: EngineParts) -> None:
         self._parts = parts
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._runners: dict[str, StudyRunner] = {}
         self._lock = threading.Lock()
 
@@ -294,7 +296,7 @@ class Engine:
             runner = self._runners.get(study_id)
             if runner is not None and runner.is_alive():
                 return
-            runner = StudyRunner(study_id, self._parts, self._stop)
+            runner = StudyRunner(study_id, self._parts, self._halt)
             self._runners[study_id] = runner
             runner.start()
 
@@ -307,7 +309,7 @@ class Engine:
         return resumed
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
+        self._halt.set()
         with self._lock:
             runners = list(self._runners.values())
         for runner in runners:

@@ -121,14 +121,19 @@ class OpenRound:
         slot.status = status
         self.cond.notify_all()
 
-    def wait(self, clock: Callable[[], float] = time.monotonic) -> None:
-        """Block until every task has an answer or the deadline passes, then close the round."""
+    def wait(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Block until every task has an answer or the deadline passes (or ``stop`` is set),
+        then close the round."""
         with self.cond:
             while not self.all_finished():
                 remaining = self.deadline - clock()
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     break
-                self.cond.wait(timeout=min(remaining, 1.0))
+                self.cond.wait(timeout=min(remaining, 0.2))
             self.closed = True
             for slot in self.slots.values():
                 if slot.status not in _FINISHED:

@@ -71,8 +71,8 @@ def _apply(
     first = next(chunks, None)
     if first is None or first.WhichOneof("part") != "manifest":
         raise Rejected("the update header must be followed by its manifest")
-    manifest = tensors.manifest_from_proto(first.manifest, max_bytes=slot.task.max_update_bytes)
-    tensors.same_layout(round_.manifest, manifest)
+    manifest = tensors.manifest_from_proto(first.manifest)
+    tensors.same_layout(round_.manifest, manifest)  # exact layout, so also the per-study size cap
     with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="update-", suffix=".raw") as spool:
         digest = _spool(chunks, manifest, spool)
         if digest != first.manifest.sha256:

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medfed.coordinator.spec import (
+    StudySpec,
+    load_spec,
+    spec_from_mapping,
+    spec_from_proto,
+    spec_to_proto,
+)
+from medfed.errors import ConfigError
+
+MINIMAL = """
+name = "demo"
+rounds = 3
+[dataset]
+name = "heart_disease"
+features = ["a", "b"]
+label = "target"
+[plan]
+name = "logistic_regression"
+version = "1"
+"""
+
+
+def test_minimal_toml_gets_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "study.toml"
+    path.write_text(MINIMAL)
+
+    spec = load_spec(path)
+
+    assert spec.rounds == 3
+    assert spec.strategy == "fedavg"
+    assert spec.features == ("a", "b")
+    assert spec.optimizer == "sgd"
+
+
+def test_spec_round_trips_through_proto_and_json(tmp_path: Path) -> None:
+    path = tmp_path / "study.toml"
+    path.write_text(
+        MINIMAL
+        + '[plan.options]\nhidden = 16\n[strategy]\nname = "fedprox"\n[strategy.params]\nmu = 0.1\n'
+    )
+    spec = load_spec(path)
+
+    assert spec_from_proto(spec_to_proto(spec)) == spec
+    assert StudySpec.from_json(spec.to_json()) == spec
+    assert spec.strategy_params == {"mu": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rounds": 0}, "rounds"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"learning_rate": float("nan")}, "learning_rate"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"round_deadline_s": 0.0}, "round_deadline_s"),
+        ({"min_nodes": 0}, "min_nodes"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_field_named(
+    change: dict[str, object], message: str
+) -> None:
+    import tomllib
+
+    doc = tomllib.loads(MINIMAL) | change
+    with pytest.raises(ConfigError, match=message):
+        spec_from_mapping(doc)
+
+
+def test_unknown_key_is_named() -> None:
+    import tomllib
+
+    with pytest.raises(ConfigError, match="roundz"):
+        spec_from_mapping(tomllib.loads(MINIMAL) | {"roundz": 3})
+
+
+def test_missing_plan_table_is_named() -> None:
+    import tomllib
+
+    doc = tomllib.loads(MINIMAL)
+    del doc["plan"]
+    with pytest.raises(ConfigError, match=r"\[plan\]"):
+        spec_from_mapping(doc)
+
+
+def test_unreadable_toml_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("name = ")
+    with pytest.raises(ConfigError, match="cannot read study spec"):
+        load_spec(path)
