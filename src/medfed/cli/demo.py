@@ -28,7 +28,7 @@ from medfed.coordinator.spec import StudySpec
 from medfed.data.heart_disease import HEART_HOSPITALS, heart_disease_centres
 from medfed.demo.consortium import Consortium, create_consortium
 from medfed.demo.heart import heart_study, provision_heart_nodes
-from medfed.demo.processes import spawn, stop, wait_for_nodes
+from medfed.demo.processes import spawn, stop, stop_all, wait_for_nodes
 from medfed.demo.report import Baseline, write_report
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -73,9 +73,11 @@ def _run_study(consortium: Consortium, spec: StudySpec, stack: ExitStack) -> pb.
     cfg = load_client_config(consortium.admin_config)
     admin = stack.enter_context(AdminClient(cfg.coordinator, cfg.tls, cfg.server_name))
     wait_for_ready(admin, timeout_s=30)
-    for node, config in consortium.node_configs.items():
-        process = spawn(["node", "start", "--config", str(config)], logs / f"{node}.log")
-        stack.callback(stop, process)
+    nodes = [
+        spawn(["node", "start", "--config", str(config)], logs / f"{node}.log")
+        for node, config in consortium.node_configs.items()
+    ]
+    stack.callback(stop_all, nodes)
     wait_for_nodes(admin, list(consortium.node_configs), timeout_s=60)
     out.print(
         f"coordinator on {consortium.address}; nodes online: {', '.join(HEART_HOSPITALS.values())}"
@@ -121,9 +123,9 @@ def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
         per = {k: r.metrics["accuracy"] for k, r in results.items()}
         return Baseline(name, pooled_accuracy(results), per)
 
-    out_list = [baseline("federated (FedAvg, this run)", final)]
+    out_list = [baseline("federated (this run)", final)]
     out_list.append(
-        baseline("pooled training (data centralised)", train_pooled(centres, plan, config, init))
+        baseline("pooled (centralised)", train_pooled(centres, plan, config, init))
     )
     for key, label in HEART_HOSPITALS.items():
         out_list.append(baseline(f"{label} alone", train_local(centres[key], plan, config, init)))
@@ -138,7 +140,7 @@ def _report(
     with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as admin:
         final = admin.download(status.model_sha256)
     baselines = _baselines(spec, final)
-    table = Table(title="final model vs baselines (accuracy on each hospital's test split)")
+    table = Table(title="final model vs baselines: accuracy on held-out test splits")
     table.add_column("model")
     table.add_column("pooled test", justify="right")
     for label in HEART_HOSPITALS.values():

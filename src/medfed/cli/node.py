@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -36,14 +37,26 @@ def start(
     setup_logging(verbose)
     with medfed_errors():
         identity, agent = build_agent(load_node_config(config))
+    failure: list[AuthError] = []
+
+    def serve() -> None:
+        try:
+            agent.run()
+        except AuthError as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=serve, name="agent")
+    worker.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: agent.stop.set())
     out.print(f"node {identity.name} started", highlight=False)
-    try:
-        agent.run()
-    except AuthError as exc:
-        err.print(f"[red]fatal:[/red] {escape(str(exc))}")
-        raise typer.Exit(code=3) from None
+    while worker.is_alive() and not agent.stop.is_set():
+        agent.stop.wait(0.5)
+    agent.shutdown()
+    worker.join()
+    if failure:
+        err.print(f"[red]fatal:[/red] {escape(str(failure[0]))}")
+        raise typer.Exit(code=3)
 
 
 @dataset_app.command("add")

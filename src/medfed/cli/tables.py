@@ -14,8 +14,8 @@ def _fmt(metrics: dict[str, float] | object, key: str, digits: int = 3) -> str:
 
 def round_table(status: pb.StudyStatus) -> Table:
     table = Table(title=f"study {status.study_id} · {status.spec.name} · {status.state}")
-    for column in ("round", "accuracy", "auc", "loss", "participation", "acc min", "acc max",
-                   "acc std", "rejected", "seconds"):  # fmt: skip
+    for column in ("round", "acc", "auc", "loss", "nodes", "acc min", "acc max", "acc sd",
+                   "rejected", "s"):  # fmt: skip
         table.add_column(column, justify="right")
     for r in status.rounds:
         m = dict(r.metrics)

@@ -45,6 +45,15 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
         process.wait(timeout=timeout_s)
 
 
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    """SIGTERM everyone first, then wait: shutdown takes one grace period, not one per process."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        stop(process, timeout_s)
+
+
 def kill9(process: subprocess.Popen[bytes]) -> None:
     process.kill()
     process.wait(timeout=10)

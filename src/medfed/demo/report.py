@@ -91,7 +91,11 @@ def plot_accuracy(
         linewidth=2.5,
         label="global (example-weighted)",
     )
-    for style, baseline in zip(("--", ":"), baselines[:2], strict=False):
+    reference = [b for b in baselines if "pooled" in b.name]
+    alone = [b for b in baselines if b.name.endswith("alone")]
+    if alone:
+        reference.append(max(alone, key=lambda b: b.pooled_accuracy))
+    for style, baseline in zip(("--", ":"), reference, strict=False):
         ax.axhline(baseline.pooled_accuracy, color="grey", linestyle=style, label=baseline.name)
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (each hospital's held-out split)")

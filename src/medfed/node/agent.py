@@ -76,6 +76,8 @@ class NodeAgent:
                 except AuthError as exc:
                     self.fatal = exc
                 except TransportError as exc:
+                    if self.stop.is_set():
+                        break
                     delay = self._backoff.next_delay()
                     log.warning("coordinator unreachable (%s); retrying in %.1f s", exc, delay)
                     self.stop.wait(delay)
@@ -84,6 +86,11 @@ class NodeAgent:
             beat.join(timeout=2.0)
         if self.fatal is not None:
             raise self.fatal
+
+    def shutdown(self) -> None:
+        """Stop from another thread: cancels the in-flight long-poll by closing the channel."""
+        self.stop.set()
+        self._client.close()
 
     def _heartbeats(self) -> None:
         while not self.stop.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -42,6 +43,7 @@ def check_own_certificate(tls: TlsFiles, now: datetime | None = None) -> Identit
 
 def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
     identity = check_own_certificate(config.tls)
+    importlib.import_module("torch")  # load the training stack now, not inside round 1's deadline
     datasets = DatasetRegistry(config.state_dir)
     executor = TaskExecutor(datasets, LocalPolicy(config.state_dir))
     client = CoordinatorClient(config.coordinator, config.tls, config.server_name)
