@@ -13,9 +13,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -42,13 +40,7 @@ from medfed.training.plan import LocalTrainConfig
 from medfed.training.registry import get_plan
 
 
-def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/demo"),
-    rounds: Annotated[int | None, typer.Option(help="Override the study's rounds.")] = None,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Keep the consortium here (default: a temp dir).")
-    ] = None,
-) -> None:
+def run_demo(out_dir: Path, rounds: int | None, workdir: Path | None) -> None:
     """Run a FedAvg study across four hospitals over mTLS on loopback and report it."""
     started = time.monotonic()
     with medfed_errors(), ExitStack() as stack:

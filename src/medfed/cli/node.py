@@ -13,12 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from medfed.cli.common import err, medfed_errors, out, setup_logging
-from medfed.data.registry import DatasetRegistry
 from medfed.errors import AuthError
 from medfed.node.config import load_node_config
-from medfed.node.policy import LocalPolicy
-from medfed.node.service import build_agent
-from medfed.training.registry import installed_plans, plan_sha256
 
 app = typer.Typer(help="Run a hospital node and manage what it may do.", no_args_is_help=True)
 dataset_app = typer.Typer(help="The local dataset registry (data steward).", no_args_is_help=True)
@@ -34,6 +30,8 @@ def start(
     config: ConfigOption, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
 ) -> None:
     """Dial out to the coordinator and serve tasks until SIGINT/SIGTERM."""
+    from medfed.node.service import build_agent
+
     setup_logging(verbose)
     with medfed_errors():
         identity, agent = build_agent(load_node_config(config))
@@ -73,6 +71,8 @@ def dataset_add(
     ] = None,
 ) -> None:
     """Register a local CSV dataset; its schema is checked now and on every load."""
+    from medfed.data.registry import DatasetRegistry
+
     with medfed_errors():
         registry = DatasetRegistry(load_node_config(config).state_dir)
         entry = registry.add(
@@ -88,6 +88,8 @@ def dataset_add(
 
 @dataset_app.command("list")
 def dataset_list(config: ConfigOption) -> None:
+    from medfed.data.registry import DatasetRegistry
+
     with medfed_errors():
         entries = DatasetRegistry(load_node_config(config).state_dir).list()
     table = Table("name", "rows", "features", "label", "file")
@@ -98,6 +100,8 @@ def dataset_list(config: ConfigOption) -> None:
 
 @dataset_app.command("remove")
 def dataset_remove(name: str, config: ConfigOption) -> None:
+    from medfed.data.registry import DatasetRegistry
+
     with medfed_errors():
         DatasetRegistry(load_node_config(config).state_dir).remove(name)
     out.print(f"removed {name}")
@@ -106,6 +110,8 @@ def dataset_remove(name: str, config: ConfigOption) -> None:
 @plan_app.command("approve")
 def plan_approve(name: str, version: str, config: ConfigOption) -> None:
     """Approve a plan as installed now (name, version and code hash)."""
+    from medfed.node.policy import LocalPolicy
+
     with medfed_errors():
         entry = LocalPolicy(load_node_config(config).state_dir).approve(name, version)
     out.print(f"approved {entry.name} {entry.version} sha256 {entry.sha256}")
@@ -114,6 +120,9 @@ def plan_approve(name: str, version: str, config: ConfigOption) -> None:
 @plan_app.command("list")
 def plan_list(config: ConfigOption) -> None:
     """Installed plans and whether this hospital approved them."""
+    from medfed.node.policy import LocalPolicy
+    from medfed.training.registry import installed_plans, plan_sha256
+
     with medfed_errors():
         approved = {
             (p.name, p.version): p.sha256

@@ -16,7 +16,6 @@ from medfed.coordinator.client import AdminClient
 from medfed.coordinator.config import load_client_config
 from medfed.coordinator.spec import StudySpec, load_spec
 from medfed.protocol import tensors
-from medfed.training.registry import get_plan, plan_sha256
 
 app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
@@ -24,6 +23,8 @@ ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator
 
 def prepare(spec: StudySpec) -> tuple[StudySpec, tensors.Weights]:
     """Pin the plan's code hash and build the initial model from the locally installed plan."""
+    from medfed.training.registry import get_plan, plan_sha256
+
     plan = get_plan(spec.plan, spec.plan_version)
     pinned = dataclasses.replace(spec, plan_sha256=spec.plan_sha256 or plan_sha256(plan))
     weights = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)

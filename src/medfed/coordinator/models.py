@@ -14,17 +14,23 @@ from medfed.store.models import ModelStore
 class ServedModels:
     """An LRU of encoded models in front of the content-addressed store."""
 
-    def __init__(self, store: ModelStore, capacity: int = 3) -> None:
+    def __init__(self, store: ModelStore, capacity: int = 2) -> None:
         self._store = store
         self._capacity = capacity
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[pb.ModelManifest, bytes]] = OrderedDict()
 
-    def put(self, weights: tensors.Weights) -> str:
-        sha = self._store.put(weights)
-        manifest = tensors.manifest_to_proto(tensors.manifest_of(weights), sha)
-        self._remember(sha, manifest, b"".join(tensors.iter_data(weights)))
-        return sha
+    def put(self, weights: tensors.Weights) -> tuple[str, tensors.Weights]:
+        """Store ``weights``; returns the hash and read-only views of the one copy kept to serve.
+
+        The caller should drop its own arrays and keep the views: one model in memory, not two.
+        """
+        layout = tensors.manifest_of(weights)
+        blob = b"".join(tensors.iter_data(weights))
+        views = tensors.decode(layout, blob)
+        sha = self._store.put(views)
+        self._remember(sha, tensors.manifest_to_proto(layout, sha), blob)
+        return sha, views
 
     def get(self, sha: str) -> tensors.Weights:
         manifest, blob = self._encoded(sha)

@@ -164,7 +164,7 @@ class AdminServicer(rpc.AdminServiceServicer):
         except MedfedError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-        sha = self._models.put(weights)
+        sha, _ = self._models.put(weights)
         study_id = "s-" + secrets.token_hex(6)
         self._state.create_study(study_id, spec.name, spec.to_json(), sha, now=time.time())
         log.info("study %s (%s) submitted by %s", study_id, spec.name, me.name)

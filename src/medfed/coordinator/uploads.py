@@ -9,6 +9,7 @@ the last byte therefore costs nothing but that node's own contribution.
 from __future__ import annotations
 
 import math
+import threading
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +45,7 @@ def receive(
     except Rejected as exc:
         return pb.SubmitReply(accepted=False, reason=str(exc))
     try:
-        _apply(round_, slot, header, chunks, spool_dir)
+        _apply(round_, slot, header, chunks, spool_dir, board.fold_lock)
     except (Rejected, ProtocolError) as exc:
         round_.reject(slot, str(exc))
         return pb.SubmitReply(accepted=False, reason=str(exc))
@@ -57,6 +58,7 @@ def _apply(
     header: pb.UpdateHeader,
     chunks: Iterator[pb.UpdateChunk],
     spool_dir: Path,
+    fold_lock: threading.Lock,
 ) -> None:
     metrics = _check_header(header)
     if slot.task.kind == pb.TASK_KIND_EVALUATE:
@@ -77,10 +79,11 @@ def _apply(
         digest = _spool(chunks, manifest, spool)
         if digest != first.manifest.sha256:
             raise ProtocolError("update data does not match the SHA-256 in its manifest")
-        weights = _memmap(manifest, Path(spool.name))
-        tensors.check_finite(weights)
-        round_.accept_update(slot, weights, header.num_examples, metrics)
-        del weights
+        with fold_lock:
+            weights = _memmap(manifest, Path(spool.name))
+            tensors.check_finite(weights)
+            round_.accept_update(slot, weights, header.num_examples, metrics)
+            del weights
 
 
 def _check_header(header: pb.UpdateHeader) -> dict[str, float]:

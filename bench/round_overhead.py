@@ -1,0 +1,130 @@
+"""Round overhead: coordinator + 4 hospital nodes over mutual TLS on loopback, no training.
+
+Each node runs the ``passthrough`` plan (returns the model + 0.001), so what is measured is the
+network core alone: dispatch, model download, update upload, validation, streaming FedAvg, the
+atomic commit. Everything runs as separate processes, exactly as deployed.
+
+    python bench/round_overhead.py [--dims 1000000 10000000] [--rounds 10] [--reps 1]
+
+Prints, per model size: median seconds per round (commit to commit, rounds 2..R), the median of the
+engine's own round duration (dispatch to last reply), and the coordinator's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from medfed.cli.study import prepare  # noqa: E402
+from medfed.coordinator.client import AdminClient, wait_for_ready  # noqa: E402
+from medfed.coordinator.config import load_client_config  # noqa: E402
+from medfed.demo.consortium import create_consortium  # noqa: E402
+from medfed.demo.heart import heart_study, provision_heart_nodes  # noqa: E402
+from medfed.demo.processes import spawn, stop, stop_all, wait_for_nodes  # noqa: E402
+from medfed.node.policy import LocalPolicy  # noqa: E402
+
+NODES = ["cleveland", "hungary", "switzerland", "va_long_beach"]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
+    consortium = create_consortium(root, NODES, heartbeat_interval_s=1.0, poll_wait_s=10.0)
+    spec = dataclasses.replace(
+        heart_study(),
+        name=f"bench-{dim}",
+        plan="passthrough",
+        plan_version="1",
+        plan_options={"dim": float(dim)},
+        rounds=rounds,
+        eval_every=0,
+        min_nodes=len(NODES),
+        round_deadline_s=120.0,
+    )
+    provision_heart_nodes(consortium, heart_study())
+    for node in NODES:
+        LocalPolicy(consortium.node_state(node)).approve("passthrough", "1")
+    logs = root / "logs"
+    coordinator = spawn(
+        ["coordinator", "start", "--config", str(consortium.coordinator_config)],
+        logs / "coordinator.log",
+    )
+    nodes = []
+    try:
+        cfg = load_client_config(consortium.admin_config)
+        with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as admin:
+            wait_for_ready(admin, 30)
+            nodes = [
+                spawn(["node", "start", "--config", str(c)], logs / f"{n}.log")
+                for n, c in consortium.node_configs.items()
+            ]
+            wait_for_nodes(admin, NODES, 120)
+            pinned, weights = prepare(spec)
+            started = time.monotonic()
+            study_id = admin.submit(pinned, weights)
+            while admin.status(study_id).state not in ("completed", "failed"):
+                time.sleep(0.2)
+            total = time.monotonic() - started
+            status = admin.status(study_id)
+            rss = peak_rss_mib(coordinator.pid)
+            children_rss = max(peak_rss_mib(p.pid) for p in nodes)
+    finally:
+        stop_all(nodes)
+        stop(coordinator)
+    if status.state != "completed":
+        raise SystemExit(f"study failed: {status.message}")
+    commits = [r.committed_unix_ms / 1000 for r in status.rounds]
+    gaps = [b - a for a, b in zip(commits, commits[1:], strict=False)]
+    return {
+        "round_s": statistics.median(gaps),
+        "round_min_s": min(gaps),
+        "round_max_s": max(gaps),
+        "engine_round_s": statistics.median(r.duration_s for r in status.rounds[1:]),
+        "coordinator_peak_rss_mib": rss,
+        "node_peak_rss_mib": children_rss,
+        "study_wall_s": total,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--reps", type=int, default=1)
+    args = parser.parse_args()
+    print(f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}")
+    header = ("| params | MB/model | round s median [min–max] | engine round s | "
+              "coordinator peak RSS MiB | node peak RSS MiB | study wall s |")
+    print(header)
+    print("|" + "---|" * 7)
+    for dim in args.dims:
+        for _ in range(args.reps):
+            with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
+                r = run_once(dim, args.rounds, Path(tmp))
+            print(
+                f"| {dim:,} | {dim * 4 / 1e6:.0f} | {r['round_s']:.3f} "
+                f"[{r['round_min_s']:.3f}–{r['round_max_s']:.3f}] | {r['engine_round_s']:.3f} | "
+                f"{r['coordinator_peak_rss_mib']:.0f} | {r['node_peak_rss_mib']:.0f} | "
+                f"{r['study_wall_s']:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
