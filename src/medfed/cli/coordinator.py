@@ -11,6 +11,7 @@ import typer
 
 from medfed.cli.common import medfed_errors, out, setup_logging
 from medfed.coordinator.config import load_coordinator_config
+from medfed.coordinator.memory import tune_malloc
 from medfed.coordinator.service import Coordinator
 
 app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
@@ -23,6 +24,7 @@ def start(
 ) -> None:
     """Start the coordinator and serve until SIGINT/SIGTERM; resumes unfinished studies."""
     setup_logging(verbose)
+    tune_malloc()
     with medfed_errors():
         coordinator = Coordinator(load_coordinator_config(config))
         coordinator.start()

@@ -116,9 +116,7 @@ def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
         return Baseline(name, pooled_accuracy(results), per)
 
     out_list = [baseline("federated (this run)", final)]
-    out_list.append(
-        baseline("pooled (centralised)", train_pooled(centres, plan, config, init))
-    )
+    out_list.append(baseline("pooled (centralised)", train_pooled(centres, plan, config, init)))
     for key, label in HEART_HOSPITALS.items():
         out_list.append(baseline(f"{label} alone", train_local(centres[key], plan, config, init)))
     return out_list

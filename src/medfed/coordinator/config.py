@@ -29,10 +29,6 @@ class CoordinatorConfig:
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
-    @property
-    def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
-
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Relative paths in the file are taken relative to the file's folder."""

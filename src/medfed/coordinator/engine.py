@@ -144,10 +144,9 @@ class StudyRunner(threading.Thread):
             self._record_failed(round_, spec, len(nodes))
             return None
         assert round_.acc is not None
-        aggregate = strategy.aggregate(round_no, round_.acc, weights)
+        new_weights = strategy.aggregate(round_no, round_.acc, weights)
         round_.acc = None  # the float64 sums are no longer needed: free them before storing
-        new_sha, new_weights = self._p.models.put(aggregate)
-        del aggregate
+        new_sha = self._p.models.put(new_weights)
         self._p.state.commit_round(
             RoundRecord(
                 study_id=self.study_id,

@@ -12,55 +12,48 @@ from medfed.store.models import ModelStore
 
 
 class ServedModels:
-    """An LRU of encoded models in front of the content-addressed store."""
+    """An LRU of models in front of the content-addressed store, kept as arrays and cut into
+    chunks on the fly, so serving a model never needs a second copy of it."""
 
-    def __init__(self, store: ModelStore, capacity: int = 2) -> None:
+    def __init__(self, store: ModelStore, capacity: int = 1) -> None:
         self._store = store
         self._capacity = capacity
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[pb.ModelManifest, bytes]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[pb.ModelManifest, tensors.Weights]] = OrderedDict()
 
-    def put(self, weights: tensors.Weights) -> tuple[str, tensors.Weights]:
-        """Store ``weights``; returns the hash and read-only views of the one copy kept to serve.
-
-        The caller should drop its own arrays and keep the views: one model in memory, not two.
-        """
-        layout = tensors.manifest_of(weights)
-        blob = b"".join(tensors.iter_data(weights))
-        views = tensors.decode(layout, blob)
-        sha = self._store.put(views)
-        self._remember(sha, tensors.manifest_to_proto(layout, sha), blob)
-        return sha, views
+    def put(self, weights: tensors.Weights) -> str:
+        sha = self._store.put(weights)
+        self._remember(sha, tensors.manifest_to_proto(tensors.manifest_of(weights), sha), weights)
+        return sha
 
     def get(self, sha: str) -> tensors.Weights:
-        manifest, blob = self._encoded(sha)
-        return tensors.decode(tensors.manifest_from_proto(manifest), blob)
+        return self._loaded(sha)[1]
 
     def chunks(self, sha: str) -> Iterator[pb.ModelChunk]:
-        manifest, blob = self._encoded(sha)
+        manifest, weights = self._loaded(sha)
         yield pb.ModelChunk(manifest=manifest)
-        view = memoryview(blob)
-        for start in range(0, len(view), tensors.CHUNK_BYTES):
-            yield pb.ModelChunk(data=bytes(view[start : start + tensors.CHUNK_BYTES]))
+        for data in tensors.chunk(tensors.iter_data(weights)):
+            yield pb.ModelChunk(data=data)
 
     def has(self, sha: str) -> bool:
         return self._store.has(sha)
 
-    def _encoded(self, sha: str) -> tuple[pb.ModelManifest, bytes]:
+    def _loaded(self, sha: str) -> tuple[pb.ModelManifest, tensors.Weights]:
         with self._lock:
             hit = self._cache.get(sha)
             if hit is not None:
                 self._cache.move_to_end(sha)
                 return hit
         weights = self._store.get(sha)
+        for array in weights.values():
+            array.flags.writeable = False
         manifest = tensors.manifest_to_proto(tensors.manifest_of(weights), sha)
-        blob = b"".join(tensors.iter_data(weights))
-        self._remember(sha, manifest, blob)
-        return manifest, blob
+        self._remember(sha, manifest, weights)
+        return manifest, weights
 
-    def _remember(self, sha: str, manifest: pb.ModelManifest, blob: bytes) -> None:
+    def _remember(self, sha: str, manifest: pb.ModelManifest, weights: tensors.Weights) -> None:
         with self._lock:
-            self._cache[sha] = (manifest, blob)
+            self._cache[sha] = (manifest, weights)
             self._cache.move_to_end(sha)
             while len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)

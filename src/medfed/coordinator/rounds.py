@@ -148,9 +148,6 @@ class TaskBoard:
         self._queues: dict[str, deque[str]] = {}
         self._rounds: dict[str, OpenRound] = {}
         self._models: dict[str, set[str]] = {}
-        self.fold_lock = threading.Lock()
-        """One update is checked and folded at a time, so at most one update's pages are mapped
-        in memory at once however many hospitals upload concurrently."""
 
     def open(self, round_: OpenRound) -> None:
         with self._cond:

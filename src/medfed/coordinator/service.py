@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 from medfed.coordinator.config import CoordinatorConfig
 from medfed.coordinator.directory import NodeDirectory
@@ -25,10 +24,6 @@ class Coordinator:
     def __init__(self, config: CoordinatorConfig) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(
-            config.spool_dir, ignore_errors=True
-        )  # half-received updates die with a crash
-        config.spool_dir.mkdir(parents=True)
         self.state = StateStore(config.database_url)
         self.models = ServedModels(ModelStore(config.models_dir))
         self.board = TaskBoard()
@@ -47,7 +42,6 @@ class Coordinator:
                 self.directory,
                 self.state,
                 self.models,
-                config.spool_dir,
                 config.heartbeat_interval_s,
             ),
             self.server,

@@ -7,7 +7,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 
@@ -40,7 +39,6 @@ class NodeServicer(rpc.NodeServiceServicer):
         directory: NodeDirectory,
         state: StateStore,
         models: ServedModels,
-        spool_dir: Path,
         heartbeat_interval_s: int,
     ) -> None:
         self._auth = auth
@@ -48,7 +46,7 @@ class NodeServicer(rpc.NodeServiceServicer):
         self._directory = directory
         self._state = state
         self._models = models
-        self._spool = spool_dir
+        self._staging = uploads.StagingPool()
         self._heartbeat_s = heartbeat_interval_s
 
     def Heartbeat(
@@ -105,7 +103,7 @@ class NodeServicer(rpc.NodeServiceServicer):
         self, request_iterator: Iterator[pb.UpdateChunk], context: grpc.ServicerContext
     ) -> pb.SubmitReply:
         me = self._auth.require(context, Role.NODE)
-        reply = uploads.receive(request_iterator, me.name, self._board, self._spool)
+        reply = uploads.receive(request_iterator, me.name, self._board, self._staging)
         if not reply.accepted:
             log.warning("update from %s rejected: %s", me.name, reply.reason)
         return reply
@@ -164,7 +162,7 @@ class AdminServicer(rpc.AdminServiceServicer):
         except MedfedError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
-        sha, _ = self._models.put(weights)
+        sha = self._models.put(weights)
         study_id = "s-" + secrets.token_hex(6)
         self._state.create_study(study_id, spec.name, spec.to_json(), sha, now=time.time())
         log.info("study %s (%s) submitted by %s", study_id, spec.name, me.name)

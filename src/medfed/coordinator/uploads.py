@@ -1,20 +1,19 @@
-"""Receiving one node's reply: judged on its own, spooled to disk, folded only once fully valid.
+"""Receiving one node's reply: judged on its own, staged, folded only once fully valid.
 
-The raw bytes go to a spool file as they arrive, so memory stays O(chunk) per upload and the
-aggregate stays O(model) however many hospitals reply at once. Only after the whole update has
-arrived, matched its manifest and hash, and proved finite is it added to the round's sum; a NaN in
-the last byte therefore costs nothing but that node's own contribution.
+An update is received into a staging buffer, checked whole (exact layout and size, hash when the
+sender gave one, every value finite) and only then added to the round's running sum; a NaN in the
+last byte costs nothing but that node's own contribution. Staging buffers come from a small fixed
+pool, so coordinator memory stays O(model) however many hospitals upload at once: an upload that
+finds the pool empty waits, and gRPC flow control holds its sender back meanwhile.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import tempfile
+import time
 from collections.abc import Iterator
-from pathlib import Path
-
-import numpy as np
+from contextlib import contextmanager
 
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
 from medfed.errors import ProtocolError
@@ -25,8 +24,36 @@ MAX_EXAMPLES = 1_000_000_000
 MAX_METRICS = 64
 
 
+class StagingPool:
+    """At most ``size`` staging buffers, allocated on demand and freed when no upload waits."""
+
+    def __init__(self, size: int = 2) -> None:
+        self._free: list[bytearray] = [bytearray() for _ in range(size)]
+        self._waiting = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def buffer(self, nbytes: int, timeout_s: float) -> Iterator[memoryview]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                if not self._cond.wait_for(lambda: bool(self._free), timeout=timeout_s):
+                    raise Rejected("coordinator busy: no staging buffer free before the deadline")
+            finally:
+                self._waiting -= 1
+            buf = self._free.pop()
+        try:
+            if len(buf) < nbytes:
+                buf = bytearray(nbytes)
+            yield memoryview(buf)[:nbytes]
+        finally:
+            with self._cond:
+                self._free.append(buf if self._waiting else bytearray())
+                self._cond.notify()
+
+
 def receive(
-    chunks: Iterator[pb.UpdateChunk], node: str, board: TaskBoard, spool_dir: Path
+    chunks: Iterator[pb.UpdateChunk], node: str, board: TaskBoard, pool: StagingPool
 ) -> pb.SubmitReply:
     """Validate and apply one reply; never raises for bad input, answers with the reason instead."""
     first = next(chunks, None)
@@ -45,7 +72,7 @@ def receive(
     except Rejected as exc:
         return pb.SubmitReply(accepted=False, reason=str(exc))
     try:
-        _apply(round_, slot, header, chunks, spool_dir, board.fold_lock)
+        _apply(round_, slot, header, chunks, pool)
     except (Rejected, ProtocolError) as exc:
         round_.reject(slot, str(exc))
         return pb.SubmitReply(accepted=False, reason=str(exc))
@@ -57,8 +84,7 @@ def _apply(
     slot: TaskSlot,
     header: pb.UpdateHeader,
     chunks: Iterator[pb.UpdateChunk],
-    spool_dir: Path,
-    fold_lock: threading.Lock,
+    pool: StagingPool,
 ) -> None:
     metrics = _check_header(header)
     if slot.task.kind == pb.TASK_KIND_EVALUATE:
@@ -75,15 +101,15 @@ def _apply(
         raise Rejected("the update header must be followed by its manifest")
     manifest = tensors.manifest_from_proto(first.manifest)
     tensors.same_layout(round_.manifest, manifest)  # exact layout, so also the per-study size cap
-    with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="update-", suffix=".raw") as spool:
-        digest = _spool(chunks, manifest, spool)
-        if digest != first.manifest.sha256:
+    wait_s = max(0.1, round_.deadline - time.monotonic())
+    with pool.buffer(manifest.total_bytes, wait_s) as staged:
+        _fill(chunks, staged)
+        if first.manifest.sha256 and tensors.sha256_of(manifest, [staged]) != first.manifest.sha256:
             raise ProtocolError("update data does not match the SHA-256 in its manifest")
-        with fold_lock:
-            weights = _memmap(manifest, Path(spool.name))
-            tensors.check_finite(weights)
-            round_.accept_update(slot, weights, header.num_examples, metrics)
-            del weights
+        weights = tensors.decode(manifest, staged)
+        tensors.check_finite(weights)
+        round_.accept_update(slot, weights, header.num_examples, metrics)
+        del weights
 
 
 def _check_header(header: pb.UpdateHeader) -> dict[str, float]:
@@ -98,32 +124,16 @@ def _check_header(header: pb.UpdateHeader) -> dict[str, float]:
     return metrics
 
 
-def _spool(chunks: Iterator[pb.UpdateChunk], manifest: tensors.Manifest, spool: object) -> str:
-    digest = tensors.hasher(manifest)
-    expected, received = manifest.total_bytes, 0
-    write = spool.write  # type: ignore[attr-defined]
+def _fill(chunks: Iterator[pb.UpdateChunk], staged: memoryview) -> None:
+    expected, filled = len(staged), 0
     for message in chunks:
         if message.WhichOneof("part") != "data":
             raise ProtocolError("only data chunks may follow the manifest")
         data = message.data
-        received += len(data)
-        if received > expected:
+        end = filled + len(data)
+        if end > expected:
             raise ProtocolError(f"update is larger than its manifest's {expected} bytes")
-        digest.update(data)
-        write(data)
-    if received != expected:
-        raise ProtocolError(f"update ended after {received} of {expected} bytes")
-    spool.flush()  # type: ignore[attr-defined]
-    return digest.hexdigest()
-
-
-def _memmap(manifest: tensors.Manifest, path: Path) -> tensors.Weights:
-    out: tensors.Weights = {}
-    for spec, offset in manifest.offsets():
-        if spec.size == 0:
-            out[spec.name] = np.zeros(spec.shape, dtype=spec.numpy_dtype)
-            continue
-        out[spec.name] = np.memmap(
-            path, dtype=spec.numpy_dtype, mode="r", offset=offset, shape=spec.shape
-        )
-    return out
+        staged[filled:end] = data
+        filled = end
+    if filled != expected:
+        raise ProtocolError(f"update ended after {filled} of {expected} bytes")

@@ -92,7 +92,7 @@ def _update_chunks(
     yield pb.UpdateChunk(header=header)
     if weights is None:
         return
-    manifest, chunks = tensors.encode_model(weights)
+    manifest, chunks = tensors.encode_model(weights, with_hash=False)
     yield pb.UpdateChunk(manifest=manifest)
     for data in chunks:
         yield pb.UpdateChunk(data=data)

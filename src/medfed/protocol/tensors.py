@@ -146,11 +146,18 @@ def chunk(views: Iterable[memoryview], size: int = CHUNK_BYTES) -> Iterator[byte
 
 
 def encode_model(
-    weights: Mapping[str, npt.NDArray[np.generic]], size: int = CHUNK_BYTES
+    weights: Mapping[str, npt.NDArray[np.generic]],
+    size: int = CHUNK_BYTES,
+    *,
+    with_hash: bool = True,
 ) -> tuple[pb.ModelManifest, Iterator[bytes]]:
-    """The manifest message (with hash) and the data chunks of ``weights``."""
+    """The manifest message and the data chunks of ``weights``.
+
+    ``with_hash=False`` leaves the manifest's hash empty: for an update that nobody addresses by
+    hash, the TLS record MAC already guarantees integrity and hashing would only cost CPU.
+    """
     manifest = manifest_of(weights)
-    message = manifest_to_proto(manifest, weights_sha256(weights))
+    message = manifest_to_proto(manifest, weights_sha256(weights) if with_hash else "")
     return message, chunk(iter_data(weights), size)
 
 
