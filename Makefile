@@ -36,7 +36,8 @@ format: setup
 
 # Regenerate the medfed.v1 wire code after editing medfed.proto.
 proto: setup
-	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src \
+	PATH=$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Isrc --python_out=src --mypy_out=src \
+		--grpc_python_out=src --mypy_grpc_out=src \
 		$(SRC)/protocol/v1/medfed.proto
 
 bench: setup

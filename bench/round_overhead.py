@@ -25,13 +25,15 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from medfed.cli.study import prepare  # noqa: E402
-from medfed.coordinator.client import AdminClient, wait_for_ready  # noqa: E402
-from medfed.coordinator.config import load_client_config  # noqa: E402
-from medfed.demo.consortium import create_consortium  # noqa: E402
-from medfed.demo.heart import heart_study, provision_heart_nodes  # noqa: E402
-from medfed.demo.processes import spawn, stop, stop_all, wait_for_nodes  # noqa: E402
-from medfed.node.policy import LocalPolicy  # noqa: E402
+import itertools
+
+from medfed.cli.study import prepare
+from medfed.coordinator.client import AdminClient, wait_for_ready
+from medfed.coordinator.config import load_client_config
+from medfed.demo.consortium import create_consortium
+from medfed.demo.heart import heart_study, provision_heart_nodes
+from medfed.demo.processes import spawn, stop, stop_all, wait_for_nodes
+from medfed.node.policy import LocalPolicy
 
 NODES = ["cleveland", "hungary", "switzerland", "va_long_beach"]
 
@@ -89,7 +91,7 @@ def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
     if status.state != "completed":
         raise SystemExit(f"study failed: {status.message}")
     commits = [r.committed_unix_ms / 1000 for r in status.rounds]
-    gaps = [b - a for a, b in zip(commits, commits[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(commits)]
     return {
         "round_s": statistics.median(gaps),
         "round_min_s": min(gaps),
@@ -107,10 +109,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--reps", type=int, default=1)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}")
-    header = ("| params | MB/model | round s median [min–max] | engine round s | "
-              "coordinator peak RSS MiB | node peak RSS MiB | study wall s |")
+    print(
+        f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
+    )
+    header = (
+        "| params | MB/model | round s median [min-max] | engine round s | "
+        "coordinator peak RSS MiB | node peak RSS MiB | study wall s |"
+    )
     print(header)
     print("|" + "---|" * 7)
     for dim in args.dims:
@@ -119,7 +125,7 @@ def main() -> None:
                 r = run_once(dim, args.rounds, Path(tmp))
             print(
                 f"| {dim:,} | {dim * 4 / 1e6:.0f} | {r['round_s']:.3f} "
-                f"[{r['round_min_s']:.3f}–{r['round_max_s']:.3f}] | {r['engine_round_s']:.3f} | "
+                f"[{r['round_min_s']:.3f}-{r['round_max_s']:.3f}] | {r['engine_round_s']:.3f} | "
                 f"{r['coordinator_peak_rss_mib']:.0f} | {r['node_peak_rss_mib']:.0f} | "
                 f"{r['study_wall_s']:.1f} |",
                 flush=True,

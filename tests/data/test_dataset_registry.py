@@ -82,7 +82,9 @@ def test_changed_file_is_refused_until_re_registered(state, site_csv):
     registry = DatasetRegistry(state)
     registry.add("heart", site_csv, label="target", split_column="split", now=0.0)
     site_csv.write_text(CSV.replace("50,200,1", "50,201,1"))
-    with pytest.raises(DatasetError, match="changed since it was registered.*medfed node dataset add"):
+    with pytest.raises(
+        DatasetError, match="changed since it was registered.*medfed node dataset add"
+    ):
         registry.load("heart")
 
 

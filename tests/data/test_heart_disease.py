@@ -43,7 +43,9 @@ def centres():
 
 def test_bundled_files_are_the_uci_originals():
     sources = (BUNDLE / "SOURCES.md").read_text()
-    rows = re.findall(r"\| (processed\.\w+\.data|heart-disease\.names) \| \d+ \| ([0-9a-f]{32}) \|", sources)
+    rows = re.findall(
+        r"\| (processed\.\w+\.data|heart-disease\.names) \| \d+ \| ([0-9a-f]{32}) \|", sources
+    )
     assert len(rows) == 5
     for name, md5 in rows:
         assert hashlib.md5((BUNDLE / name).read_bytes()).hexdigest() == md5

@@ -122,9 +122,11 @@ def test_revoked_node_is_refused_and_its_open_poll_is_closed(network: Network) -
 def test_admin_call_with_a_node_certificate_is_refused(network: Network) -> None:
     network.start_coordinator()
     tls = _node_tls(network, "cleveland")
-    with AdminClient(network.consortium.address, tls, server_name="localhost") as admin:
-        with pytest.raises(AuthError, match="node certificate"):
-            admin.nodes()
+    with (
+        AdminClient(network.consortium.address, tls, server_name="localhost") as admin,
+        pytest.raises(AuthError, match="node certificate"),
+    ):
+        admin.nodes()
 
 
 def test_node_call_with_an_admin_certificate_is_refused(network: Network) -> None:
@@ -143,7 +145,7 @@ def test_revoked_node_agent_stops_with_a_clear_error(network: Network) -> None:
     network.start_coordinator()
     network.start_nodes(["switzerland"])
     CertificateAuthority.load(network.consortium.ca_dir).revoke("switzerland")
-    agent, thread = network.agents["switzerland"]
+    _agent, thread = network.agents["switzerland"]
     thread.join(timeout=15)
     assert not thread.is_alive()
     assert "revoked" in str(network.errors["switzerland"])

@@ -72,8 +72,12 @@ def test_node_killed_mid_round_round_closes_at_deadline_and_node_rejoins(
         closed_without = _wait_for(
             network,
             study_id,
-            lambda r: r.accepted == 3
-            and any("va_long_beach: no reply before the round deadline" in x for x in r.rejections),
+            lambda r: (
+                r.accepted == 3
+                and any(
+                    "va_long_beach: no reply before the round deadline" in x for x in r.rejections
+                )
+            ),
         )
         assert closed_without.duration_s >= 1.9
         network.start_node("va_long_beach")

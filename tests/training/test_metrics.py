@@ -23,9 +23,7 @@ def test_auc_matches_sklearn_including_ties(y, draw):
 @given(labels, st.data())
 def test_accuracy_and_loss_match_sklearn(y, draw):
     y = np.array(y)
-    p = np.array(
-        draw.draw(st.lists(st.floats(0.01, 0.99), min_size=len(y), max_size=len(y)))
-    )
+    p = np.array(draw.draw(st.lists(st.floats(0.01, 0.99), min_size=len(y), max_size=len(y))))
     assert accuracy(y, p) == pytest.approx(accuracy_score(y, p > 0.5))
     assert bce_loss(y, p) == pytest.approx(log_loss(y, p, labels=[0, 1]), rel=1e-9)
 

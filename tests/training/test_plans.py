@@ -145,7 +145,9 @@ def test_divergence_is_reported(data):
 
 def test_torch_thread_state_untouched(data):
     threads = torch.get_num_threads()
-    LogisticRegressionPlan().train(LogisticRegressionPlan().init_weights(5, 0, {}), data, config({}))
+    LogisticRegressionPlan().train(
+        LogisticRegressionPlan().init_weights(5, 0, {}), data, config({})
+    )
     assert torch.get_num_threads() == threads
 
 

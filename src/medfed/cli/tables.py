@@ -7,9 +7,8 @@ from rich.table import Table
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 
-def _fmt(metrics: dict[str, float] | object, key: str, digits: int = 3) -> str:
-    values = dict(metrics)  # type: ignore[call-overload]
-    return f"{values[key]:.{digits}f}" if key in values else "–"
+def _fmt(metrics: dict[str, float], key: str, digits: int = 3) -> str:
+    return f"{metrics[key]:.{digits}f}" if key in metrics else "-"
 
 
 def round_table(status: pb.StudyStatus) -> Table:

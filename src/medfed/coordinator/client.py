@@ -77,10 +77,10 @@ class AdminClient:
 
     def download(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
         try:
-            return receive_model(
-                self._stub.DownloadModel(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s),
-                sha256,
+            stream = self._stub.DownloadModel(
+                pb.FetchModelRequest(sha256=sha256), timeout=timeout_s
             )
+            return receive_model(iter(stream), sha256)
         except grpc.RpcError as exc:
             raise translate(exc, "download model") from exc
 

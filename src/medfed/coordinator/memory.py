@@ -27,6 +27,6 @@ def tune_malloc(arenas: int = 2, mmap_threshold: int = 256 * 1024) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok_arenas = mallopt(_M_ARENA_MAX, arenas) == 1
-    ok_threshold = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
+    ok_arenas = int(mallopt(_M_ARENA_MAX, arenas)) == 1
+    ok_threshold = int(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) == 1
     return ok_arenas and ok_threshold

@@ -80,14 +80,11 @@ def create_consortium(
         ca.issue(node, Role.NODE, node_dir / "certs")
         (node_dir / "state").mkdir(parents=True, exist_ok=True)
         config = node_dir / "node.toml"
-        config.write_text(
-            _client_toml(
-                port,
-                node,
-                extra=f'state_dir = "state"\nheartbeat_interval_s = '
-                f"{heartbeat_interval_s}\npoll_wait_s = {poll_wait_s}\nmax_backoff_s = 2\n",
-            )  # fmt: skip
+        extra = (
+            f'state_dir = "state"\nheartbeat_interval_s = {heartbeat_interval_s}\n'
+            f"poll_wait_s = {poll_wait_s}\nmax_backoff_s = 2\n"
         )
+        config.write_text(_client_toml(port, node, extra=extra))
         node_configs[node] = config
     return Consortium(root, root / "ca", port, coordinator_config, admin_config, node_configs)
 

@@ -47,10 +47,8 @@ class CoordinatorClient:
     def fetch_model(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
         """Download a model and check it is exactly the one asked for (by hash)."""
         try:
-            stream: Iterator[pb.ModelChunk] = self._stub.FetchModel(
-                pb.FetchModelRequest(sha256=sha256), timeout=timeout_s
-            )
-            return receive_model(stream, sha256)
+            stream = self._stub.FetchModel(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s)
+            return receive_model(iter(stream), sha256)
         except grpc.RpcError as exc:
             raise translate(exc, f"fetch model {sha256[:12]}") from exc
 

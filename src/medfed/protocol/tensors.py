@@ -97,7 +97,7 @@ def manifest_of(weights: Mapping[str, npt.NDArray[np.generic]]) -> Manifest:
 def tensor_bytes(array: npt.NDArray[np.generic]) -> memoryview:
     """The array's raw little-endian C-order bytes, without a copy where possible."""
     little = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
-    return memoryview(little.reshape(-1).view(np.uint8))
+    return memoryview(little.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def iter_data(weights: Mapping[str, npt.NDArray[np.generic]]) -> Iterator[memoryview]:
@@ -113,7 +113,7 @@ def hasher(manifest: Manifest) -> hashlib._Hash:
     return digest
 
 
-def sha256_of(manifest: Manifest, data: Iterable[bytes | memoryview]) -> str:
+def sha256_of(manifest: Manifest, data: Iterable[bytes | bytearray | memoryview]) -> str:
     digest = hasher(manifest)
     for piece in data:
         digest.update(piece)

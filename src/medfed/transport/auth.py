@@ -28,7 +28,7 @@ class PeerAuthorizer:
         self._crl = crl
 
     def identify(self, context: grpc.ServicerContext) -> Identity:
-        pems = context.auth_context().get("x509_pem_cert", [])
+        pems: list[bytes] = list(context.auth_context().get("x509_pem_cert", []))  # type: ignore[arg-type]
         if not pems:
             abort(context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate presented")
         try:
