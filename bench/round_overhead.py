@@ -45,6 +45,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
     consortium = create_consortium(root, NODES, heartbeat_interval_s=1.0, poll_wait_s=10.0)
     spec = dataclasses.replace(
@@ -85,6 +90,8 @@ def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
             status = admin.status(study_id)
             rss = peak_rss_mib(coordinator.pid)
             children_rss = max(peak_rss_mib(p.pid) for p in nodes)
+            coord_cpu = cpu_seconds(coordinator.pid)
+            nodes_cpu = sum(cpu_seconds(p.pid) for p in nodes)
     finally:
         stop_all(nodes)
         stop(coordinator)
@@ -100,6 +107,8 @@ def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
         "coordinator_peak_rss_mib": rss,
         "node_peak_rss_mib": children_rss,
         "study_wall_s": total,
+        "coordinator_cpu_s": coord_cpu,
+        "nodes_cpu_s": nodes_cpu,
     }
 
 
@@ -115,10 +124,10 @@ def main() -> None:
     )
     header = (
         "| params | MB/model | round s median [min-max] | engine round s | "
-        "coordinator peak RSS MiB | node peak RSS MiB | study wall s |"
+        "coordinator peak RSS MiB | node peak RSS MiB | study wall s | CPU s coordinator / 4 nodes |"
     )
     print(header)
-    print("|" + "---|" * 7)
+    print("|" + "---|" * 8)
     for dim in args.dims:
         for _ in range(args.reps):
             with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
@@ -127,7 +136,7 @@ def main() -> None:
                 f"| {dim:,} | {dim * 4 / 1e6:.0f} | {r['round_s']:.3f} "
                 f"[{r['round_min_s']:.3f}-{r['round_max_s']:.3f}] | {r['engine_round_s']:.3f} | "
                 f"{r['coordinator_peak_rss_mib']:.0f} | {r['node_peak_rss_mib']:.0f} | "
-                f"{r['study_wall_s']:.1f} |",
+                f"{r['study_wall_s']:.1f} | {r['coordinator_cpu_s']:.1f} / {r['nodes_cpu_s']:.1f} |",
                 flush=True,
             )
 

@@ -83,7 +83,7 @@ def test_changed_file_is_refused_until_re_registered(state, site_csv):
     registry.add("heart", site_csv, label="target", split_column="split", now=0.0)
     site_csv.write_text(CSV.replace("50,200,1", "50,201,1"))
     with pytest.raises(
-        DatasetError, match="changed since it was registered.*medfed node dataset add"
+        DatasetError, match=r"changed since it was registered.*medfed node dataset add"
     ):
         registry.load("heart")
 

@@ -17,13 +17,14 @@ from medfed.transport.tls import TlsFiles, channel_credentials, server_credentia
 MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
 """Largest single gRPC message either side accepts (a chunk plus generous framing)."""
 
-_COMMON_OPTIONS: list[tuple[str, int]] = [
+_COMMON_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.optimization_target", "throughput"),
 ]
 
 
@@ -45,7 +46,7 @@ def make_server(bind: str, tls: TlsFiles, *, max_workers: int = 64) -> tuple[grp
 def make_channel(target: str, tls: TlsFiles, *, server_name: str | None = None) -> grpc.Channel:
     """A mutual-TLS channel to ``target``; ``server_name`` overrides the name checked in the
     coordinator's certificate (its SANs) when dialling by an address it is not named for."""
-    options: list[tuple[str, int | str]] = list(_COMMON_OPTIONS)
+    options = list(_COMMON_OPTIONS)
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return grpc.secure_channel(target, channel_credentials(tls), options=options)
