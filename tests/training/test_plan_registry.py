@@ -36,19 +36,32 @@ def test_hashes_are_stable_and_distinct():
     assert all(len(h) == 64 and int(h, 16) >= 0 for h in hashes)
 
 
-def load_plan(path):
-    spec = importlib.util.spec_from_file_location(f"plan_{path.stat().st_mtime_ns}", path)
+def load_plan(path, monkeypatch):
+    name = f"tiny_plan_{path.stat().st_mtime_ns}"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
     return module.TinyPlan()
 
 
-def test_editing_the_plan_source_changes_its_hash(tmp_path):
+def test_editing_the_plan_source_changes_its_hash(tmp_path, monkeypatch):
     path = tmp_path / "tiny_plan.py"
     path.write_text(PLAN_SOURCE)
-    before = plan_sha256(load_plan(path))
+    plan = load_plan(path, monkeypatch)
+    before = plan_sha256(plan)
     path.write_text(PLAN_SOURCE + "# learning rate tweaked\n")
-    assert plan_sha256(load_plan(path)) != before
+    assert plan_sha256(plan) != before
+
+
+def test_a_plan_without_source_cannot_be_hashed():
+    class Builtin:
+        name = "x"
+        version = "1"
+
+    Builtin.__module__ = "builtins"
+    with pytest.raises(TrainingError, match="no source file"):
+        plan_sha256(Builtin())
 
 
 def test_looking_up_and_hashing_plans_does_not_import_torch():

@@ -43,7 +43,10 @@ def get_plan(name: str, version: str) -> TrainingPlan:
 
 def plan_sha256(plan: TrainingPlan) -> str:
     """SHA-256 over the plan's module file and the shared modules, each framed by name and size."""
-    own = inspect.getsourcefile(type(plan))
+    try:
+        own = inspect.getsourcefile(type(plan))
+    except TypeError:
+        own = None
     if own is None:
         raise TrainingError(f"plan {plan.name!r} has no source file to hash")
     files = [("plan", Path(own))] + [(name, _module_file(name)) for name in _SHARED_MODULES]
