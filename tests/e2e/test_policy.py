@@ -7,13 +7,15 @@ from medfed.node.policy import LocalPolicy
 from tests.e2e.harness import Network, small_study
 
 
-def _rejections(network: Network, study_id: str, timeout_s: float = 10.0) -> list[str]:
+def _rejections(
+    network: Network, study_id: str, count: int = 4, timeout_s: float = 10.0
+) -> list[str]:
     assert network.coordinator is not None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = network.coordinator.state.rejections(study_id)
-        if found:
-            return [f"{node}: {reason}" for _, node, reason in found]
+        if len(found) >= count:
+            return [f"{node}: {reason}" for _, node, reason in found[:count]]
         time.sleep(0.1)
     return []
 
