@@ -99,7 +99,7 @@ class Network:
 
     def stop_node(self, name: str) -> None:
         agent, thread = self.agents.pop(name)
-        agent.stop.set()
+        agent.shutdown()
         thread.join(timeout=15)
 
     def wait_online(self, names: list[str], timeout_s: float = 20.0) -> None:
