@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 
 from medfed.data.heart_disease import heart_disease_centres
+from medfed.demo.heart import baseline_config, heart_study
 from medfed.training.baselines import evaluate_everywhere, pooled_accuracy, train_local
-from medfed.training.plan import LocalTrainConfig
 from medfed.training.registry import get_plan
 from tests.e2e.harness import HOSPITALS, Network, small_study
 
@@ -12,7 +12,7 @@ from tests.e2e.harness import HOSPITALS, Network, small_study
 def test_four_hospitals_beat_the_best_single_hospital(network: Network) -> None:
     network.start_coordinator()
     network.start_nodes()
-    spec = small_study(rounds=small_study().rounds if small_study().rounds <= 20 else 20)
+    spec = small_study(rounds=heart_study().rounds)
     study_id = network.submit(spec)
 
     status = network.wait_done(study_id, timeout_s=240)
@@ -33,16 +33,7 @@ def test_four_hospitals_beat_the_best_single_hospital(network: Network) -> None:
     assert np.isclose(federated, last.metrics["accuracy"], atol=1e-6)
 
     init = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)
-    config = LocalTrainConfig(
-        epochs=spec.local_epochs * spec.rounds,
-        steps=0,
-        batch_size=spec.batch_size,
-        optimizer=spec.optimizer,
-        learning_rate=spec.learning_rate,
-        proximal_mu=0.0,
-        seed=spec.seed,
-        options=spec.plan_options,
-    )
+    config = baseline_config(spec)
     best_single = max(
         pooled_accuracy(evaluate_everywhere(plan, train_local(data, plan, config, init), centres))
         for data in centres.values()

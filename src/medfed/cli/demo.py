@@ -25,7 +25,7 @@ from medfed.coordinator.config import load_client_config
 from medfed.coordinator.spec import StudySpec
 from medfed.data.heart_disease import HEART_HOSPITALS, heart_disease_centres
 from medfed.demo.consortium import Consortium, create_consortium
-from medfed.demo.heart import heart_study, provision_heart_nodes
+from medfed.demo.heart import baseline_config, heart_study, provision_heart_nodes
 from medfed.demo.processes import spawn, stop, stop_all, wait_for_nodes
 from medfed.demo.report import Baseline, write_report
 from medfed.protocol import tensors
@@ -36,7 +36,6 @@ from medfed.training.baselines import (
     train_local,
     train_pooled,
 )
-from medfed.training.plan import LocalTrainConfig
 from medfed.training.registry import get_plan
 
 
@@ -99,16 +98,7 @@ def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
     plan = get_plan(spec.plan, spec.plan_version)
     centres = heart_disease_centres()
     init = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)
-    config = LocalTrainConfig(
-        epochs=spec.local_epochs * spec.rounds,
-        steps=spec.local_steps * spec.rounds,
-        batch_size=spec.batch_size,
-        optimizer=spec.optimizer,
-        learning_rate=spec.learning_rate,
-        proximal_mu=0.0,
-        seed=spec.seed,
-        options=spec.plan_options,
-    )
+    config = baseline_config(spec)
 
     def baseline(name: str, weights: tensors.Weights) -> Baseline:
         results = evaluate_everywhere(plan, weights, centres)

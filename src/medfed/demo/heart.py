@@ -10,6 +10,7 @@ from medfed.data.heart_disease import HEART_HOSPITALS, HEART_LABEL, export_heart
 from medfed.data.registry import DatasetRegistry
 from medfed.demo.consortium import Consortium
 from medfed.node.policy import LocalPolicy
+from medfed.training.plan import LocalTrainConfig
 
 STUDY_SPEC = (
     Path(__file__).resolve().parent.parent / "data" / "builtin" / "heart_disease_study.toml"
@@ -39,3 +40,17 @@ def provision_heart_nodes(consortium: Consortium, spec: StudySpec) -> None:
             now=time.time(),
         )
         LocalPolicy(state).approve(spec.plan, spec.plan_version)
+
+
+def baseline_config(spec: StudySpec) -> LocalTrainConfig:
+    """Centralised and single-hospital baselines get the federation's compute: rounds x local work."""
+    return LocalTrainConfig(
+        epochs=spec.local_epochs * spec.rounds,
+        steps=spec.local_steps * spec.rounds,
+        batch_size=spec.batch_size,
+        optimizer=spec.optimizer,
+        learning_rate=spec.learning_rate,
+        proximal_mu=0.0,
+        seed=spec.seed,
+        options=spec.plan_options,
+    )
