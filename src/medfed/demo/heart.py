@@ -43,7 +43,7 @@ def provision_heart_nodes(consortium: Consortium, spec: StudySpec) -> None:
 
 
 def baseline_config(spec: StudySpec) -> LocalTrainConfig:
-    """Centralised and single-hospital baselines get the federation's compute: rounds x local work."""
+    """Baselines (pooled, each hospital alone) get the federation's compute: rounds x local work."""
     return LocalTrainConfig(
         epochs=spec.local_epochs * spec.rounds,
         steps=spec.local_steps * spec.rounds,
