@@ -61,3 +61,15 @@ def test_dataset_schema_mismatch_is_refused(network: Network) -> None:
     assert len(rejections) == 4
     assert all("refused (schema_mismatch)" in r for r in rejections), rejections
     assert network.admin.status(study_id).completed_rounds == 0
+
+
+def test_a_study_every_hospital_refuses_fails_with_the_reasons(network: Network) -> None:
+    network.start_coordinator()
+    network.start_nodes()
+    spec = dataclasses.replace(small_study(rounds=1, min_nodes=1), plan_sha256="ab" * 32)
+
+    status = network.wait_done(network.submit(spec), timeout_s=60)
+
+    assert status.state == "failed"
+    assert "round 1 failed 10 times in a row" in status.message
+    assert "plan_hash_mismatch" in status.message

@@ -34,6 +34,9 @@ from medfed.strategies.registry import make_strategy
 log = logging.getLogger("medfed.coordinator")
 
 SPREAD_METRICS = ("accuracy", "auc", "loss")
+MAX_FAILED_ATTEMPTS = 10
+"""Consecutive attempts at one round that may fail (too few valid updates) before the study is
+marked failed: a consortium whose hospitals all refuse a plan should hear so, not retry forever."""
 
 
 class StudyEvents:
@@ -85,16 +88,32 @@ class StudyRunner(threading.Thread):
         sha = record.model_sha256
         weights = self._p.models.get(sha)
         next_round = record.completed_rounds + 1
+        failures = 0
         while next_round <= spec.rounds and not self._halt.is_set():
             outcome = self._train_round(spec, strategy, next_round, weights, sha)
             if outcome is None:
+                failures += 1
+                if failures >= MAX_FAILED_ATTEMPTS:
+                    self._set_state("failed", self._give_up_message(next_round, failures))
+                    return
                 continue
+            failures = 0
             weights, sha = outcome
             if _evaluates(spec, next_round):
                 self._evaluate(spec, next_round, sha)
             next_round += 1
         if not self._halt.is_set():
             self._set_state("completed", f"{spec.rounds} rounds committed")
+
+    def _give_up_message(self, round_no: int, attempts: int) -> str:
+        recent = [
+            f"{node}: {reason}"
+            for r, node, reason in self._p.state.rejections(self.study_id)
+            if r == round_no
+        ][-4:]
+        return f"round {round_no} failed {attempts} times in a row; last reasons: " + "; ".join(
+            recent
+        )
 
     def _set_state(self, state: str, message: str) -> None:
         self._p.state.set_state(self.study_id, state, message, now=self._p.wall())
