@@ -8,7 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 from medfed.errors import NonFiniteError, ProtocolError
 from medfed.protocol import tensors
-from medfed.protocol.streams import receive_model
+from medfed.protocol.streams import model_frames, receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 DTYPES = [np.dtype(name) for name in tensors.SUPPORTED_DTYPES]
@@ -133,12 +133,14 @@ def test_layout_mismatch_names_the_tensor() -> None:
 
 
 def test_received_stream_is_checked_against_the_requested_hash() -> None:
-    weights = {"w": np.arange(10, dtype=np.float32)}
-    message, chunks = tensors.encode_model(weights, size=8)
-    stream = [pb.ModelChunk(manifest=message), *(pb.ModelChunk(data=c) for c in chunks)]
+    weights = {"w": np.arange(300_000, dtype=np.float32)}
+    message, _ = tensors.encode_model(weights)
+    frames = list(model_frames(message, weights))
 
-    assert np.array_equal(receive_model(iter(stream), message.sha256)["w"], weights["w"])
+    assert np.array_equal(receive_model(iter(frames), message.sha256)["w"], weights["w"])
     with pytest.raises(ProtocolError, match="hash mismatch"):
-        receive_model(iter(stream), "0" * 64)
+        receive_model(iter(frames), "0" * 64)
     with pytest.raises(ProtocolError, match="ended after"):
-        receive_model(iter(stream[:-1]), message.sha256)
+        receive_model(iter(frames[:-1]), message.sha256)
+    with pytest.raises(ProtocolError, match="did not start with a manifest"):
+        receive_model(iter(frames[1:]), message.sha256)

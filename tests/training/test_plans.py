@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic
 
 from medfed.data.tabular import TabularDataset
 from medfed.errors import ConfigError, TrainingError
@@ -11,6 +10,7 @@ from medfed.training.plan import LocalTrainConfig
 from medfed.training.plans.logistic_regression import LogisticRegressionPlan
 from medfed.training.plans.mlp import MlpPlan
 from medfed.training.plans.passthrough import PassthroughPlan
+from tests.training.synthetic_data import synthetic
 
 TORCH_PLANS = [(LogisticRegressionPlan(), {}), (MlpPlan(), {"hidden": 8.0})]
 ids = ["logistic_regression", "mlp"]

@@ -11,8 +11,8 @@ import typer
 
 from medfed.cli.common import medfed_errors, out, setup_logging
 from medfed.coordinator.config import load_coordinator_config
-from medfed.coordinator.memory import tune_malloc
 from medfed.coordinator.service import Coordinator
+from medfed.transport.runtime import tune_for_bulk_transfer
 
 app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def start(
 ) -> None:
     """Start the coordinator and serve until SIGINT/SIGTERM; resumes unfinished studies."""
     setup_logging(verbose)
-    tune_malloc()
+    tune_for_bulk_transfer()
     with medfed_errors():
         coordinator = Coordinator(load_coordinator_config(config))
         coordinator.start()

@@ -15,6 +15,7 @@ from rich.table import Table
 from medfed.cli.common import err, medfed_errors, out, setup_logging
 from medfed.errors import AuthError
 from medfed.node.config import load_node_config
+from medfed.transport.runtime import tune_for_bulk_transfer
 
 app = typer.Typer(help="Run a hospital node and manage what it may do.", no_args_is_help=True)
 dataset_app = typer.Typer(help="The local dataset registry (data steward).", no_args_is_help=True)
@@ -35,6 +36,7 @@ def start(
     setup_logging(verbose)
     with medfed_errors():
         identity, agent = build_agent(load_node_config(config))
+    tune_for_bulk_transfer()
     failure: list[AuthError] = []
 
     def serve() -> None:

@@ -12,8 +12,9 @@ from medfed.protocol import tensors
 from medfed.protocol.streams import receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
-from medfed.transport.errors import translate
+from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import make_channel
+from medfed.transport.methods import method_path
 from medfed.transport.tls import TlsFiles
 
 
@@ -21,6 +22,11 @@ class AdminClient:
     def __init__(self, target: str, tls: TlsFiles, server_name: str = "") -> None:
         self._channel = make_channel(target, tls, server_name=server_name or None)
         self._stub = rpc.AdminServiceStub(self._channel)
+        self._download = self._channel.unary_stream(
+            method_path("AdminService", "DownloadModel"),
+            request_serializer=pb.FetchModelRequest.SerializeToString,
+            response_deserializer=None,  # framed bytes: medfed.protocol.framing
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -38,51 +44,37 @@ class AdminClient:
             yield pb.SubmitStudyChunk(spec=spec_to_proto(spec))
             yield pb.SubmitStudyChunk(manifest=manifest)
             for data in chunks:
-                yield pb.SubmitStudyChunk(data=data)
+                yield pb.SubmitStudyChunk(data=bytes(data))
 
-        try:
+        with rpc_errors("submit study"):
             ref: pb.StudyRef = self._stub.SubmitStudy(messages(), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise translate(exc, "submit study") from exc
         return ref.study_id
 
     def status(self, study_id: str, timeout_s: float = 30.0) -> pb.StudyStatus:
-        try:
+        with rpc_errors("get study"):
             status: pb.StudyStatus = self._stub.GetStudy(
                 pb.StudyRef(study_id=study_id), timeout=timeout_s
             )
-        except grpc.RpcError as exc:
-            raise translate(exc, "get study") from exc
         return status
 
     def watch(self, study_id: str, timeout_s: float | None = None) -> Iterator[pb.StudyStatus]:
-        try:
+        with rpc_errors("watch study"):
             yield from self._stub.WatchStudy(pb.StudyRef(study_id=study_id), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise translate(exc, "watch study") from exc
 
     def studies(self) -> list[pb.StudyStatus]:
-        try:
+        with rpc_errors("list studies"):
             reply: pb.StudyList = self._stub.ListStudies(pb.Empty(), timeout=30.0)
-        except grpc.RpcError as exc:
-            raise translate(exc, "list studies") from exc
         return list(reply.studies)
 
     def nodes(self) -> list[pb.NodeInfo]:
-        try:
+        with rpc_errors("list nodes"):
             reply: pb.NodeList = self._stub.ListNodes(pb.Empty(), timeout=30.0)
-        except grpc.RpcError as exc:
-            raise translate(exc, "list nodes") from exc
         return list(reply.nodes)
 
     def download(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
-        try:
-            stream = self._stub.DownloadModel(
-                pb.FetchModelRequest(sha256=sha256), timeout=timeout_s
-            )
+        with rpc_errors("download model"):
+            stream = self._download(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s)
             return receive_model(iter(stream), sha256)
-        except grpc.RpcError as exc:
-            raise translate(exc, "download model") from exc
 
 
 def wait_for_ready(client: AdminClient, timeout_s: float) -> None:

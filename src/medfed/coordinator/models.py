@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from medfed.protocol import tensors
+from medfed.protocol.streams import model_frames
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.models import ModelStore
 
@@ -29,11 +30,10 @@ class ServedModels:
     def get(self, sha: str) -> tensors.Weights:
         return self._loaded(sha)[1]
 
-    def chunks(self, sha: str) -> Iterator[pb.ModelChunk]:
+    def frames(self, sha: str) -> Iterator[bytes]:
+        """The model as framed ``ModelChunk`` messages (:mod:`medfed.protocol.framing`)."""
         manifest, weights = self._loaded(sha)
-        yield pb.ModelChunk(manifest=manifest)
-        for data in tensors.chunk(tensors.iter_data(weights)):
-            yield pb.ModelChunk(data=data)
+        return model_frames(manifest, weights)
 
     def has(self, sha: str) -> bool:
         return self._store.has(sha)

@@ -7,11 +7,11 @@ import logging
 from medfed.coordinator.config import CoordinatorConfig
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.engine import Engine, EngineParts, StudyEvents
+from medfed.coordinator.handlers import admin_service, node_service
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.rounds import TaskBoard
 from medfed.coordinator.servicer import AdminServicer, NodeServicer
 from medfed.pki.revocation import CrlWatcher
-from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.store.models import ModelStore
 from medfed.store.state import StateStore
 from medfed.transport.auth import PeerAuthorizer
@@ -35,21 +35,18 @@ class Coordinator:
         )
         auth = PeerAuthorizer(self.crl)
         self.server, self.port = make_server(config.listen, config.tls)
-        rpc.add_NodeServiceServicer_to_server(
-            NodeServicer(
-                auth,
-                self.board,
-                self.directory,
-                self.state,
-                self.models,
-                config.heartbeat_interval_s,
-            ),
-            self.server,
+        node = NodeServicer(
+            auth,
+            self.board,
+            self.directory,
+            self.state,
+            self.models,
+            config.heartbeat_interval_s,
         )
-        rpc.add_AdminServiceServicer_to_server(
-            AdminServicer(auth, self.state, self.models, self.directory, self.engine, self.events),
-            self.server,
+        admin = AdminServicer(
+            auth, self.state, self.models, self.directory, self.engine, self.events
         )
+        self.server.add_generic_rpc_handlers((node_service(node), admin_service(admin)))
 
     def start(self) -> None:
         self.server.start()

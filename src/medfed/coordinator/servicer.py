@@ -20,7 +20,6 @@ from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
-from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.store.state import RoundRecord, StateStore, StudyRecord
 from medfed.strategies.registry import make_strategy
 from medfed.transport.auth import PeerAuthorizer, abort
@@ -31,7 +30,7 @@ MAX_PULL_WAIT_S = 30.0
 MAX_INITIAL_MODEL_BYTES = 4 << 30
 
 
-class NodeServicer(rpc.NodeServiceServicer):
+class NodeServicer:
     def __init__(
         self,
         auth: PeerAuthorizer,
@@ -89,7 +88,7 @@ class NodeServicer(rpc.NodeServiceServicer):
 
     def FetchModel(
         self, request: pb.FetchModelRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.ModelChunk]:
+    ) -> Iterator[bytes]:
         me = self._auth.require(context, Role.NODE)
         if not self._board.may_fetch(me.name, request.sha256):
             abort(
@@ -100,7 +99,7 @@ class NodeServicer(rpc.NodeServiceServicer):
         yield from _model_stream(self._models, request.sha256, context)
 
     def SubmitUpdate(
-        self, request_iterator: Iterator[pb.UpdateChunk], context: grpc.ServicerContext
+        self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> pb.SubmitReply:
         me = self._auth.require(context, Role.NODE)
         reply = uploads.receive(request_iterator, me.name, self._board, self._staging)
@@ -124,11 +123,9 @@ class NodeServicer(rpc.NodeServiceServicer):
         return pb.Ack()
 
 
-def _model_stream(
-    models: ServedModels, sha: str, context: grpc.ServicerContext
-) -> Iterator[pb.ModelChunk]:
+def _model_stream(models: ServedModels, sha: str, context: grpc.ServicerContext) -> Iterator[bytes]:
     try:
-        chunks = models.chunks(sha)
+        chunks = models.frames(sha)
         first = next(chunks)
     except (StoreError, ProtocolError) as exc:
         abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
@@ -136,7 +133,7 @@ def _model_stream(
     yield from chunks
 
 
-class AdminServicer(rpc.AdminServiceServicer):
+class AdminServicer:
     def __init__(
         self,
         auth: PeerAuthorizer,
@@ -208,7 +205,7 @@ class AdminServicer(rpc.AdminServiceServicer):
 
     def DownloadModel(
         self, request: pb.FetchModelRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.ModelChunk]:
+    ) -> Iterator[bytes]:
         self._auth.require(context, Role.ADMIN)
         yield from _model_stream(self._models, request.sha256, context)
 

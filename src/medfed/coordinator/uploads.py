@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
 from medfed.errors import ProtocolError
-from medfed.protocol import tensors
+from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 MAX_EXAMPLES = 1_000_000_000
@@ -53,13 +53,16 @@ class StagingPool:
 
 
 def receive(
-    chunks: Iterator[pb.UpdateChunk], node: str, board: TaskBoard, pool: StagingPool
+    frames: Iterator[bytes], node: str, board: TaskBoard, pool: StagingPool
 ) -> pb.SubmitReply:
-    """Validate and apply one reply; never raises for bad input, answers with the reason instead."""
-    first = next(chunks, None)
-    if first is None or first.WhichOneof("part") != "header":
-        return pb.SubmitReply(accepted=False, reason="an update must start with its header")
-    header = first.header
+    """Validate and apply one reply; never raises for bad input, answers with the reason instead.
+
+    ``frames`` are framed ``UpdateChunk`` messages (:mod:`medfed.protocol.framing`).
+    """
+    try:
+        header = _read_header(frames)
+    except ProtocolError as exc:
+        return pb.SubmitReply(accepted=False, reason=str(exc))
     round_ = board.find(header.task_id)
     if round_ is None:
         return pb.SubmitReply(
@@ -72,23 +75,31 @@ def receive(
     except Rejected as exc:
         return pb.SubmitReply(accepted=False, reason=str(exc))
     try:
-        _apply(round_, slot, header, chunks, pool)
+        _apply(round_, slot, header, frames, pool)
     except (Rejected, ProtocolError) as exc:
         round_.reject(slot, str(exc))
         return pb.SubmitReply(accepted=False, reason=str(exc))
     return pb.SubmitReply(accepted=True)
 
 
+def _read_header(frames: Iterator[bytes]) -> pb.UpdateHeader:
+    first = next(frames, None)
+    field, payload = framing.unframe(first) if first is not None else (0, memoryview(b""))
+    if field != framing.UPDATE_HEADER:
+        raise ProtocolError("an update must start with its header")
+    return framing.parse_header(payload)
+
+
 def _apply(
     round_: OpenRound,
     slot: TaskSlot,
     header: pb.UpdateHeader,
-    chunks: Iterator[pb.UpdateChunk],
+    frames: Iterator[bytes],
     pool: StagingPool,
 ) -> None:
     metrics = _check_header(header)
     if slot.task.kind == pb.TASK_KIND_EVALUATE:
-        if next(chunks, None) is not None:
+        if next(frames, None) is not None:
             raise Rejected("an evaluation reply carries no weights")
         round_.accept_eval(slot, header.num_examples, metrics)
         return
@@ -96,15 +107,17 @@ def _apply(
         raise Rejected("a training update must report at least one example")
     if round_.manifest is None:
         raise Rejected("round has no model layout")
-    first = next(chunks, None)
-    if first is None or first.WhichOneof("part") != "manifest":
+    second = next(frames, None)
+    field, payload = framing.unframe(second) if second is not None else (0, memoryview(b""))
+    if field != framing.UPDATE_MANIFEST:
         raise Rejected("the update header must be followed by its manifest")
-    manifest = tensors.manifest_from_proto(first.manifest)
+    wire_manifest = framing.parse_manifest(payload)
+    manifest = tensors.manifest_from_proto(wire_manifest)
     tensors.same_layout(round_.manifest, manifest)  # exact layout, so also the per-study size cap
     wait_s = max(0.1, round_.deadline - time.monotonic())
     with pool.buffer(manifest.total_bytes, wait_s) as staged:
-        _fill(chunks, staged)
-        if first.manifest.sha256 and tensors.sha256_of(manifest, [staged]) != first.manifest.sha256:
+        streams.fill(frames, staged, framing.UPDATE_DATA)
+        if wire_manifest.sha256 and tensors.sha256_of(manifest, [staged]) != wire_manifest.sha256:
             raise ProtocolError("update data does not match the SHA-256 in its manifest")
         weights = tensors.decode(manifest, staged)
         tensors.check_finite(weights)
@@ -122,18 +135,3 @@ def _check_header(header: pb.UpdateHeader) -> dict[str, float]:
     if bad:
         raise Rejected(f"metrics {bad} are not finite")
     return metrics
-
-
-def _fill(chunks: Iterator[pb.UpdateChunk], staged: memoryview) -> None:
-    expected, filled = len(staged), 0
-    for message in chunks:
-        if message.WhichOneof("part") != "data":
-            raise ProtocolError("only data chunks may follow the manifest")
-        data = message.data
-        end = filled + len(data)
-        if end > expected:
-            raise ProtocolError(f"update is larger than its manifest's {expected} bytes")
-        staged[filled:end] = data
-        filled = end
-    if filled != expected:
-        raise ProtocolError(f"update ended after {filled} of {expected} bytes")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-import grpc
-
-from medfed.protocol import tensors
-from medfed.protocol.streams import receive_model
+from medfed.protocol import framing, tensors
+from medfed.protocol.streams import model_frames, receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
-from medfed.transport.errors import translate
+from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import make_channel
+from medfed.transport.methods import method_path
 from medfed.transport.tls import TlsFiles
 
 AGENT_VERSION = "medfed-node/1"
@@ -21,36 +20,40 @@ class CoordinatorClient:
     def __init__(self, target: str, tls: TlsFiles, server_name: str = "") -> None:
         self._channel = make_channel(target, tls, server_name=server_name or None)
         self._stub = rpc.NodeServiceStub(self._channel)
+        self._fetch = self._channel.unary_stream(
+            method_path("NodeService", "FetchModel"),
+            request_serializer=pb.FetchModelRequest.SerializeToString,
+            response_deserializer=None,  # framed bytes: medfed.protocol.framing
+        )
+        self._submit = self._channel.stream_unary(
+            method_path("NodeService", "SubmitUpdate"),
+            request_serializer=None,
+            response_deserializer=pb.SubmitReply.FromString,
+        )
 
     def close(self) -> None:
         self._channel.close()
 
     def heartbeat(self, datasets: list[str], timeout_s: float = 10.0) -> pb.HeartbeatReply:
-        try:
+        with rpc_errors("heartbeat"):
             reply: pb.HeartbeatReply = self._stub.Heartbeat(
                 pb.HeartbeatRequest(datasets=datasets, agent_version=AGENT_VERSION),
                 timeout=timeout_s,
             )
-        except grpc.RpcError as exc:
-            raise translate(exc, "heartbeat") from exc
         return reply
 
     def pull(self, wait_s: float) -> pb.Task | None:
-        try:
+        with rpc_errors("pull task"):
             reply: pb.PullTaskReply = self._stub.PullTask(
                 pb.PullTaskRequest(wait_ms=int(wait_s * 1000)), timeout=wait_s + 15.0
             )
-        except grpc.RpcError as exc:
-            raise translate(exc, "pull task") from exc
         return reply.task if reply.has_task else None
 
     def fetch_model(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
         """Download a model and check it is exactly the one asked for (by hash)."""
-        try:
-            stream = self._stub.FetchModel(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s)
+        with rpc_errors(f"fetch model {sha256[:12]}"):
+            stream = self._fetch(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s)
             return receive_model(iter(stream), sha256)
-        except grpc.RpcError as exc:
-            raise translate(exc, f"fetch model {sha256[:12]}") from exc
 
     def submit(
         self,
@@ -67,30 +70,20 @@ class CoordinatorClient:
             num_examples=num_examples,
             metrics=dict(metrics),
         )
-        try:
-            reply: pb.SubmitReply = self._stub.SubmitUpdate(
-                _update_chunks(header, weights), timeout=timeout_s
-            )
-        except grpc.RpcError as exc:
-            raise translate(exc, "submit update") from exc
+        with rpc_errors("submit update"):
+            reply: pb.SubmitReply = self._submit(_update_frames(header, weights), timeout=timeout_s)
         return reply
 
     def refuse(self, task: pb.Task, code: str, message: str) -> None:
-        try:
+        with rpc_errors("refuse task"):
             self._stub.RefuseTask(
                 pb.TaskRefusal(task_id=task.task_id, code=code, message=message), timeout=10.0
             )
-        except grpc.RpcError as exc:
-            raise translate(exc, "refuse task") from exc
 
 
-def _update_chunks(
-    header: pb.UpdateHeader, weights: tensors.Weights | None
-) -> Iterator[pb.UpdateChunk]:
-    yield pb.UpdateChunk(header=header)
+def _update_frames(header: pb.UpdateHeader, weights: tensors.Weights | None) -> Iterator[bytes]:
+    yield framing.frame_message(framing.UPDATE_HEADER, header)
     if weights is None:
         return
-    manifest, chunks = tensors.encode_model(weights, with_hash=False)
-    yield pb.UpdateChunk(manifest=manifest)
-    for data in chunks:
-        yield pb.UpdateChunk(data=data)
+    manifest = tensors.manifest_to_proto(tensors.manifest_of(weights))  # TLS protects integrity
+    yield from model_frames(manifest, weights, framing.UPDATE_MANIFEST, framing.UPDATE_DATA)

@@ -124,8 +124,12 @@ def weights_sha256(weights: Mapping[str, npt.NDArray[np.generic]]) -> str:
     return sha256_of(manifest_of(weights), iter_data(weights))
 
 
-def chunk(views: Iterable[memoryview], size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Re-cut a stream of buffers into ``size``-byte chunks (the last may be shorter)."""
+def chunk(views: Iterable[memoryview], size: int = CHUNK_BYTES) -> Iterator[bytes | memoryview]:
+    """Re-cut a stream of buffers into ``size``-byte chunks (the last may be shorter).
+
+    A chunk inside one buffer is a zero-copy view of it; only chunks straddling two buffers are
+    copied. Views are valid as long as the buffers are: consume them before changing the arrays.
+    """
     pending = bytearray()
     for view in views:
         start = 0
@@ -138,7 +142,7 @@ def chunk(views: Iterable[memoryview], size: int = CHUNK_BYTES) -> Iterator[byte
             yield bytes(pending)
             pending.clear()
         while len(view) - start >= size:
-            yield bytes(view[start : start + size])
+            yield view[start : start + size]
             start += size
         pending += view[start:]
     if pending:
@@ -150,7 +154,7 @@ def encode_model(
     size: int = CHUNK_BYTES,
     *,
     with_hash: bool = True,
-) -> tuple[pb.ModelManifest, Iterator[bytes]]:
+) -> tuple[pb.ModelManifest, Iterator[bytes | memoryview]]:
     """The manifest message and the data chunks of ``weights``.
 
     ``with_hash=False`` leaves the manifest's hash empty: for an update that nobody addresses by

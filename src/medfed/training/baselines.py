@@ -77,26 +77,28 @@ def simulate_fedavg(
 ) -> list[Weights]:
     """The global weights after each of ``rounds`` rounds, every centre taking part every round.
 
-    Centre i in round r trains with seed ``round_seed(config.seed, r, i)``, so sites and rounds
-    draw different minibatch orders while the whole run stays a function of ``config.seed``.
+    Round r trains with seed ``round_seed(config.seed, r)`` at every centre, as the coordinator
+    sends it, so a network run in which all centres report every round reproduces this one (up to
+    the order the replies are summed in).
     """
     history: list[Weights] = []
     current = init
     for server_round in range(1, rounds + 1):
         round_config = _with_extra(config, strategy.configure_train(server_round))
         acc = strategy.start_round(manifest_of(current))
-        for index, data in enumerate(centres.values()):
-            seed = round_seed(config.seed, server_round, index)
-            result = plan.train(current, data, dataclasses.replace(round_config, seed=seed))
+        round_config = dataclasses.replace(round_config, seed=round_seed(config.seed, server_round))
+        for data in centres.values():
+            result = plan.train(current, data, round_config)
             acc.add(result.weights, float(result.num_examples))
         current = strategy.aggregate(server_round, acc, current)
         history.append(current)
     return history
 
 
-def round_seed(seed: int, server_round: int, node_index: int) -> int:
-    """A distinct, reproducible local seed per (study seed, round, node), below 2**63."""
-    return (seed * 1_000_003 + server_round * 10_007 + node_index) % (1 << 63)
+def round_seed(seed: int, server_round: int) -> int:
+    """The local-training seed of a round: the coordinator's formula, so simulation and network
+    runs draw the same minibatch orders. Sites share it; their data, not their seed, differs."""
+    return (seed * 1_000_003 + server_round) % (1 << 63)
 
 
 def _with_extra(config: LocalTrainConfig, extra: Mapping[str, float]) -> LocalTrainConfig:

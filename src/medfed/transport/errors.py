@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
 
 from medfed.errors import AuthError, TransportError
@@ -15,3 +18,16 @@ def translate(error: grpc.RpcError, what: str) -> TransportError:
     if code in _AUTH_CODES:
         return AuthError(f"{what}: coordinator refused us: {details}")
     return TransportError(f"{what}: {code.name if code else 'error'}: {details}")
+
+
+@contextmanager
+def rpc_errors(what: str) -> Iterator[None]:
+    """Map a failed call onto medfed's tree; a call on a closed channel is a transport error."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise translate(exc, what) from exc
+    except ValueError as exc:
+        if "closed channel" not in str(exc):
+            raise
+        raise TransportError(f"{what}: channel closed") from exc

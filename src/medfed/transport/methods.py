@@ -1,0 +1,14 @@
+"""gRPC method paths of the medfed.v1 services, for calls that bypass the generated stubs."""
+
+from __future__ import annotations
+
+from medfed.protocol.v1 import medfed_pb2 as pb
+
+
+def service_name(name: str) -> str:
+    return str(pb.DESCRIPTOR.services_by_name[name].full_name)
+
+
+def method_path(service: str, method: str) -> str:
+    """The HTTP/2 path clients call, e.g. ``/medfed.v1.NodeService/FetchModel``."""
+    return f"/{service_name(service)}/{method}"
