@@ -1,10 +1,10 @@
 """Process settings for moving models: resident memory and garbage-collector pauses.
 
 Memory. Models stream through the coordinator as 1 MiB chunks on dozens of gRPC threads. With
-glibc's defaults every thread may get its own malloc arena, and the dynamic mmap threshold soon rises past
-1 MiB, so freed chunks stay in fragmented arenas instead of going back to the OS: RSS then grows
-to several times the model size. Two arenas and a fixed 256 KiB mmap threshold (large buffers are
-mapped and unmapped, never cached) keep RSS near the live data. No-op where glibc is absent.
+glibc's defaults every thread may get its own malloc arena, and the dynamic mmap threshold soon
+rises past 1 MiB, so freed chunks stay in fragmented arenas instead of going back to the OS: RSS
+then grows to several times the model size. Two arenas and a fixed 256 KiB mmap threshold (large
+buffers are mapped and unmapped, never cached) keep RSS near the live data. No-op without glibc.
 
 Garbage collection. Every chunk makes a handful of short-lived container objects in gRPC's Python
 layer; with the default thresholds the cyclic collector then walks the whole heap many times per
