@@ -11,12 +11,14 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 
 @given(st.binary(max_size=5000))
 def test_data_frames_are_byte_identical_to_protobuf(payload: bytes) -> None:
-    assert framing.frame(framing.MODEL_DATA, payload) == pb.ModelChunk(
-        data=payload
-    ).SerializeToString()
-    assert framing.frame(framing.UPDATE_DATA, payload) == pb.UpdateChunk(
-        data=payload
-    ).SerializeToString()
+    assert (
+        framing.frame(framing.MODEL_DATA, payload)
+        == pb.ModelChunk(data=payload).SerializeToString()
+    )
+    assert (
+        framing.frame(framing.UPDATE_DATA, payload)
+        == pb.UpdateChunk(data=payload).SerializeToString()
+    )
 
 
 @given(st.binary(max_size=300_000))

@@ -30,6 +30,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics, RoundRecord, StateStore
 from medfed.strategies.base import Strategy
 from medfed.strategies.registry import make_strategy
+from medfed.training.plan import round_seed
 
 log = logging.getLogger("medfed.coordinator")
 
@@ -261,7 +262,7 @@ def _train_config(spec: StudySpec, round_no: int, extra: Mapping[str, float]) ->
         optimizer=spec.optimizer,
         learning_rate=spec.learning_rate,
         proximal_mu=float(extra.get("proximal_mu", 0.0)),
-        seed=(spec.seed * 1_000_003 + round_no) % (1 << 63),
+        seed=round_seed(spec.seed, round_no),
         plan_options=dict(spec.plan_options),
     )
 

@@ -100,7 +100,10 @@ class WeightedSum:
                 stop = min(start + BLOCK_ELEMENTS, spec.size)
                 block = scratch[: stop - start]
                 np.divide(acc[start:stop], self._total, out=block)
-                result[start:stop] = _cast(block, result.dtype)
+                if result.dtype.kind == "f":
+                    result[start:stop] = block  # cast on assignment: no temporary
+                else:
+                    result[start:stop] = _cast(block, result.dtype)
             if result.dtype.kind == "f" and not bool(np.isfinite(result).all()):
                 raise StrategyError(f"the average of tensor {spec.name!r} is not finite")
             out[spec.name] = result.reshape(spec.shape)

@@ -23,7 +23,7 @@ from medfed.data.tabular import TabularDataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights, manifest_of
 from medfed.strategies.base import Strategy
-from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan
+from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan, round_seed
 from medfed.training.standardize import fit_standardizer, standardize
 
 
@@ -93,12 +93,6 @@ def simulate_fedavg(
         current = strategy.aggregate(server_round, acc, current)
         history.append(current)
     return history
-
-
-def round_seed(seed: int, server_round: int) -> int:
-    """The local-training seed of a round: the coordinator's formula, so simulation and network
-    runs draw the same minibatch orders. Sites share it; their data, not their seed, differs."""
-    return (seed * 1_000_003 + server_round) % (1 << 63)
 
 
 def _with_extra(config: LocalTrainConfig, extra: Mapping[str, float]) -> LocalTrainConfig:

@@ -85,3 +85,9 @@ class TrainingPlan(Protocol):
     def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
         """Metrics of ``weights`` on ``data.x_test``: ``accuracy``, ``auc``, ``loss``."""
         ...
+
+
+def round_seed(seed: int, server_round: int) -> int:
+    """The local-training seed of a round, sent by the coordinator and used by simulations, so
+    both draw the same minibatch orders. Sites share it; their data, not their seed, differs."""
+    return (seed * 1_000_003 + server_round) % (1 << 63)
