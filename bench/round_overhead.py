@@ -112,6 +112,34 @@ def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
     }
 
 
+COLUMNS = (
+    "params",
+    "MB/model",
+    "rep",
+    "round s median [min-max]",
+    "engine round s",
+    "coordinator peak RSS MiB",
+    "node peak RSS MiB",
+    "study wall s",
+    "CPU s coordinator / 4 nodes",
+)
+
+
+def row(dim: int, rep: str, r: dict[str, float]) -> str:
+    cells = [
+        f"{dim:,}",
+        f"{dim * 4 / 1e6:.0f}",
+        rep,
+        f"{r['round_s']:.3f} [{r['round_min_s']:.3f}-{r['round_max_s']:.3f}]",
+        f"{r['engine_round_s']:.3f}",
+        f"{r['coordinator_peak_rss_mib']:.0f}",
+        f"{r['node_peak_rss_mib']:.0f}",
+        f"{r['study_wall_s']:.1f}",
+        f"{r['coordinator_cpu_s']:.1f} / {r['nodes_cpu_s']:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -122,23 +150,17 @@ def main() -> None:
         f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
     )
-    header = (
-        "| params | MB/model | round s median [min-max] | engine round s | "
-        "coordinator peak RSS MiB | node peak RSS MiB | study wall s | CPU s coordinator / 4 nodes |"
-    )
-    print(header)
-    print("|" + "---|" * 8)
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
     for dim in args.dims:
-        for _ in range(args.reps):
+        runs = []
+        for rep in range(args.reps):
             with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
-                r = run_once(dim, args.rounds, Path(tmp))
-            print(
-                f"| {dim:,} | {dim * 4 / 1e6:.0f} | {r['round_s']:.3f} "
-                f"[{r['round_min_s']:.3f}-{r['round_max_s']:.3f}] | {r['engine_round_s']:.3f} | "
-                f"{r['coordinator_peak_rss_mib']:.0f} | {r['node_peak_rss_mib']:.0f} | "
-                f"{r['study_wall_s']:.1f} | {r['coordinator_cpu_s']:.1f} / {r['nodes_cpu_s']:.1f} |",
-                flush=True,
-            )
+                runs.append(run_once(dim, args.rounds, Path(tmp)))
+            print(row(dim, str(rep + 1), runs[-1]), flush=True)
+        if len(runs) > 1:
+            medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            print(row(dim, "median", medians), flush=True)
 
 
 if __name__ == "__main__":
