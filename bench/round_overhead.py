@@ -50,8 +50,17 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-def run_once(dim: int, rounds: int, root: Path) -> dict[str, float]:
-    consortium = create_consortium(root, NODES, heartbeat_interval_s=1.0, poll_wait_s=10.0)
+LEAN = "upload_buffers = 1\nreceive_window_bytes = 1048576\n"
+
+
+def run_once(dim: int, rounds: int, root: Path, lean: bool = False) -> dict[str, float]:
+    consortium = create_consortium(
+        root,
+        NODES,
+        heartbeat_interval_s=1.0,
+        poll_wait_s=10.0,
+        coordinator_extra=LEAN if lean else "",
+    )
     spec = dataclasses.replace(
         heart_study(),
         name=f"bench-{dim}",
@@ -145,18 +154,24 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="coordinator with upload_buffers = 1 and a 1 MiB receive window (less RAM)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
     )
+    print(f"coordinator profile: {'lean' if args.lean else 'default'}")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for dim in args.dims:
         runs = []
         for rep in range(args.reps):
             with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
-                runs.append(run_once(dim, args.rounds, Path(tmp)))
+                runs.append(run_once(dim, args.rounds, Path(tmp), args.lean))
             print(row(dim, str(rep + 1), runs[-1]), flush=True)
         if len(runs) > 1:
             medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}

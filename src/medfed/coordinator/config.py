@@ -20,6 +20,10 @@ class CoordinatorConfig:
     state_url: str = ""
     heartbeat_interval_s: int = 5
     node_offline_after_s: float = 20.0
+    upload_buffers: int = 2
+    """Updates staged in memory at once (each the size of the model); more overlap, more RAM."""
+    receive_window_bytes: int = 0
+    """Fixed per-stream HTTP/2 receive window; 0 lets gRPC size it (fastest, buffers more)."""
 
     @property
     def database_url(self) -> str:
@@ -44,6 +48,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
             state_url=str(doc.get("state_url", "")),
             heartbeat_interval_s=int(doc.get("heartbeat_interval_s", 5)),
             node_offline_after_s=float(doc.get("node_offline_after_s", 20.0)),
+            upload_buffers=max(1, int(doc.get("upload_buffers", 2))),
+            receive_window_bytes=max(0, int(doc.get("receive_window_bytes", 0))),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from exc

@@ -34,7 +34,9 @@ class Coordinator:
             EngineParts(self.state, self.models, self.board, self.directory, self.events)
         )
         auth = PeerAuthorizer(self.crl)
-        self.server, self.port = make_server(config.listen, config.tls)
+        self.server, self.port = make_server(
+            config.listen, config.tls, receive_window_bytes=config.receive_window_bytes
+        )
         node = NodeServicer(
             auth,
             self.board,
@@ -42,6 +44,7 @@ class Coordinator:
             self.state,
             self.models,
             config.heartbeat_interval_s,
+            config.upload_buffers,
         )
         admin = AdminServicer(
             auth, self.state, self.models, self.directory, self.engine, self.events

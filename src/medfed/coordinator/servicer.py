@@ -39,13 +39,14 @@ class NodeServicer:
         state: StateStore,
         models: ServedModels,
         heartbeat_interval_s: int,
+        upload_buffers: int = 2,
     ) -> None:
         self._auth = auth
         self._board = board
         self._directory = directory
         self._state = state
         self._models = models
-        self._staging = uploads.StagingPool()
+        self._staging = uploads.StagingPool(upload_buffers)
         self._heartbeat_s = heartbeat_interval_s
 
     def Heartbeat(

@@ -54,6 +54,7 @@ def create_consortium(
     heartbeat_interval_s: float = 1.0,
     node_offline_after_s: float = 5.0,
     poll_wait_s: float = 10.0,
+    coordinator_extra: str = "",
 ) -> Consortium:
     ca = CertificateAuthority.init(root / "ca", name)
     port = port or free_port()
@@ -65,7 +66,7 @@ def create_consortium(
         f'listen = "127.0.0.1:{port}"\n'
         f'data_dir = "data"\n{state_line}'
         f"heartbeat_interval_s = {max(1, int(heartbeat_interval_s))}\n"
-        f"node_offline_after_s = {node_offline_after_s}\n"
+        f"node_offline_after_s = {node_offline_after_s}\n{coordinator_extra}"
         "[tls]\n"
         f'cert = "certs/{COORDINATOR_NAME}.crt"\nkey = "certs/{COORDINATOR_NAME}.key"\n'
         f'ca = "certs/ca.crt"\ncrl = "{ca.crl_path}"\n'
