@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from medfed.errors import AuthError, MedfedError, PolicyError, TransportError
@@ -46,7 +47,7 @@ class NodeAgent:
         self,
         client: CoordinatorClient,
         executor: TaskExecutor,
-        datasets: list[str],
+        datasets: Callable[[], list[str]],
         *,
         heartbeat_interval_s: float = 5.0,
         poll_wait_s: float = 20.0,
@@ -95,7 +96,7 @@ class NodeAgent:
     def _heartbeats(self) -> None:
         while not self.stop.is_set():
             try:
-                self._client.heartbeat(self._datasets)
+                self._client.heartbeat(self._datasets())
             except AuthError as exc:
                 self.fatal = exc
                 self.stop.set()
