@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from medfed.cli.app import root
+from medfed.demo.heart import STUDY_SPEC
+from tests.e2e.harness import Network
+
+runner = CliRunner()
+
+
+def _invoke(*args: str) -> str:
+    result = runner.invoke(root, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_data_steward_commands(network: Network, tmp_path: Path) -> None:
+    config = str(network.consortium.node_configs["cleveland"])
+    csv = next((network.consortium.node_state("cleveland").parent / "data").glob("*.csv"))
+
+    added = _invoke(
+        "node", "dataset", "add", "local_copy", "--config", config,
+        "--csv", str(csv), "--label", "target", "--split-column", "split",
+    )  # fmt: skip
+    listed = _invoke("node", "dataset", "list", "--config", config)
+    approved = _invoke("node", "plan", "approve", "mlp", "1", "--config", config)
+    plans = _invoke("node", "plan", "list", "--config", config)
+    removed = _invoke("node", "dataset", "remove", "local_copy", "--config", config)
+
+    assert "registered local_copy: 303 rows, 13 features" in added
+    assert "local_copy" in listed
+    assert approved.startswith("approved mlp 1 sha256 ")
+    assert "mlp" in plans and "yes" in plans
+    assert "removed local_copy" in removed
+
+
+def test_a_bad_dataset_is_refused_with_one_clear_line(network: Network, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("age,target\n61,1\nsixty,0\n")
+    config = str(network.consortium.node_configs["cleveland"])
+
+    result = runner.invoke(
+        root,
+        [
+            "node",
+            "dataset",
+            "add",
+            "bad",
+            "--config",
+            config,
+            "--csv",
+            str(bad),
+            "--label",
+            "target",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "error:" in result.output
+    assert "sixty" in result.output or "row" in result.output
+
+
+def test_researcher_commands_against_a_running_coordinator(
+    network: Network, tmp_path: Path
+) -> None:
+    network.start_coordinator()
+    network.start_nodes()
+    admin = str(network.consortium.admin_config)
+    spec = tmp_path / "study.toml"
+    spec.write_text(STUDY_SPEC.read_text().replace("rounds = 20", "rounds = 2"))
+    assert tomllib.loads(spec.read_text())["rounds"] == 2
+
+    nodes = _invoke("study", "nodes", "--config", admin)
+    study_id = _invoke("study", "submit", str(spec), "--config", admin).strip()
+    network.wait_done(study_id, timeout_s=60)
+    status = _invoke("study", "status", study_id, "--config", admin)
+    listed = _invoke("study", "list", "--config", admin)
+    model = tmp_path / "model.safetensors"
+    _invoke("study", "download", study_id, "--config", admin, "--out", str(model))
+
+    assert "cleveland" in nodes and "yes" in nodes
+    assert study_id.startswith("s-")
+    assert "completed" in status
+    assert f"{study_id}  heart-disease-demo  completed  2/2" in listed
+    assert model.stat().st_size > 0
