@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,9 @@ class CoordinatorConfig:
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Relative paths in the file are taken relative to the file's folder."""
-    doc = _read_toml(path)
+    doc = read_toml(path)
     base = path.parent
-    tls = _table(doc, "tls", path)
+    tls = require_table(doc, "tls", path)
     try:
         return CoordinatorConfig(
             listen=str(doc.get("listen", "127.0.0.1:50051")),
@@ -55,17 +56,18 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from exc
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
+    """Parse a TOML file (data only: tomllib builds no objects), naming the file on error."""
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
 
 
-def _table(doc: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+def require_table(doc: Mapping[str, Any], key: str, source: object) -> Mapping[str, Any]:
     value = doc.get(key)
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: [{key}] table is missing")
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: [{key}] table is missing")
     return value
 
 
@@ -84,8 +86,8 @@ class ClientConfig:
 
 
 def load_client_config(path: Path) -> ClientConfig:
-    doc = _read_toml(path)
-    tls = _table(doc, "tls", path)
+    doc = read_toml(path)
+    tls = require_table(doc, "tls", path)
     base = path.parent
     try:
         return ClientConfig(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from medfed.coordinator.config import read_toml, require_table
 from medfed.errors import ConfigError
 from medfed.protocol.v1 import medfed_pb2 as pb
 
@@ -99,11 +99,7 @@ def _check(ok: bool, message: str) -> None:
 
 
 def load_spec(path: Path) -> StudySpec:
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read study spec {path}: {exc}") from exc
-    return spec_from_mapping(doc, source=str(path))
+    return spec_from_mapping(read_toml(path, "study spec"), source=str(path))
 
 
 def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec:
@@ -116,8 +112,8 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
     unknown = set(doc) - known
     if unknown:
         raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
-    dataset = _table(doc, "dataset", source)
-    plan = _table(doc, "plan", source)
+    dataset = require_table(doc, "dataset", source)
+    plan = require_table(doc, "plan", source)
     strategy = doc.get("strategy", {"name": "fedavg"})
     try:
         return StudySpec(
@@ -147,13 +143,6 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
-
-
-def _table(doc: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: [{key}] table is missing")
-    return value
 
 
 def _floats(mapping: Any) -> dict[str, float]:
