@@ -65,7 +65,7 @@ def test_node_killed_mid_round_round_closes_at_deadline_and_node_rejoins(
     )
     try:
         network.wait_online(HOSPITALS, timeout_s=60)
-        spec = passthrough_study(rounds=12, min_nodes=3, round_deadline_s=2.0)
+        spec = passthrough_study(rounds=30, min_nodes=3, round_deadline_s=2.0)
         study_id = network.submit(spec)
         network.wait_rounds(study_id, 1, timeout_s=30)
         kill9(victim)
