@@ -6,7 +6,7 @@ import pytest
 
 from medfed.data.heart_disease import HEART_FEATURES, HEART_LABEL, export_heart_csvs
 from medfed.data.registry import DatasetRegistry
-from medfed.errors import PolicyError
+from medfed.errors import PolicyError, TrainingError
 from medfed.node.executor import TaskExecutor
 from medfed.node.policy import LocalPolicy
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -70,3 +70,19 @@ def test_the_exact_installed_plan_hash_is_accepted(executor: TaskExecutor) -> No
     sha = plan_sha256(get_plan("logistic_regression", "1"))
 
     executor.admit(_task(plan=pb.PlanRef(name="logistic_regression", version="1", sha256=sha)))
+
+
+def test_a_crashing_plan_becomes_a_training_error(
+    executor: TaskExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan, data = executor.admit(_task())
+
+    def explode(*args: object) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(plan, "train", explode)
+    with pytest.raises(TrainingError, match="crashed: RuntimeError\\('CUDA out of memory'\\)"):
+        task = _task(
+            config=pb.TrainConfig(local_epochs=1, batch_size=8, optimizer="sgd", learning_rate=0.1)
+        )
+        executor.run(task, plan, data, {})

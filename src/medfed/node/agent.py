@@ -101,7 +101,7 @@ class NodeAgent:
                 self.fatal = exc
                 self.stop.set()
                 return
-            except TransportError as exc:
+            except MedfedError as exc:
                 log.debug("heartbeat failed: %s", exc)
             self.stop.wait(self._heartbeat_s)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
-from medfed.errors import DatasetError, PolicyError, TrainingError
+from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.policy import LocalPolicy
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -60,10 +60,18 @@ class TaskExecutor:
     def run(
         self, task: pb.Task, plan: TrainingPlan, data: TabularDataset, weights: tensors.Weights
     ) -> Outcome:
-        if task.kind == pb.TASK_KIND_EVALUATE:
-            result = plan.evaluate(weights, data)
-            return Outcome(result.num_examples, dict(result.metrics), None)
-        trained = plan.train(weights, data, _local_config(task.config))
+        try:
+            if task.kind == pb.TASK_KIND_EVALUATE:
+                result = plan.evaluate(weights, data)
+                return Outcome(result.num_examples, dict(result.metrics), None)
+            trained = plan.train(weights, data, _local_config(task.config))
+        except MedfedError:
+            raise
+        except (
+            Exception
+        ) as exc:  # plan code is the hospital's, but a crash in it must not kill the node
+            log.exception("plan %s %s crashed", plan.name, plan.version)
+            raise TrainingError(f"plan {plan.name} {plan.version} crashed: {exc!r}") from exc
         return Outcome(trained.num_examples, dict(trained.metrics), trained.weights)
 
 
