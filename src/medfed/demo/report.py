@@ -77,6 +77,7 @@ def plot_accuracy(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     rounds = [r for r in status.rounds if "accuracy" in r.metrics]
@@ -98,6 +99,7 @@ def plot_accuracy(
     for style, baseline in zip(("--", ":"), reference, strict=False):
         ax.axhline(baseline.pooled_accuracy, color="grey", linestyle=style, label=baseline.name)
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (each hospital's held-out split)")
     ax.set_title(f"{status.spec.name}: FedAvg over {len(hospitals)} hospitals")
     ax.set_ylim(0.3, 1.0)
