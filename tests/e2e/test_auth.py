@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,16 @@ def _node_tls(network: Network, name: str) -> TlsFiles:
 
 def _client(network: Network, tls: TlsFiles) -> CoordinatorClient:
     return CoordinatorClient(network.consortium.address, tls, server_name="localhost")
+
+
+def _assert_handshake_refused(network: Network, cert: Path, key: Path) -> None:
+    tls = TlsFiles(cert, key, network.consortium.ca_dir / "ca.crt")
+    client = _client(network, tls)
+    try:
+        with pytest.raises(TransportError):
+            client.heartbeat([])
+    finally:
+        client.close()
 
 
 def test_a_valid_node_certificate_is_accepted(network: Network) -> None:
@@ -57,13 +68,7 @@ def test_certificate_from_another_ca_is_refused(network: Network, tmp_path: Path
     network.start_coordinator()
     rogue = CertificateAuthority.init(tmp_path / "rogue-ca", "rogue")
     issued = rogue.issue("cleveland", Role.NODE, tmp_path / "rogue")
-    tls = TlsFiles(issued.cert, issued.key or Path(), network.consortium.ca_dir / "ca.crt")
-    client = _client(network, tls)
-    try:
-        with pytest.raises(TransportError):
-            client.heartbeat([])
-    finally:
-        client.close()
+    _assert_handshake_refused(network, issued.cert, issued.key or Path())
 
 
 def test_expired_certificate_is_refused(network: Network, tmp_path: Path) -> None:
@@ -80,12 +85,7 @@ def test_expired_certificate_is_refused(network: Network, tmp_path: Path) -> Non
     tls = TlsFiles(issued.cert, issued.key or Path(), network.consortium.ca_dir / "ca.crt")
     with pytest.raises(AuthError, match="expired"):
         check_own_certificate(tls)
-    client = _client(network, tls)
-    try:
-        with pytest.raises(TransportError):
-            client.heartbeat([])
-    finally:
-        client.close()
+    _assert_handshake_refused(network, issued.cert, issued.key or Path())
 
 
 def test_revoked_node_is_refused_and_its_open_poll_is_closed(network: Network) -> None:
@@ -95,8 +95,6 @@ def test_revoked_node_is_refused_and_its_open_poll_is_closed(network: Network) -
         client.heartbeat([])
         started = time.monotonic()
         errors: list[BaseException] = []
-
-        import threading
 
         def long_poll() -> None:
             try:
