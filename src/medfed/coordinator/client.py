@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -13,14 +14,21 @@ from medfed.protocol.streams import receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.transport.errors import rpc_errors
-from medfed.transport.grpc_factory import make_channel
+from medfed.transport.grpc_factory import connect
 from medfed.transport.methods import method_path
 from medfed.transport.tls import TlsFiles
 
 
 class AdminClient:
-    def __init__(self, target: str, tls: TlsFiles, server_name: str = "") -> None:
-        self._channel = make_channel(target, tls, server_name=server_name or None)
+    def __init__(
+        self,
+        target: str = "",
+        tls: TlsFiles | None = None,
+        server_name: str = "",
+        *,
+        channel: Any = None,
+    ) -> None:
+        self._channel = channel or connect(target, tls, server_name)
         self._stub = rpc.AdminServiceStub(self._channel)
         self._download = self._channel.unary_stream(
             method_path("AdminService", "DownloadModel"),

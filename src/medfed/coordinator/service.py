@@ -49,7 +49,9 @@ class Coordinator:
         admin = AdminServicer(
             auth, self.state, self.models, self.directory, self.engine, self.events
         )
-        self.server.add_generic_rpc_handlers((node_service(node), admin_service(admin)))
+        self.handlers = (node_service(node), admin_service(admin))
+        """The coordinator's method tables; also what an in-process channel dispatches to."""
+        self.server.add_generic_rpc_handlers(self.handlers)
 
     def start(self) -> None:
         self.server.start()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from medfed.protocol import framing, tensors
 from medfed.protocol.streams import model_frames, receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.transport.errors import rpc_errors
-from medfed.transport.grpc_factory import make_channel
+from medfed.transport.grpc_factory import connect
 from medfed.transport.methods import method_path
 from medfed.transport.tls import TlsFiles
 
@@ -17,8 +18,17 @@ AGENT_VERSION = "medfed-node/1"
 
 
 class CoordinatorClient:
-    def __init__(self, target: str, tls: TlsFiles, server_name: str = "") -> None:
-        self._channel = make_channel(target, tls, server_name=server_name or None)
+    """NodeService over mutual TLS, or over ``channel`` when given (e.g. the in-process twin)."""
+
+    def __init__(
+        self,
+        target: str = "",
+        tls: TlsFiles | None = None,
+        server_name: str = "",
+        *,
+        channel: Any = None,
+    ) -> None:
+        self._channel = channel or connect(target, tls, server_name)
         self._stub = rpc.NodeServiceStub(self._channel)
         self._fetch = self._channel.unary_stream(
             method_path("NodeService", "FetchModel"),

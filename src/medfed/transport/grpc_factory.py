@@ -11,6 +11,7 @@ from concurrent import futures
 
 import grpc
 
+from medfed.errors import ConfigError
 from medfed.protocol.tensors import CHUNK_BYTES
 from medfed.transport.tls import TlsFiles, channel_credentials, server_credentials
 
@@ -62,3 +63,10 @@ def make_channel(target: str, tls: TlsFiles, *, server_name: str | None = None) 
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return grpc.secure_channel(target, channel_credentials(tls), options=options)
+
+
+def connect(target: str, tls: TlsFiles | None, server_name: str = "") -> grpc.Channel:
+    """``make_channel`` for clients whose TLS files are optional in their signature."""
+    if tls is None:
+        raise ConfigError(f"connecting to {target!r} needs TLS files (there is no insecure mode)")
+    return make_channel(target, tls, server_name=server_name or None)
