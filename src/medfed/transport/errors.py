@@ -28,6 +28,7 @@ def rpc_errors(what: str) -> Iterator[None]:
     except grpc.RpcError as exc:
         raise translate(exc, what) from exc
     except ValueError as exc:
-        if "closed channel" not in str(exc):
+        message = str(exc).lower()  # gRPC says "on closed channel" or "Channel closed!"
+        if "closed channel" not in message and "channel closed" not in message:
             raise
         raise TransportError(f"{what}: channel closed") from exc
