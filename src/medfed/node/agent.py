@@ -82,6 +82,9 @@ class NodeAgent:
                     delay = self._backoff.next_delay()
                     log.warning("coordinator unreachable (%s); retrying in %.1f s", exc, delay)
                     self.stop.wait(delay)
+                except Exception:  # a node daemon outlives any one bad task or reply
+                    log.exception("unexpected error serving tasks; continuing")
+                    self.stop.wait(self._backoff.next_delay())
         finally:
             self.stop.set()
             beat.join(timeout=2.0)
