@@ -50,7 +50,8 @@ class Coordinator:
             auth, self.state, self.models, self.directory, self.engine, self.events
         )
         self.handlers = (node_service(node), admin_service(admin))
-        """The coordinator's method tables; also what an in-process channel dispatches to."""
+        """The coordinator's method tables; also what an in-memory channel dispatches to
+        (:class:`medfed.transport.inmemory.InMemoryChannel`)."""
         self.server.add_generic_rpc_handlers(self.handlers)
 
     def start(self) -> None:

@@ -18,7 +18,8 @@ AGENT_VERSION = "medfed-node/1"
 
 
 class CoordinatorClient:
-    """NodeService over mutual TLS, or over ``channel`` when given (e.g. the in-process twin)."""
+    """NodeService over mutual TLS, or over ``channel`` when given (e.g. the in-memory twin,
+    :class:`medfed.transport.inmemory.InMemoryChannel`)."""
 
     def __init__(
         self,
