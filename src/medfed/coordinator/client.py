@@ -15,7 +15,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import connect
-from medfed.transport.methods import method_path
+from medfed.transport.methods import model_download
 from medfed.transport.tls import TlsFiles
 
 
@@ -30,11 +30,7 @@ class AdminClient:
     ) -> None:
         self._channel = channel or connect(target, tls, server_name)
         self._stub = rpc.AdminServiceStub(self._channel)
-        self._download = self._channel.unary_stream(
-            method_path("AdminService", "DownloadModel"),
-            request_serializer=pb.FetchModelRequest.SerializeToString,
-            response_deserializer=None,  # framed bytes: medfed.protocol.framing
-        )
+        self._download = model_download(self._channel, "AdminService", "DownloadModel")
 
     def close(self) -> None:
         self._channel.close()

@@ -35,9 +35,6 @@ class ServedModels:
         manifest, weights = self._loaded(sha)
         return model_frames(manifest, weights)
 
-    def has(self, sha: str) -> bool:
-        return self._store.has(sha)
-
     def _loaded(self, sha: str) -> tuple[pb.ModelManifest, tensors.Weights]:
         with self._lock:
             hit = self._cache.get(sha)

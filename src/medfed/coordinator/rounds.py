@@ -188,7 +188,3 @@ class TaskBoard:
     def may_fetch(self, node: str, sha256: str) -> bool:
         with self._cond:
             return sha256 in self._models.get(node, set())
-
-    def wake_all(self) -> None:
-        with self._cond:
-            self._cond.notify_all()

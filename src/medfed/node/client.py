@@ -11,7 +11,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import connect
-from medfed.transport.methods import method_path
+from medfed.transport.methods import method_path, model_download
 from medfed.transport.tls import TlsFiles
 
 AGENT_VERSION = "medfed-node/1"
@@ -31,11 +31,7 @@ class CoordinatorClient:
     ) -> None:
         self._channel = channel or connect(target, tls, server_name)
         self._stub = rpc.NodeServiceStub(self._channel)
-        self._fetch = self._channel.unary_stream(
-            method_path("NodeService", "FetchModel"),
-            request_serializer=pb.FetchModelRequest.SerializeToString,
-            response_deserializer=None,  # framed bytes: medfed.protocol.framing
-        )
+        self._fetch = model_download(self._channel, "NodeService", "FetchModel")
         self._submit = self._channel.stream_unary(
             method_path("NodeService", "SubmitUpdate"),
             request_serializer=None,
