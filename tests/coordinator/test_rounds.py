@@ -8,12 +8,12 @@ from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot, 
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics
-from medfed.strategies.fedavg import WeightedSum
+from medfed.strategies.fedavg import ExampleWeightedMean
 
 
 def _round(nodes: list[str], deadline: float = 1e12) -> OpenRound:
     manifest = tensors.manifest_of({"w": np.zeros(3, dtype=np.float32)})
-    round_ = OpenRound("s-1", 2, pb.TASK_KIND_TRAIN, deadline, manifest, WeightedSum(manifest))
+    round_ = OpenRound("s-1", 2, pb.TASK_KIND_TRAIN, deadline, manifest, ExampleWeightedMean(manifest))
     for i, node in enumerate(nodes):
         task = pb.Task(task_id=f"t{i}", study_id="s-1", round=2, model_sha256="m")
         round_.slots[task.task_id] = TaskSlot(task, node)
@@ -58,7 +58,7 @@ def test_accepted_updates_are_example_weighted() -> None:
     round_.accept_update(round_.begin("t1", "b", "s-1", 2), {"w": np.zeros(3, np.float32)}, 3, {})
     assert round_.all_finished()
     assert round_.acc is not None
-    assert np.allclose(round_.acc.mean()["w"], 0.25)
+    assert np.allclose(round_.acc.sum.mean()["w"], 0.25)
 
 
 def test_board_delivers_each_task_once_and_forgets_closed_rounds() -> None:

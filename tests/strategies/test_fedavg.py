@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 import medfed.strategies.fedavg as fedavg_module
 from medfed.errors import StrategyError
 from medfed.protocol.tensors import manifest_of
+from medfed.strategies.base import Reply
 from medfed.strategies.fedavg import FedAvg, WeightedSum, weighted_average
 
 
@@ -166,9 +167,11 @@ def test_fedavg_round():
     strategy = FedAvg()
     previous = {"w": np.zeros(2, np.float32)}
     assert strategy.configure_train(1) == {}
-    acc = strategy.start_round(manifest_of(previous))
-    acc.add({"w": np.array([1, 1], np.float32)}, 1)
-    acc.add({"w": np.array([4, 7], np.float32)}, 2)
-    np.testing.assert_allclose(strategy.aggregate(1, acc, previous)["w"], [3, 5])
+    acc = strategy.start_round(previous, {})
+    acc.add(Reply("a", {"w": np.array([1, 1], np.float32)}, 1))
+    acc.add(Reply("b", {"w": np.array([4, 7], np.float32)}, 2))
+    model, state = strategy.aggregate(1, acc, previous, {})
+    np.testing.assert_allclose(model["w"], [3, 5])
+    assert state == {}
     with pytest.raises(StrategyError, match="layout"):
-        strategy.aggregate(1, acc, {"w": np.zeros(3, np.float32)})
+        strategy.aggregate(1, acc, {"w": np.zeros(3, np.float32)}, {})

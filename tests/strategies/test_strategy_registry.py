@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medfed.errors import StrategyError
-from medfed.protocol.tensors import manifest_of
+from medfed.strategies.base import Reply
 from medfed.strategies.fedavg import FedAvg
 from medfed.strategies.fedprox import FedProx
 from medfed.strategies.registry import make_strategy
@@ -24,19 +24,19 @@ def test_make_fedprox_sends_mu_and_aggregates_like_fedavg():
     updates = [(np.array([1, 2], np.float32), 1.0), (np.array([3, 6], np.float32), 3.0)]
     results = []
     for s in (strategy, FedAvg()):
-        acc = s.start_round(manifest_of(previous))
+        acc = s.start_round(previous, {})
         for w, n in updates:
-            acc.add({"w": w}, n)
-        results.append(s.aggregate(1, acc, previous)["w"])
+            acc.add(Reply("x", {"w": w}, int(n)))
+        results.append(s.aggregate(1, acc, previous, {})[0]["w"])
     np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.parametrize(
     ("name", "params", "match"),
     [
-        ("fedsgd", {}, "unknown strategy 'fedsgd'; available: fedavg, fedprox"),
-        ("fedavg", {"mu": 0.1}, "takes parameters none"),
-        ("fedprox", {}, r"takes parameters \['mu'\]"),
+        ("fedsgd", {}, "unknown strategy 'fedsgd'; available: fedavg, fedprox, scaffold"),
+        ("fedavg", {"mu": 0.1}, r"takes parameters none; missing \[\], unknown \['mu'\]"),
+        ("fedprox", {}, r"takes parameters \['mu'\]; missing \['mu'\]"),
         ("fedprox", {"mu": 0.1, "lr": 1.0}, "takes parameters"),
         ("fedprox", {"mu": -0.1}, "mu must be"),
         ("fedprox", {"mu": math.nan}, "mu must be"),

@@ -6,20 +6,19 @@ import numpy as np
 import pytest
 
 import medfed.data
+from medfed.coordinator.spec import load_spec
 from medfed.data.heart_disease import HEART_FEATURES, heart_disease_centres
-from medfed.data.tabular import TabularDataset
 from medfed.errors import TrainingError
+from medfed.simulation.runner import simulate
 from medfed.strategies.registry import make_strategy
 from medfed.training.baselines import (
     evaluate_everywhere,
     pooled_accuracy,
-    round_seed,
     same_compute,
-    simulate_fedavg,
     train_local,
     train_pooled,
 )
-from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
+from medfed.training.plan import EvalResult, LocalTrainConfig
 from medfed.training.registry import get_plan
 from tests.training.synthetic_data import synthetic
 
@@ -56,14 +55,12 @@ def test_demo_defaults_beat_every_single_hospital():
     spec = study()
     centres = heart_disease_centres()
     plan = get_plan(spec["plan"]["name"], spec["plan"]["version"])
-    strategy = make_strategy(spec["strategy"]["name"], spec["strategy"].get("params", {}))
     config = study_config(spec, spec["seed"])
     init = plan.init_weights(len(HEART_FEATURES), spec["seed"], config.options)
-    rounds = spec["rounds"]
-    federated = simulate_fedavg(centres, plan, strategy, config, init, rounds)
-    assert len(federated) == rounds
-    fed_accuracy = pooled_accuracy(evaluate_everywhere(plan, federated[-1], centres))
-    alone = same_compute(config, rounds)
+    sim = simulate(load_spec(STUDY), centres, init)
+    assert len(sim.history) == spec["rounds"]
+    fed_accuracy = pooled_accuracy(evaluate_everywhere(plan, sim.model, centres))
+    alone = same_compute(config, spec["rounds"])
     for key, data in centres.items():
         local = train_local(data, plan, alone, init)
         assert fed_accuracy > pooled_accuracy(evaluate_everywhere(plan, local, centres)), key
@@ -99,39 +96,3 @@ def test_pooled_baseline_ignores_each_sites_units():
     for k in a:
         np.testing.assert_allclose(a[k], b[k], atol=1e-4)
     assert set(evaluate_everywhere(plan, a, same_units)) == {"a", "b"}
-
-
-def test_simulated_rounds_average_passthrough_updates():
-    plan = get_plan("passthrough", "1")
-    centres = {"a": synthetic(1, n=20), "b": synthetic(2, n=50)}
-    config = LocalTrainConfig(
-        epochs=1, steps=0, batch_size=8, optimizer="sgd", learning_rate=0.1, options={"delta": 0.25}
-    )
-    init = plan.init_weights(0, 0, {"dim": 6.0})
-    history = simulate_fedavg(centres, plan, make_strategy("fedavg", {}), config, init, rounds=3)
-    for r, weights in enumerate(history, start=1):
-        np.testing.assert_allclose(weights["w"], np.full(6, 0.25 * r), rtol=1e-6)
-
-
-class RecordingPlan:
-    name = "recording"
-    version = "1"
-
-    def __init__(self):
-        self.configs = []
-
-    def train(self, weights, data: TabularDataset, config):
-        self.configs.append(config)
-        return TrainResult(weights=dict(weights), num_examples=len(data.y_train), metrics={})
-
-
-def test_simulation_passes_strategy_settings_and_a_seed_per_round():
-    plan = RecordingPlan()
-    centres = {"a": synthetic(1, n=20), "b": synthetic(2, n=20)}
-    config = LocalTrainConfig(epochs=1, steps=0, batch_size=8, optimizer="sgd", learning_rate=0.1)
-    init = {"w": np.zeros(2, np.float32)}
-    simulate_fedavg(centres, plan, make_strategy("fedprox", {"mu": 0.5}), config, init, rounds=3)
-    assert [c.proximal_mu for c in plan.configs] == [0.5] * 6
-    seeds = [c.seed for c in plan.configs]
-    assert seeds == [round_seed(config.seed, r) for r in (1, 1, 2, 2, 3, 3)]
-    assert len(set(seeds)) == 3

@@ -23,14 +23,14 @@ import numpy as np
 
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.models import ServedModels
+from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.spec import StudySpec
+from medfed.errors import StrategyError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics, RoundRecord, StateStore
 from medfed.strategies.base import Strategy
-from medfed.strategies.registry import make_strategy
-from medfed.training.plan import round_seed
 
 log = logging.getLogger("medfed.coordinator")
 
@@ -85,13 +85,20 @@ class StudyRunner(threading.Thread):
     def _run(self) -> None:
         record = self._p.state.study(self.study_id)
         spec = StudySpec.from_json(record.spec_json)
-        strategy = make_strategy(spec.strategy, spec.strategy_params)
+        strategy = build_strategy(spec)
+        model = self._p.models.get(record.model_sha256)
+        bad = [name for name in model if "/" in name]
+        if bad:
+            raise StrategyError(f"model tensor names may not contain '/': {bad}")
+        if record.state_sha256:
+            state = self._p.models.get_private(record.state_sha256)
+        else:
+            state = strategy.init_state(model)
         sha = record.model_sha256
-        weights = self._p.models.get(sha)
         next_round = record.completed_rounds + 1
         failures = 0
         while next_round <= spec.rounds and not self._halt.is_set():
-            outcome = self._train_round(spec, strategy, next_round, weights, sha)
+            outcome = self._train_round(spec, strategy, next_round, model, state, sha)
             if outcome is None:
                 failures += 1
                 if failures >= MAX_FAILED_ATTEMPTS:
@@ -99,7 +106,7 @@ class StudyRunner(threading.Thread):
                     return
                 continue
             failures = 0
-            weights, sha = outcome
+            model, state, sha = outcome
             if _evaluates(spec, next_round):
                 self._evaluate(spec, next_round, sha)
             next_round += 1
@@ -140,33 +147,42 @@ class StudyRunner(threading.Thread):
         spec: StudySpec,
         strategy: Strategy,
         round_no: int,
-        weights: tensors.Weights,
+        model: tensors.Weights,
+        state: tensors.Weights,
         sha: str,
-    ) -> tuple[tensors.Weights, str] | None:
-        nodes = self._select(spec)
-        if nodes is None:
+    ) -> tuple[tensors.Weights, tensors.Weights, str] | None:
+        eligible = self._select(spec)
+        if eligible is None:
             return None
+        nodes = strategy.select(round_no, eligible)
         self._set_state("running", f"round {round_no} of {spec.rounds}")
-        manifest = tensors.manifest_of(weights)
+        layout = tensors.manifest_of(model)
+        broadcast = strategy.broadcast(state)
+        served_sha = self._p.models.put(model | broadcast) if broadcast else sha
         round_ = OpenRound(
             study_id=self.study_id,
             round=round_no,
             kind=pb.TASK_KIND_TRAIN,
             deadline=time.monotonic() + spec.round_deadline_s,
-            manifest=manifest,
-            acc=strategy.start_round(manifest),
+            manifest=reply_layout(spec, strategy, layout),
+            acc=strategy.start_round(model, state),
+            unpack=reply_unpacker(spec, strategy, model),
         )
         extra = strategy.configure_train(round_no)
-        self._dispatch(spec, round_, nodes, sha, extra)
+        self._dispatch(spec, round_, nodes, served_sha, extra, strategy.client_settings())
         if self._halt.is_set():
             return None
-        if round_.accepted < spec.min_nodes:
-            self._record_failed(round_, spec, len(nodes))
+        needed = min(spec.min_nodes, len(nodes))
+        if round_.accepted < needed:
+            self._record_failed(round_, needed, len(nodes))
             return None
         assert round_.acc is not None
-        new_weights = strategy.aggregate(round_no, round_.acc, weights)
+        new_model, new_state = strategy.aggregate(round_no, round_.acc, model, state)
         round_.acc = None  # the float64 sums are no longer needed: free them before storing
-        new_sha = self._p.models.put(new_weights)
+        new_sha = self._p.models.put(new_model)
+        state_sha = self._p.models.put_private(new_state) if new_state else ""
+        metrics = _train_metrics(round_.per_node, len(nodes))
+        metrics["upload_bytes"] = float(round_.upload_bytes)
         self._p.state.commit_round(
             RoundRecord(
                 study_id=self.study_id,
@@ -177,14 +193,15 @@ class StudyRunner(threading.Thread):
                 rejected=len(nodes) - round_.accepted,
                 duration_s=time.monotonic() - round_.started,
                 committed_unix=self._p.wall(),
-                metrics=_train_metrics(round_.per_node, len(nodes)),
+                metrics=metrics,
                 per_node=tuple(round_.per_node),
                 rejections=tuple(round_.rejections),
+                state_sha256=state_sha,
             )
         )
         self._p.events.bump(self.study_id)
         log.info("study %s round %d committed (%s)", self.study_id, round_no, new_sha[:12])
-        return new_weights, new_sha
+        return new_model, new_state, new_sha
 
     def _evaluate(self, spec: StudySpec, round_no: int, sha: str) -> None:
         nodes = self._p.directory.online(spec.dataset, spec.nodes)
@@ -196,7 +213,7 @@ class StudyRunner(threading.Thread):
             kind=pb.TASK_KIND_EVALUATE,
             deadline=time.monotonic() + spec.round_deadline_s,
         )
-        self._dispatch(spec, round_, nodes, sha, {})
+        self._dispatch(spec, round_, nodes, sha, {}, {})
         self._p.state.add_eval(
             self.study_id, round_no, round_.per_node, eval_metrics(round_.per_node, len(nodes))
         )
@@ -209,6 +226,7 @@ class StudyRunner(threading.Thread):
         nodes: Sequence[str],
         sha: str,
         extra: Mapping[str, float],
+        client: Mapping[str, str],
     ) -> None:
         deadline_ms = int((self._p.wall() + spec.round_deadline_s) * 1000)
         cap = round_.manifest.total_bytes if round_.manifest else 0
@@ -223,7 +241,7 @@ class StudyRunner(threading.Thread):
                     name=spec.dataset, features=list(spec.features), label=spec.label
                 ),
                 plan=pb.PlanRef(name=spec.plan, version=spec.plan_version, sha256=spec.plan_sha256),
-                config=_train_config(spec, round_.round, extra),
+                config=task_config(spec, round_.round, extra, client),
                 deadline_unix_ms=deadline_ms,
                 max_update_bytes=cap,
             )
@@ -234,11 +252,11 @@ class StudyRunner(threading.Thread):
         finally:
             self._p.board.close(round_)
 
-    def _record_failed(self, round_: OpenRound, spec: StudySpec, selected: int) -> None:
+    def _record_failed(self, round_: OpenRound, needed: int, selected: int) -> None:
         now = self._p.wall()
         reason = (
             f"round {round_.round} not committed: {round_.accepted} of {selected} updates "
-            f"accepted, at least {spec.min_nodes} needed; retrying"
+            f"accepted, at least {needed} needed; retrying"
         )
         log.warning("study %s: %s", self.study_id, reason)
         for rejection in round_.rejections:
@@ -252,19 +270,6 @@ def _evaluates(spec: StudySpec, round_no: int) -> bool:
     if round_no == spec.rounds:
         return True
     return spec.eval_every > 0 and round_no % spec.eval_every == 0
-
-
-def _train_config(spec: StudySpec, round_no: int, extra: Mapping[str, float]) -> pb.TrainConfig:
-    return pb.TrainConfig(
-        local_epochs=spec.local_epochs,
-        local_steps=spec.local_steps,
-        batch_size=spec.batch_size,
-        optimizer=spec.optimizer,
-        learning_rate=spec.learning_rate,
-        proximal_mu=float(extra.get("proximal_mu", 0.0)),
-        seed=round_seed(spec.seed, round_no),
-        plan_options=dict(spec.plan_options),
-    )
 
 
 def _weighted(per_node: Sequence[NodeRoundMetrics], key: str) -> float | None:

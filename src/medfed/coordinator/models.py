@@ -30,6 +30,13 @@ class ServedModels:
     def get(self, sha: str) -> tensors.Weights:
         return self._loaded(sha)[1]
 
+    def put_private(self, weights: tensors.Weights) -> str:
+        """Store server-only tensors (a strategy's state) without caching them for serving."""
+        return self._store.put(weights)
+
+    def get_private(self, sha: str) -> tensors.Weights:
+        return self._store.get(sha)
+
     def frames(self, sha: str) -> Iterator[bytes]:
         """The model as framed ``ModelChunk`` messages (:mod:`medfed.protocol.framing`)."""
         manifest, weights = self._loaded(sha)

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from medfed.protocol.tensors import Manifest
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics
-from medfed.strategies.fedavg import WeightedSum
+from medfed.strategies.base import Accumulator, Reply
 
 
 class TaskStatus(StrEnum):
@@ -40,6 +40,12 @@ class Rejected(Exception):
     """A reply that is refused; the message goes back to the node and into the study record."""
 
 
+Unpack = Callable[
+    [Mapping[str, npt.NDArray[np.generic]]],
+    tuple[Mapping[str, npt.NDArray[np.generic]], Mapping[str, npt.NDArray[np.generic]]],
+]
+
+
 @dataclass
 class TaskSlot:
     task: pb.Task
@@ -54,7 +60,11 @@ class OpenRound:
     kind: int
     deadline: float  # monotonic seconds
     manifest: Manifest | None = None
-    acc: WeightedSum | None = None
+    """The exact layout every training reply must have (the model, maybe compressed, + extras)."""
+    acc: Accumulator | None = None
+    unpack: Unpack | None = None
+    """Wire tensors -> (model weights, strategy extras); None: the wire is the model itself."""
+    upload_bytes: int = 0
     slots: dict[str, TaskSlot] = field(default_factory=dict)
     per_node: list[NodeRoundMetrics] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
@@ -98,7 +108,9 @@ class OpenRound:
             if self.closed or self.acc is None:
                 slot.status = TaskStatus.REJECTED
                 raise Rejected(f"round {self.round} closed while the update was arriving")
-            self.acc.add(weights, float(num_examples))
+            model, extras = self.unpack(weights) if self.unpack else (weights, {})
+            self.acc.add(Reply(slot.node, model, num_examples, dict(metrics), extras))
+            self.upload_bytes += sum(int(a.nbytes) for a in weights.values())
             self._finish(slot, TaskStatus.ACCEPTED)
             self.per_node.append(NodeRoundMetrics(slot.node, "train", num_examples, dict(metrics)))
 

@@ -14,6 +14,7 @@ from medfed.coordinator import uploads
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.engine import Engine, StudyEvents
 from medfed.coordinator.models import ServedModels
+from medfed.coordinator.replies import build_strategy
 from medfed.coordinator.rounds import TaskBoard, TaskStatus
 from medfed.coordinator.spec import StudySpec, spec_from_proto, spec_to_proto
 from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
@@ -21,7 +22,6 @@ from medfed.pki.identity import Role
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import RoundRecord, StateStore, StudyRecord
-from medfed.strategies.registry import make_strategy
 from medfed.transport.auth import PeerAuthorizer, abort
 
 log = logging.getLogger("medfed.coordinator")
@@ -223,7 +223,7 @@ def _read_submission(chunks: Iterator[pb.SubmitStudyChunk]) -> tuple[StudySpec, 
     if first is None or first.WhichOneof("part") != "spec":
         raise ProtocolError("a study submission starts with its spec")
     spec = spec_from_proto(first.spec)
-    make_strategy(spec.strategy, spec.strategy_params)
+    build_strategy(spec)
     second = next(chunks, None)
     if second is None or second.WhichOneof("part") != "manifest":
         raise ProtocolError("the spec must be followed by the initial model's manifest")

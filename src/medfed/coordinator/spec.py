@@ -20,6 +20,10 @@ from medfed.errors import ConfigError
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 Optimizer = Literal["sgd", "adam"]
+Compression = Literal["none", "q8", "topk"]
+Personalization = Literal["none", "fedbn"]
+COMPRESSIONS: tuple[Compression, ...] = ("none", "q8", "topk")
+PERSONALIZATIONS: tuple[Personalization, ...] = ("none", "fedbn")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -47,6 +51,11 @@ class StudySpec:
     eval_every: int = 1
     seed: int = 0
     nodes: tuple[str, ...] = ()
+    compression: Compression = "none"
+    topk_ratio: float = 0.01
+    error_feedback: bool = True
+    personalization: Personalization = "none"
+    finetune_steps: int = 0
 
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
@@ -80,6 +89,16 @@ class StudySpec:
             for key, value in mapping.items():
                 _check(math.isfinite(value), f"{what} {key!r} must be finite")
         _check(len(set(self.features)) == len(self.features), "features must be unique")
+        _check(
+            self.compression in COMPRESSIONS,
+            f"compression must be one of {COMPRESSIONS}, not {self.compression!r}",
+        )
+        _check(0 < self.topk_ratio <= 1, f"topk_ratio must be in (0, 1], got {self.topk_ratio}")
+        _check(
+            self.personalization in PERSONALIZATIONS,
+            f"personalization must be one of {PERSONALIZATIONS}, not {self.personalization!r}",
+        )
+        _check(0 <= self.finetune_steps <= 100_000, "finetune_steps must be 0..100000")
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -107,7 +126,8 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
     known = {
         "name", "rounds", "local_epochs", "local_steps", "batch_size", "optimizer",
         "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
-        "dataset", "plan", "strategy",
+        "dataset", "plan", "strategy", "compression", "topk_ratio", "error_feedback",
+        "personalization", "finetune_steps",
     }  # fmt: skip
     unknown = set(doc) - known
     if unknown:
@@ -138,11 +158,22 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             eval_every=int(doc.get("eval_every", 1)),
             seed=int(doc.get("seed", 0)),
             nodes=tuple(str(n) for n in doc.get("nodes", [])),
+            compression=cast(Compression, str(doc.get("compression", "none"))),
+            topk_ratio=float(doc.get("topk_ratio", 0.01)),
+            error_feedback=_bool(doc.get("error_feedback", True), "error_feedback"),
+            personalization=cast(Personalization, str(doc.get("personalization", "none"))),
+            finetune_steps=int(doc.get("finetune_steps", 0)),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 def _floats(mapping: Any) -> dict[str, float]:
@@ -169,6 +200,11 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         eval_every=spec.eval_every,
         seed=spec.seed,
         nodes=list(spec.nodes),
+        compression=spec.compression,
+        topk_ratio=spec.topk_ratio,
+        error_feedback=spec.error_feedback,
+        personalization=spec.personalization,
+        finetune_steps=spec.finetune_steps,
     )
 
 
@@ -195,4 +231,9 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         eval_every=message.eval_every,
         seed=message.seed,
         nodes=tuple(message.nodes),
+        compression=cast(Compression, message.compression or "none"),
+        topk_ratio=message.topk_ratio or 0.01,
+        error_feedback=message.error_feedback,
+        personalization=cast(Personalization, message.personalization or "none"),
+        finetune_steps=message.finetune_steps,
     )

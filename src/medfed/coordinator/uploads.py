@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
-from medfed.errors import ProtocolError
+from medfed.errors import ProtocolError, StrategyError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 
@@ -76,7 +76,7 @@ def receive(
         return pb.SubmitReply(accepted=False, reason=str(exc))
     try:
         _apply(round_, slot, header, frames, pool)
-    except (Rejected, ProtocolError) as exc:
+    except (Rejected, ProtocolError, StrategyError) as exc:
         round_.reject(slot, str(exc))
         return pb.SubmitReply(accepted=False, reason=str(exc))
     return pb.SubmitReply(accepted=True)

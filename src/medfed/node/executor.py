@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
+import numpy as np
+
+from medfed.compression.codec import Compression, CompressionConfig
 from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
+from medfed.node.client_state import FileClientState
 from medfed.node.policy import LocalPolicy
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.training.local_update import (
+    Algorithm,
+    ClientSettings,
+    ClientState,
+    MemoryClientState,
+    Personalization,
+    local_evaluate,
+    local_update,
+)
 from medfed.training.plan import LocalTrainConfig, Optimizer, TrainingPlan
 from medfed.training.registry import get_plan
 
@@ -25,9 +40,14 @@ class Outcome:
 
 
 class TaskExecutor:
-    def __init__(self, datasets: DatasetRegistry, policy: LocalPolicy) -> None:
+    def __init__(
+        self, datasets: DatasetRegistry, policy: LocalPolicy, state_root: Path | None = None
+    ) -> None:
+        """``state_root``: where per-study site state lives (in memory when None)."""
         self._datasets = datasets
         self._policy = policy
+        self._state_root = state_root
+        self._memory: dict[str, MemoryClientState] = {}
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, TabularDataset]:
         """Check the task against local policy and data; PolicyError says why it is refused."""
@@ -55,16 +75,21 @@ class TaskExecutor:
                 "schema_mismatch",
                 f"study expects label {task.dataset.label!r}, dataset has {entry.label!r}",
             )
+        client_settings(task.config)  # refuse settings this node cannot honour before training
         return plan, data
 
     def run(
         self, task: pb.Task, plan: TrainingPlan, data: TabularDataset, weights: tensors.Weights
     ) -> Outcome:
+        config = local_config(task.config)
+        settings = client_settings(task.config)
+        state = self._state(task.study_id)
         try:
             if task.kind == pb.TASK_KIND_EVALUATE:
-                result = plan.evaluate(weights, data)
+                result = local_evaluate(plan, data, weights, config, settings, state)
                 return Outcome(result.num_examples, dict(result.metrics), None)
-            trained = plan.train(weights, data, _local_config(task.config))
+            rng = np.random.default_rng([config.seed, task.round])
+            update = local_update(plan, data, weights, config, settings, state, rng)
         except MedfedError:
             raise
         except (
@@ -72,10 +97,33 @@ class TaskExecutor:
         ) as exc:  # plan code is the hospital's, but a crash in it must not kill the node
             log.exception("plan %s %s crashed", plan.name, plan.version)
             raise TrainingError(f"plan {plan.name} {plan.version} crashed: {exc!r}") from exc
-        return Outcome(trained.num_examples, dict(trained.metrics), trained.weights)
+        return Outcome(update.num_examples, update.metrics, update.wire)
+
+    def _state(self, study_id: str) -> ClientState:
+        if self._state_root is not None:
+            return FileClientState(self._state_root, study_id)
+        return self._memory.setdefault(study_id, MemoryClientState())
 
 
-def _local_config(config: pb.TrainConfig) -> LocalTrainConfig:
+def client_settings(config: pb.TrainConfig) -> ClientSettings:
+    """The study's update settings from a task; invalid values are refused with the reason."""
+    try:
+        compression = CompressionConfig(
+            kind=cast(Compression, config.compression or "none"),
+            topk_ratio=config.topk_ratio or 0.01,
+            error_feedback=config.error_feedback,
+        )
+        return ClientSettings(
+            algorithm=cast(Algorithm, config.algorithm or "default"),
+            personalization=cast(Personalization, config.personalization or "none"),
+            compression=compression,
+            finetune_steps=config.finetune_steps,
+        )
+    except MedfedError as exc:
+        raise PolicyError("unsupported_settings", str(exc)) from exc
+
+
+def local_config(config: pb.TrainConfig) -> LocalTrainConfig:
     optimizer: Optimizer = "adam" if config.optimizer == "adam" else "sgd"
     return LocalTrainConfig(
         epochs=config.local_epochs,

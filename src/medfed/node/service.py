@@ -45,7 +45,7 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
     identity = check_own_certificate(config.tls)
     importlib.import_module("torch")  # load the training stack now, not inside round 1's deadline
     datasets = DatasetRegistry(config.state_dir)
-    executor = TaskExecutor(datasets, LocalPolicy(config.state_dir))
+    executor = TaskExecutor(datasets, LocalPolicy(config.state_dir), config.state_dir / "studies")
     client = CoordinatorClient(config.coordinator, config.tls, config.server_name)
     agent = NodeAgent(
         client,

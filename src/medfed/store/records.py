@@ -34,6 +34,9 @@ class StudyRecord:
     message: str
     created_unix: float
     updated_unix: float
+    state_sha256: str = ""
+    """The strategy's server state (e.g. FedAdam's moments) after the last committed round;
+    empty when the strategy keeps none."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class RoundRecord:
     metrics: dict[str, float]
     per_node: tuple[NodeRoundMetrics, ...]
     rejections: tuple[str, ...]
+    state_sha256: str = ""
 
 
 def check_kinds(per_node: Sequence[NodeRoundMetrics]) -> None:
@@ -96,6 +100,7 @@ def study_record(row: StudyRow) -> StudyRecord:
         message=row.message,
         created_unix=row.created_unix,
         updated_unix=row.updated_unix,
+        state_sha256=row.state_sha256 or "",
     )
 
 
@@ -104,6 +109,7 @@ def round_row(record: RoundRecord) -> RoundRow:
         study_id=record.study_id,
         round=record.round,
         model_sha256=record.model_sha256,
+        state_sha256=record.state_sha256,
         selected=record.selected,
         accepted=record.accepted,
         rejected=record.rejected,
@@ -144,4 +150,5 @@ def round_record(
         metrics=json.loads(row.metrics_json),
         per_node=tuple(per_node),
         rejections=tuple(rejections),
+        state_sha256=row.state_sha256 or "",
     )

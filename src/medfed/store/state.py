@@ -131,6 +131,7 @@ class StateStore:
             state="pending",
             completed_rounds=0,
             model_sha256=model_sha256,
+            state_sha256="",
             message="",
             created_unix=now,
             updated_unix=now,
@@ -176,6 +177,8 @@ class StateStore:
         and a skipped or repeated round never matches.
         """
         check_sha256(record.model_sha256)
+        if record.state_sha256:
+            check_sha256(record.state_sha256)
         check_kinds(record.per_node)
         rejections = [split_rejection(text) for text in record.rejections]
         advance = (
@@ -187,6 +190,7 @@ class StateStore:
             .values(
                 completed_rounds=record.round,
                 model_sha256=record.model_sha256,
+                state_sha256=record.state_sha256,
                 updated_unix=record.committed_unix,
             )
         )

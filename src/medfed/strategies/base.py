@@ -1,35 +1,122 @@
 """The contract between the round engine and an aggregation strategy.
 
-Modelled on Flower's ``configure_train`` / ``aggregate_train``, but streaming: the engine opens an
-accumulator with ``start_round``, adds each validated reply as it arrives (so memory is O(model),
-not O(nodes x model)), then asks the strategy for the new global weights.
+Modelled on Flower's ``configure_train`` / ``aggregate_train``, but streaming where the math
+allows: the engine opens an accumulator with ``start_round``, adds each validated reply as it
+arrives, then asks the strategy for the new global model. FedAvg-like strategies keep O(model)
+memory; robust aggregators (median, Krum) must see every update and keep O(nodes x model).
+
+A strategy may keep *server state* between rounds (FedAdam's moments, SCAFFOLD's control
+variate). The engine stores it next to the model, content-addressed, and commits both in one
+transaction, so a restarted coordinator resumes bit-identically. Tensors in ``broadcast`` reach
+the nodes with the model; ``reply_extras`` declares tensors each reply carries besides the model
+(SCAFFOLD's control-variate change), so the coordinator can check a reply's layout before
+receiving it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from medfed.protocol.tensors import Manifest, Weights
-from medfed.strategies.fedavg import WeightedSum
+
+NDArray = npt.NDArray[np.generic]
+EMPTY = Manifest(())
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One validated training reply. ``weights`` may be views of a receive buffer that is reused
+    after ``Accumulator.add`` returns: an accumulator that keeps them must copy."""
+
+    node: str
+    weights: Mapping[str, NDArray]
+    num_examples: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    extras: Mapping[str, NDArray] = field(default_factory=dict)
+
+
+class Accumulator(Protocol):
+    @property
+    def count(self) -> int:
+        """Replies added so far."""
+        ...
+
+    def add(self, reply: Reply) -> None:
+        """Fold one reply in; raises StrategyError (and changes nothing) if it does not fit."""
+        ...
 
 
 class Strategy(Protocol):
     name: str
+    individual_updates: bool
+    """True when aggregation needs each hospital's own update (median, trimmed mean, Krum): such
+    a strategy cannot run under secure aggregation, which reveals only the sum."""
+
+    def init_state(self, model: Mapping[str, NDArray]) -> Weights:
+        """Server state before round 1 (empty for stateless strategies)."""
+        ...
+
+    def broadcast(self, state: Mapping[str, NDArray]) -> Weights:
+        """State tensors the nodes receive with the model this round."""
+        ...
+
+    def reply_extras(self, model: Manifest) -> Manifest:
+        """Layout of the tensors every reply carries besides the model."""
+        ...
+
+    def client_settings(self) -> dict[str, str]:
+        """What the node-side update must do for this strategy (e.g. ``algorithm=scaffold``)."""
+        ...
 
     def configure_train(self, server_round: int) -> dict[str, float]:
         """Extra local-training settings sent to every node this round (e.g. FedProx's mu)."""
         ...
 
-    def start_round(self, manifest: Manifest) -> WeightedSum:
-        """A fresh accumulator for replies whose layout is ``manifest``."""
+    def select(self, server_round: int, nodes: Sequence[str]) -> list[str]:
+        """Which of the eligible ``nodes`` train this round (all, or one for cyclic training)."""
+        ...
+
+    def start_round(
+        self, model: Mapping[str, NDArray], state: Mapping[str, NDArray]
+    ) -> Accumulator:
+        """A fresh accumulator for this round's replies to ``model``."""
         ...
 
     def aggregate(
-        self, server_round: int, acc: WeightedSum, previous: Mapping[str, npt.NDArray[np.generic]]
-    ) -> Weights:
-        """The next global weights from the accumulated replies and the current global weights."""
+        self,
+        server_round: int,
+        acc: Accumulator,
+        model: Mapping[str, NDArray],
+        state: Mapping[str, NDArray],
+    ) -> tuple[Weights, Weights]:
+        """The next global model and server state."""
         ...
+
+
+class StrategyDefaults:
+    """Stateless, every node trains, nothing extra travels: the defaults most strategies keep."""
+
+    individual_updates = False
+
+    def init_state(self, model: Mapping[str, NDArray]) -> Weights:
+        return {}
+
+    def broadcast(self, state: Mapping[str, NDArray]) -> Weights:
+        return {}
+
+    def reply_extras(self, model: Manifest) -> Manifest:
+        return EMPTY
+
+    def client_settings(self) -> dict[str, str]:
+        return {}
+
+    def configure_train(self, server_round: int) -> dict[str, float]:
+        return {}
+
+    def select(self, server_round: int, nodes: Sequence[str]) -> list[str]:
+        return list(nodes)

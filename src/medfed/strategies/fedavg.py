@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from medfed.errors import ProtocolError, StrategyError
 from medfed.protocol.tensors import Manifest, Weights, manifest_of
+from medfed.strategies.base import Accumulator, Reply, StrategyDefaults
 
 NDArray = npt.NDArray[np.generic]
 BLOCK_ELEMENTS = 1 << 20
@@ -110,24 +111,48 @@ class WeightedSum:
         return out
 
 
-class FedAvg:
+class ExampleWeightedMean:
+    """The FedAvg accumulator: a running example-weighted sum of the replies' models."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.sum = WeightedSum(manifest)
+
+    @property
+    def count(self) -> int:
+        return self.sum.count
+
+    def add(self, reply: Reply) -> None:
+        self.sum.add(reply.weights, float(reply.num_examples))
+
+
+class FedAvg(StrategyDefaults):
     """Example-weighted FedAvg; nodes get no extra training settings."""
 
     name = "fedavg"
 
-    def configure_train(self, server_round: int) -> dict[str, float]:
-        return {}
-
-    def start_round(self, manifest: Manifest) -> WeightedSum:
-        return WeightedSum(manifest)
+    def start_round(
+        self, model: Mapping[str, NDArray], state: Mapping[str, NDArray]
+    ) -> Accumulator:
+        return ExampleWeightedMean(manifest_of(model))
 
     def aggregate(
-        self, server_round: int, acc: WeightedSum, previous: Mapping[str, NDArray]
-    ) -> Weights:
-        """The weighted mean of this round's replies (``previous`` only fixes the layout)."""
-        if manifest_of(previous) != acc.manifest:
-            raise StrategyError("this round's replies do not have the global model's layout")
-        return acc.mean()
+        self,
+        server_round: int,
+        acc: Accumulator,
+        model: Mapping[str, NDArray],
+        state: Mapping[str, NDArray],
+    ) -> tuple[Weights, Weights]:
+        """The weighted mean of this round's replies (``model`` only fixes the layout)."""
+        return weighted_mean_of(acc, model), dict(state)
+
+
+def weighted_mean_of(acc: Accumulator, model: Mapping[str, NDArray]) -> Weights:
+    """The example-weighted mean held by an ``ExampleWeightedMean``, checked against ``model``."""
+    if not isinstance(acc, ExampleWeightedMean):
+        raise StrategyError(f"expected a FedAvg accumulator, got {type(acc).__name__}")
+    if manifest_of(model) != acc.sum.manifest:
+        raise StrategyError("this round's replies do not have the global model's layout")
+    return acc.sum.mean()
 
 
 def _check_weight(weight: float) -> float:

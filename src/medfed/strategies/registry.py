@@ -1,27 +1,131 @@
-"""Strategies by name, as a study spec names them; parameters are checked, never passed blindly."""
+"""Strategies by name, as a study spec names them; parameters are checked, never passed blindly.
+
+| name | parameters (required; optional = default) | reference |
+|---|---|---|
+| fedavg | - | McMahan et al. 2017 |
+| fedprox | mu | Li et al. 2020 |
+| scaffold | server_learning_rate = 1 | Karimireddy et al. 2020 |
+| fednova | - | Wang et al. 2020 |
+| fedadam, fedyogi | server_learning_rate; beta1 = 0.9, beta2 = 0.99, tau = 1e-3 | Reddi 2021 |
+| fedadagrad | server_learning_rate; beta1 = 0.9 (beta2 unused), tau = 1e-3 | Reddi 2021 |
+| qfedavg | q; lipschitz = 1 / learning_rate | Li et al. 2020 |
+| cyclic | deterministic = 0 | FLamby 2022 |
+| median | - | Yin et al. 2018 |
+| trimmed_mean | trim | Yin et al. 2018 |
+| krum | f; m = 1 (m > 1: Multi-Krum) | Blanchard et al. 2017 |
+| normbound | max_norm | Sun et al. 2019 |
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import cast
 
 from medfed.errors import StrategyError
 from medfed.strategies.base import Strategy
+from medfed.strategies.byzantine import Krum, Median, NormBound, TrimmedMean
+from medfed.strategies.cyclic import Cyclic
 from medfed.strategies.fedavg import FedAvg
+from medfed.strategies.fednova import FedNova
+from medfed.strategies.fedopt import FedOpt
+from medfed.strategies.fedopt_math import OptimizerKind, ServerOptimizerConfig
 from medfed.strategies.fedprox import FedProx
+from medfed.strategies.qfedavg import QFedAvg
+from medfed.strategies.scaffold import Scaffold
 
-_PARAMS: dict[str, frozenset[str]] = {"fedavg": frozenset(), "fedprox": frozenset({"mu"})}
-STRATEGY_NAMES = tuple(_PARAMS)
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What some strategies need from the study besides their parameters."""
+
+    seed: int = 0
+    learning_rate: float = 0.01
 
 
-def make_strategy(name: str, params: Mapping[str, float]) -> Strategy:
-    """``fedavg`` (no parameters) or ``fedprox`` (``mu`` >= 0, required)."""
-    if name not in _PARAMS:
-        raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(STRATEGY_NAMES)}")
-    expected = _PARAMS[name]
-    if set(params) != expected:
-        raise StrategyError(
-            f"strategy {name!r} takes parameters {sorted(expected) or 'none'}, got {sorted(params)}"
+Build = Callable[[Mapping[str, float], StudyContext], Strategy]
+_FEDOPT_DEFAULTS = {"beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+
+
+def _fedopt(kind: str) -> Build:
+    def build(p: Mapping[str, float], ctx: StudyContext) -> Strategy:
+        config = ServerOptimizerConfig(
+            kind=cast(OptimizerKind, kind),
+            learning_rate=p["server_learning_rate"],
+            beta1=p["beta1"],
+            beta2=p["beta2"],
+            tau=p["tau"],
         )
-    if name == "fedprox":
-        return FedProx(params["mu"])
-    return FedAvg()
+        return FedOpt(config)
+
+    return build
+
+
+def _integer(p: Mapping[str, float], key: str) -> int:
+    value = p[key]
+    if value != int(value):
+        raise StrategyError(f"strategy parameter {key!r} must be a whole number, got {value}")
+    return int(value)
+
+
+_REGISTRY: dict[str, tuple[frozenset[str], Mapping[str, float], Build]] = {
+    "fedavg": (frozenset(), {}, lambda p, c: FedAvg()),
+    "fedprox": (frozenset({"mu"}), {}, lambda p, c: FedProx(p["mu"])),
+    "scaffold": (
+        frozenset(),
+        {"server_learning_rate": 1.0},
+        lambda p, c: Scaffold(p["server_learning_rate"]),
+    ),
+    "fednova": (frozenset(), {}, lambda p, c: FedNova()),
+    "fedadam": (frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("adam")),
+    "fedyogi": (frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("yogi")),
+    "fedadagrad": (frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("adagrad")),
+    "qfedavg": (
+        frozenset({"q"}),
+        {"lipschitz": 0.0},
+        lambda p, c: QFedAvg(p["q"], p["lipschitz"] or 1.0 / c.learning_rate),
+    ),
+    "cyclic": (
+        frozenset(),
+        {"deterministic": 0.0},
+        lambda p, c: Cyclic(c.seed, bool(p["deterministic"])),
+    ),
+    "median": (frozenset(), {}, lambda p, c: Median()),
+    "trimmed_mean": (frozenset({"trim"}), {}, lambda p, c: TrimmedMean(_integer(p, "trim"))),
+    "krum": (
+        frozenset({"f"}),
+        {"m": 1.0},
+        lambda p, c: Krum(_integer(p, "f"), _integer(p, "m")),
+    ),
+    "normbound": (frozenset({"max_norm"}), {}, lambda p, c: NormBound(p["max_norm"])),
+}
+STRATEGY_NAMES = tuple(_REGISTRY)
+
+
+def make_strategy(
+    name: str, params: Mapping[str, float], context: StudyContext | None = None
+) -> Strategy:
+    """The strategy ``name`` with ``params``; unknown names and parameters are refused."""
+    if name not in _REGISTRY:
+        raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(STRATEGY_NAMES)}")
+    required, optional, build = _REGISTRY[name]
+    missing = sorted(required - set(params))
+    unknown = sorted(set(params) - required - set(optional))
+    if missing or unknown:
+        allowed = sorted(required) + [f"{k} (optional)" for k in sorted(optional)]
+        raise StrategyError(
+            f"strategy {name!r} takes parameters {allowed or 'none'}; "
+            f"missing {missing}, unknown {unknown}"
+        )
+    return build({**optional, **params}, context or StudyContext())
+
+
+def require_sum_only(strategy: Strategy) -> None:
+    """Refuse a strategy that needs individual updates where only their sum will be visible
+    (secure aggregation): median, trimmed mean and Krum cannot work on a masked sum."""
+    if strategy.individual_updates:
+        raise StrategyError(
+            f"strategy {strategy.name!r} needs each hospital's own update, which secure "
+            "aggregation hides; use fedavg, fedprox, scaffold, fednova, fedadam/fedyogi/"
+            "fedadagrad, qfedavg or normbound (clipping applied by each node) instead"
+        )

@@ -1,9 +1,8 @@
-"""Non-federated references, and an in-process FedAvg, to judge what federation buys.
+"""Non-federated references, to judge what federation buys.
 
 * *local*: one hospital trains alone on its own data;
 * *pooled*: all training rows in one place, the upper bound federation aims at;
-* ``simulate_fedavg``: the federated algorithm without a network, used only to choose the demo's
-  defaults and in tests. The real study runs through the coordinator and nodes.
+(The federated side without a network is ``medfed.simulation``.)
 
 Same compute: a federation of R rounds x E local epochs passes over each site's data R x E times,
 so the baselines get ``same_compute(config, rounds)``, i.e. R x E epochs (or R x steps steps).
@@ -21,9 +20,8 @@ import numpy as np
 
 from medfed.data.tabular import TabularDataset
 from medfed.errors import TrainingError
-from medfed.protocol.tensors import Weights, manifest_of
-from medfed.strategies.base import Strategy
-from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan, round_seed
+from medfed.protocol.tensors import Weights
+from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan
 from medfed.training.standardize import fit_standardizer, standardize
 
 
@@ -65,42 +63,6 @@ def pooled_accuracy(results: Mapping[str, EvalResult]) -> float:
     if total == 0:
         raise TrainingError("no test examples to score")
     return sum(r.metrics["accuracy"] * r.num_examples for r in results.values()) / total
-
-
-def simulate_fedavg(
-    centres: Mapping[str, TabularDataset],
-    plan: TrainingPlan,
-    strategy: Strategy,
-    config: LocalTrainConfig,
-    init: Weights,
-    rounds: int,
-) -> list[Weights]:
-    """The global weights after each of ``rounds`` rounds, every centre taking part every round.
-
-    Round r trains with seed ``round_seed(config.seed, r)`` at every centre, as the coordinator
-    sends it, so a network run in which all centres report every round reproduces this one (up to
-    the order the replies are summed in).
-    """
-    history: list[Weights] = []
-    current = init
-    for server_round in range(1, rounds + 1):
-        round_config = _with_extra(config, strategy.configure_train(server_round))
-        acc = strategy.start_round(manifest_of(current))
-        round_config = dataclasses.replace(round_config, seed=round_seed(config.seed, server_round))
-        for data in centres.values():
-            result = plan.train(current, data, round_config)
-            acc.add(result.weights, float(result.num_examples))
-        current = strategy.aggregate(server_round, acc, current)
-        history.append(current)
-    return history
-
-
-def _with_extra(config: LocalTrainConfig, extra: Mapping[str, float]) -> LocalTrainConfig:
-    if set(extra) - {"proximal_mu"}:
-        raise TrainingError(f"strategy sent settings {sorted(extra)}; only proximal_mu is known")
-    if "proximal_mu" in extra:
-        return dataclasses.replace(config, proximal_mu=float(extra["proximal_mu"]))
-    return config
 
 
 def _pool(centres: Mapping[str, TabularDataset]) -> TabularDataset:

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from medfed.data.tabular import TabularDataset
 from medfed.errors import ConfigError
 from medfed.protocol.tensors import Weights
@@ -27,6 +30,7 @@ class LocalTrainConfig:
     equalises compute across hospitals of different sizes; otherwise ``epochs`` full passes run.
     ``proximal_mu > 0`` adds FedProx's proximal term (Li et al., 2020). ``options`` are the plan's
     own numeric options (e.g. the MLP's ``hidden``), the same ones given to ``init_weights``.
+    ``correction`` is added to each named parameter's gradient at every step (SCAFFOLD's c - c_i).
     """
 
     epochs: int
@@ -37,6 +41,7 @@ class LocalTrainConfig:
     proximal_mu: float = 0.0
     seed: int = 0
     options: Mapping[str, float] = field(default_factory=dict)
+    correction: Mapping[str, npt.NDArray[np.generic]] | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.steps < 0 or (self.epochs == 0 and self.steps == 0):

@@ -289,6 +289,11 @@ class StudySpec(_message.Message):
     EVAL_EVERY_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
+    COMPRESSION_FIELD_NUMBER: _builtins.int
+    TOPK_RATIO_FIELD_NUMBER: _builtins.int
+    ERROR_FEEDBACK_FIELD_NUMBER: _builtins.int
+    PERSONALIZATION_FIELD_NUMBER: _builtins.int
+    FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -300,6 +305,13 @@ class StudySpec(_message.Message):
     round_deadline_s: _builtins.float
     eval_every: _builtins.int
     seed: _builtins.int
+    compression: _builtins.str
+    """"none" | "q8" | "topk" """
+    topk_ratio: _builtins.float
+    error_feedback: _builtins.bool
+    personalization: _builtins.str
+    """"none" | "fedbn" """
+    finetune_steps: _builtins.int
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -329,10 +341,15 @@ class StudySpec(_message.Message):
         eval_every: _builtins.int = ...,
         seed: _builtins.int = ...,
         nodes: _abc.Iterable[_builtins.str] | None = ...,
+        compression: _builtins.str = ...,
+        topk_ratio: _builtins.float = ...,
+        error_feedback: _builtins.bool = ...,
+        personalization: _builtins.str = ...,
+        finetune_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "dataset", b"dataset", "eval_every", b"eval_every", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "plan", b"plan", "plan_options", b"plan_options", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "seed", b"seed", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -370,6 +387,12 @@ class TrainConfig(_message.Message):
     PROXIMAL_MU_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     PLAN_OPTIONS_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    PERSONALIZATION_FIELD_NUMBER: _builtins.int
+    COMPRESSION_FIELD_NUMBER: _builtins.int
+    TOPK_RATIO_FIELD_NUMBER: _builtins.int
+    ERROR_FEEDBACK_FIELD_NUMBER: _builtins.int
+    FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
     local_epochs: _builtins.int
     local_steps: _builtins.int
     batch_size: _builtins.int
@@ -377,6 +400,17 @@ class TrainConfig(_message.Message):
     learning_rate: _builtins.float
     proximal_mu: _builtins.float
     seed: _builtins.int
+    algorithm: _builtins.str
+    """How the node turns training into a reply (see medfed.training.local_update).
+    "default" | "scaffold"
+    """
+    personalization: _builtins.str
+    """"none" | "fedbn" """
+    compression: _builtins.str
+    """"none" | "q8" | "topk" """
+    topk_ratio: _builtins.float
+    error_feedback: _builtins.bool
+    finetune_steps: _builtins.int
     @_builtins.property
     def plan_options(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     def __init__(
@@ -390,10 +424,16 @@ class TrainConfig(_message.Message):
         proximal_mu: _builtins.float = ...,
         seed: _builtins.int = ...,
         plan_options: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        algorithm: _builtins.str = ...,
+        personalization: _builtins.str = ...,
+        compression: _builtins.str = ...,
+        topk_ratio: _builtins.float = ...,
+        error_feedback: _builtins.bool = ...,
+        finetune_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "optimizer", b"optimizer", "plan_options", b"plan_options", "proximal_mu", b"proximal_mu", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "batch_size", b"batch_size", "compression", b"compression", "error_feedback", b"error_feedback", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "optimizer", b"optimizer", "personalization", b"personalization", "plan_options", b"plan_options", "proximal_mu", b"proximal_mu", "seed", b"seed", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

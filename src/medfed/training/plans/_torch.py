@@ -78,6 +78,9 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     n = len(y)
     total = config.steps if config.steps > 0 else config.epochs * math.ceil(n / config.batch_size)
+    correction = _correction(model, config)
+    with torch.no_grad():
+        initial = float(loss_fn(model(x).squeeze(-1), y))
     model.train()
     for index in _batches(n, config.batch_size, total, generator):
         optimizer.zero_grad()
@@ -85,12 +88,15 @@ def train(
         if config.proximal_mu > 0:
             loss = loss + 0.5 * config.proximal_mu * _squared_distance(model, anchor)
         loss.backward()
+        for param, fix in correction:
+            param.grad.add_(fix)  # type: ignore[union-attr]
         optimizer.step()
     with torch.no_grad():
         final = float(loss_fn(model(x).squeeze(-1), y))
     if not math.isfinite(final):
         raise TrainingError("training diverged (non-finite loss); lower the learning rate")
-    metrics = {"train_loss": final, "steps": float(total)}
+    # initial_loss: the global model's loss on this site's data, which q-FedAvg weights by.
+    metrics = {"train_loss": final, "initial_loss": initial, "steps": float(total)}
     return TrainResult(weights=to_weights(model), num_examples=n, metrics=metrics)
 
 
@@ -103,6 +109,21 @@ def evaluate(model: nn.Module, weights: Weights, data: TabularDataset) -> EvalRe
     with torch.no_grad():
         logits = model(x).squeeze(-1).numpy().astype(np.float64)
     return EvalResult(num_examples=len(data.y_test), metrics=binary_metrics(data.y_test, logits))
+
+
+def _correction(
+    model: nn.Module, config: LocalTrainConfig
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(parameter, gradient correction) pairs; the correction must cover every parameter."""
+    if config.correction is None:
+        return []
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for name, param in model.named_parameters():
+        fix = config.correction.get(name)
+        if fix is None or tuple(fix.shape) != tuple(param.shape):
+            raise TrainingError(f"gradient correction does not fit parameter {name!r}")
+        pairs.append((param, torch.from_numpy(np.array(fix, dtype=np.float32, copy=True))))
+    return pairs
 
 
 def _squared_distance(model: nn.Module, anchor: list[torch.Tensor]) -> torch.Tensor:

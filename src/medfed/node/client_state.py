@@ -1,0 +1,62 @@
+"""Tensors a hospital keeps between the rounds of one study, on its own disk.
+
+SCAFFOLD's client control variate, the FedBN layers and the compression residual are the site's
+own: they never leave the node. Each is stored content-addressed (the same atomic, hash-checked
+safetensors store the coordinator uses) with a small JSON index per study, replaced atomically,
+so a node killed mid-write keeps the previous state, and a restarted node carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from medfed.errors import StoreError
+from medfed.protocol.tensors import Weights
+from medfed.store.models import ModelStore
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class FileClientState:
+    """A ``medfed.training.local_update.ClientState`` for one study, under ``root/<study_id>``."""
+
+    def __init__(self, root: Path, study_id: str) -> None:
+        if not _SAFE.match(study_id):
+            raise StoreError(f"study id {study_id!r} cannot name a state folder")
+        self._dir = Path(root) / study_id
+        self._store = ModelStore(self._dir / "tensors")
+        self._index_path = self._dir / "index.json"
+
+    def load(self, key: str) -> Weights | None:
+        sha = self._index().get(key)
+        return None if sha is None else self._store.get(sha)
+
+    def save(self, key: str, weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        index = self._index()
+        index[key] = self._store.put(weights)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".index-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(index, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._index_path)
+
+    def _index(self) -> dict[str, str]:
+        try:
+            doc = json.loads(self._index_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read study state index {self._index_path}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise StoreError(f"study state index {self._index_path} is not a JSON object")
+        return {str(k): str(v) for k, v in doc.items()}

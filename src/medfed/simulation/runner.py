@@ -1,0 +1,110 @@
+"""Run a study spec in one process, with the exact code a networked study runs.
+
+Each round does what the round engine and the node executor do, in the same order: the
+strategy selects sites, every site gets the same task settings (``replies.task_config``) and
+runs ``local_update`` on its data with its own persistent state, each reply is decoded as the
+coordinator decodes it (``replies.reply_unpacker``) and folded into the strategy's accumulator,
+and the strategy aggregates. Replies are folded in site-name order; a networked round folds them
+in arrival order, so the two agree up to float summation order (tests/e2e/test_simulation.py
+checks one seed end to end).
+
+``tamper`` lets a benchmark replace some sites' decoded models after they are computed (an attack
+as the coordinator would receive it) to measure robust aggregators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medfed.coordinator.replies import build_strategy, reply_unpacker, task_config
+from medfed.coordinator.spec import StudySpec
+from medfed.data.tabular import TabularDataset
+from medfed.errors import TrainingError
+from medfed.node.executor import client_settings, local_config
+from medfed.protocol.tensors import Weights
+from medfed.strategies.base import Reply
+from medfed.training.local_update import MemoryClientState, local_evaluate, local_update
+from medfed.training.plan import EvalResult
+from medfed.training.registry import get_plan
+
+Tamper = Callable[[int, Mapping[str, Weights], Weights], Mapping[str, Weights]]
+"""(round, decoded models by site, global model) -> replacement models for the sites it attacks."""
+
+
+@dataclass
+class Simulation:
+    spec: StudySpec
+    sites: Mapping[str, TabularDataset]
+    model: Weights
+    state: Weights = field(default_factory=dict)
+    site_state: dict[str, MemoryClientState] = field(default_factory=dict)
+    history: list[Weights] = field(default_factory=list)
+    upload_bytes: list[int] = field(default_factory=list)
+
+    def evaluate(self, model: Weights | None = None) -> dict[str, EvalResult]:
+        """Every site's test metrics for ``model`` (default: the current global model), with
+        ``personal_*`` metrics when the study personalizes."""
+        plan = get_plan(self.spec.plan, self.spec.plan_version)
+        weights = self.model if model is None else model
+        config = local_config(task_config(self.spec, max(1, len(self.history)), {}, {}))
+        settings = client_settings(task_config(self.spec, 1, {}, {}))
+        return {
+            name: local_evaluate(
+                plan,
+                data,
+                weights,
+                config,
+                settings,
+                self.site_state.setdefault(name, MemoryClientState()),
+            )
+            for name, data in self.sites.items()
+        }
+
+
+def simulate(
+    spec: StudySpec,
+    sites: Mapping[str, TabularDataset],
+    init: Weights,
+    tamper: Tamper | None = None,
+    after_round: Callable[[int, Simulation], None] | None = None,
+) -> Simulation:
+    """Run ``spec.rounds`` rounds with every site online; returns the final state and history."""
+    if not sites:
+        raise TrainingError("a simulation needs at least one site")
+    plan = get_plan(spec.plan, spec.plan_version)
+    strategy = build_strategy(spec)
+    sim = Simulation(spec, sites, dict(init), strategy.init_state(init))
+    for server_round in range(1, spec.rounds + 1):
+        chosen = strategy.select(server_round, sorted(sites))
+        served = sim.model | strategy.broadcast(sim.state)
+        task = task_config(spec, server_round, strategy.configure_train(server_round),
+                           strategy.client_settings())  # fmt: skip
+        config, settings = local_config(task), client_settings(task)
+        unpack = reply_unpacker(spec, strategy, sim.model)
+        replies: dict[str, Reply] = {}
+        sent = 0
+        for name in chosen:
+            state = sim.site_state.setdefault(name, MemoryClientState())
+            rng = np.random.default_rng([config.seed, server_round])
+            update = local_update(plan, sites[name], served, config, settings, state, rng)
+            sent += sum(int(a.nbytes) for a in update.wire.values())
+            weights, extras = unpack(update.wire) if unpack else (update.wire, {})
+            replies[name] = Reply(name, weights, update.num_examples, update.metrics, extras)
+        if tamper is not None:
+            forged = tamper(server_round, {k: dict(r.weights) for k, r in replies.items()},
+                            sim.model)  # fmt: skip
+            for name, weights in forged.items():
+                old = replies[name]
+                replies[name] = Reply(name, weights, old.num_examples, old.metrics, old.extras)
+        acc = strategy.start_round(sim.model, sim.state)
+        for name in sorted(replies):
+            acc.add(replies[name])
+        sim.model, sim.state = strategy.aggregate(server_round, acc, sim.model, sim.state)
+        sim.history.append(sim.model)
+        sim.upload_bytes.append(sent)
+        if after_round is not None:
+            after_round(server_round, sim)
+    return sim

@@ -1,0 +1,218 @@
+"""What a hospital computes in one round, from the global model it received to the reply it sends.
+
+The same function runs in the node's task executor and in the in-process simulator
+(``medfed.simulation``), so a simulated study and a networked one compute identical updates:
+
+    received = model + broadcast state (names with "/": e.g. SCAFFOLD's "scaffold/c/<name>")
+    -> personalization: keep this site's own BatchNorm layers (FedBN, Li et al. ICLR 2021)
+    -> train the plan (SCAFFOLD: gradient corrected by c - c_i, Karimireddy et al. ICML 2020)
+    -> SCAFFOLD: new client control variate c_i+ (option II), its change travels as an extra
+    -> compress the model delta (8-bit or top-k, error feedback kept here, never sent)
+
+Site state that must survive between rounds (c_i, the FedBN layers, the compression residual) is
+kept by a ``ClientState``: on disk at a node, in memory in a simulation. Model tensor names never
+contain "/"; names with "/" are the strategies' own tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from medfed.compression.codec import CompressionConfig, encode
+from medfed.data.tabular import TabularDataset
+from medfed.errors import TrainingError
+from medfed.protocol.tensors import Weights
+from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan
+
+NDArray = npt.NDArray[np.generic]
+Algorithm = Literal["default", "scaffold"]
+Personalization = Literal["none", "fedbn"]
+ALGORITHMS: tuple[Algorithm, ...] = ("default", "scaffold")
+PERSONALIZATIONS: tuple[Personalization, ...] = ("none", "fedbn")
+SCAFFOLD_C = "scaffold/c/"
+SCAFFOLD_DC = "scaffold/dc/"
+_BN_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How a site turns training into a reply, as the study asks (sent with every task)."""
+
+    algorithm: Algorithm = "default"
+    personalization: Personalization = "none"
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    finetune_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise TrainingError(f"client algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if self.personalization not in PERSONALIZATIONS:
+            raise TrainingError(
+                f"personalization {self.personalization!r} is not one of {PERSONALIZATIONS}"
+            )
+        if self.finetune_steps < 0:
+            raise TrainingError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+
+
+class ClientState(Protocol):
+    """Tensors a site keeps between rounds of one study."""
+
+    def load(self, key: str) -> Weights | None: ...
+
+    def save(self, key: str, weights: Mapping[str, NDArray]) -> None: ...
+
+
+class MemoryClientState:
+    """A ``ClientState`` in a dict, for simulations and tests."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Weights] = {}
+
+    def load(self, key: str) -> Weights | None:
+        found = self._items.get(key)
+        return None if found is None else {k: v.copy() for k, v in found.items()}
+
+    def save(self, key: str, weights: Mapping[str, NDArray]) -> None:
+        self._items[key] = {k: np.array(v, copy=True) for k, v in weights.items()}
+
+
+@dataclass(frozen=True)
+class LocalUpdate:
+    wire: Weights
+    """The tensors to send: the (possibly compressed) model, then the strategy's extras."""
+    num_examples: int
+    metrics: dict[str, float]
+
+
+def split_received(received: Mapping[str, NDArray]) -> tuple[Weights, Weights]:
+    """(model tensors, strategy tensors): strategy tensors are the ones whose name has a "/"."""
+    model = {k: v for k, v in received.items() if "/" not in k}
+    aux = {k: v for k, v in received.items() if "/" in k}
+    return model, aux
+
+
+def local_bn_names(model: Mapping[str, NDArray]) -> list[str]:
+    """The BatchNorm tensors FedBN keeps at the site: running statistics and the affine weight
+    and bias of every layer that has running statistics."""
+    prefixes = {k[: -len(".running_mean")] for k in model if k.endswith(".running_mean")}
+    return [
+        k
+        for k in model
+        if k.endswith(_BN_STATS) or any(k in (f"{p}.weight", f"{p}.bias") for p in prefixes)
+    ]
+
+
+def personalized_start(
+    model: Mapping[str, NDArray], settings: ClientSettings, state: ClientState
+) -> Weights:
+    """The model this site trains or evaluates from: the global one, with its own BN layers
+    under FedBN once it has any."""
+    start = dict(model)
+    if settings.personalization == "fedbn":
+        own = state.load("fedbn") or {}
+        for name, value in own.items():
+            if name in start and start[name].shape == value.shape:
+                start[name] = value
+    return start
+
+
+def local_update(
+    plan: TrainingPlan,
+    data: TabularDataset,
+    received: Mapping[str, NDArray],
+    config: LocalTrainConfig,
+    settings: ClientSettings,
+    state: ClientState,
+    rng: np.random.Generator,
+) -> LocalUpdate:
+    """Train from ``received`` and build the reply; ``rng`` drives stochastic quantization."""
+    model, aux = split_received(received)
+    start = personalized_start(model, settings, state)
+    extras: Weights = {}
+    if settings.algorithm == "scaffold":
+        c, c_i = _control_variates(model, aux, state)
+        correction = {k: np.asarray(c[k], np.float32) - np.asarray(c_i[k], np.float32) for k in c}
+        config = dataclasses.replace(config, correction=correction)
+    result = plan.train(start, data, config)
+    if settings.algorithm == "scaffold":
+        steps = result.metrics.get("steps", 0.0)
+        c_new = scaffold_client_control(model, result.weights, c, c_i, steps, config.learning_rate)
+        state.save("scaffold", c_new)
+        extras = {
+            SCAFFOLD_DC + k: np.asarray(c_new[k], np.float32) - np.asarray(c_i[k], np.float32)
+            for k in c_new
+        }
+    if settings.personalization == "fedbn":
+        state.save("fedbn", {k: result.weights[k] for k in local_bn_names(result.weights)})
+    residual = state.load("residual") if settings.compression.error_feedback else None
+    wire, new_residual = encode(settings.compression, result.weights, model, residual, rng)
+    if new_residual:
+        state.save("residual", new_residual)
+    return LocalUpdate(wire | extras, result.num_examples, dict(result.metrics))
+
+
+def scaffold_client_control(
+    x: Mapping[str, NDArray],
+    y: Mapping[str, NDArray],
+    c: Mapping[str, NDArray],
+    c_i: Mapping[str, NDArray],
+    steps: float,
+    learning_rate: float,
+) -> Weights:
+    """SCAFFOLD option II (Karimireddy et al., ICML 2020, eq. 4): c_i+ = c_i - c + (x - y)/(K lr),
+    with K local steps of plain SGD at ``learning_rate`` from the global model ``x`` to ``y``."""
+    if steps <= 0:
+        raise TrainingError("SCAFFOLD needs the number of local steps the plan took")
+    scale = 1.0 / (steps * learning_rate)
+    return {
+        k: (
+            np.asarray(c_i[k], np.float64)
+            - np.asarray(c[k], np.float64)
+            + (np.asarray(x[k], np.float64) - np.asarray(y[k], np.float64)) * scale
+        ).astype(np.float32)
+        for k in c
+    }
+
+
+def local_evaluate(
+    plan: TrainingPlan,
+    data: TabularDataset,
+    received: Mapping[str, NDArray],
+    config: LocalTrainConfig,
+    settings: ClientSettings,
+    state: ClientState,
+) -> EvalResult:
+    """The global model's test metrics, plus ``personal_*`` ones for the site's personalized
+    model when the study personalizes (FedBN layers and/or ``finetune_steps`` of local tuning)."""
+    model, _ = split_received(received)
+    result = plan.evaluate(model, data)
+    metrics = dict(result.metrics)
+    if settings.personalization == "none" and settings.finetune_steps == 0:
+        return result
+    personal = personalized_start(model, settings, state)
+    if settings.finetune_steps > 0:
+        tune = dataclasses.replace(config, epochs=0, steps=settings.finetune_steps, correction=None)
+        personal = plan.train(personal, data, tune).weights
+    for key, value in plan.evaluate(personal, data).metrics.items():
+        metrics[f"personal_{key}"] = value
+    return EvalResult(result.num_examples, metrics)
+
+
+def _control_variates(
+    model: Mapping[str, NDArray], aux: Mapping[str, NDArray], state: ClientState
+) -> tuple[Weights, Weights]:
+    names = [k for k in model if np.dtype(model[k].dtype).kind == "f"]
+    missing = [k for k in names if SCAFFOLD_C + k not in aux]
+    if missing:
+        raise TrainingError(f"SCAFFOLD task is missing the server control variate for {missing}")
+    c = {k: aux[SCAFFOLD_C + k] for k in names}
+    c_i = state.load("scaffold") or {k: np.zeros_like(v, dtype=np.float32) for k, v in c.items()}
+    if set(c_i) != set(c):
+        c_i = {k: np.zeros_like(v, dtype=np.float32) for k, v in c.items()}
+    return c, c_i
