@@ -11,6 +11,7 @@ import pytest
 from medfed.cli.study import prepare
 from medfed.coordinator.spec import StudySpec
 from medfed.data.heart_disease import heart_disease_centres
+from medfed.node.policy import LocalPolicy
 from medfed.simulation.runner import simulate
 from tests.e2e.harness import HOSPITALS, Network, small_study
 
@@ -118,3 +119,37 @@ def test_a_spec_the_strategy_cannot_run_is_refused_at_submission(
     pinned, init = prepare(small_study(rounds=1, **changes))
     with pytest.raises(Exception, match=message):
         network.admin.submit(pinned, init)
+
+
+def test_fedbn_keeps_each_hospitals_batchnorm_and_reports_personal_metrics(
+    network: Network,
+) -> None:
+    network.start_coordinator()
+    network.start_nodes()
+    spec = small_study(
+        rounds=2,
+        name="fedbn",
+        plan="mlp",
+        plan_version="1",
+        plan_options={"hidden": 8.0, "batch_norm": 1.0},
+        personalization="fedbn",
+        finetune_steps=5,
+    )
+    for node in HOSPITALS:
+        LocalPolicy(network.consortium.node_state(node)).approve("mlp", "1")
+    pinned, init = prepare(spec)
+    status = network.wait_done(network.admin.submit(pinned, init), timeout_s=120)
+    assert status.state == "completed", status.message
+    last = status.rounds[-1]
+    assert {m.node for m in last.per_node} == set(HOSPITALS)
+    for m in last.per_node:
+        assert 0.0 <= m.metrics["personal_accuracy"] <= 1.0
+        assert "accuracy" in m.metrics
+    sim = simulate(pinned, heart_disease_centres(), init)
+    for name, array in network.admin.download(status.model_sha256).items():
+        np.testing.assert_allclose(array, sim.model[name], atol=1e-5)
+    evaluated = sim.evaluate()
+    for m in last.per_node:
+        assert m.metrics["personal_accuracy"] == pytest.approx(
+            evaluated[m.node].metrics["personal_accuracy"], abs=1e-9
+        )

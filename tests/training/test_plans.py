@@ -125,7 +125,7 @@ def test_weights_that_do_not_fit_are_refused(plan, options, data):
         plan.train(init, data, config(options))
     good = plan.init_weights(data.n_features, 0, options)
     as_double = {k: v.astype(np.float64) for k, v in good.items()}
-    with pytest.raises(TrainingError, match="not float32"):
+    with pytest.raises(TrainingError, match="do not have the model's dtypes"):
         plan.evaluate(as_double, data)
 
 

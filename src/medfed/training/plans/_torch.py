@@ -53,13 +53,18 @@ def to_weights(model: nn.Module) -> Weights:
 
 def load_weights(model: nn.Module, weights: Mapping[str, npt.NDArray[np.generic]]) -> None:
     """Copy ``weights`` into ``model`` after checking names, order, shapes and dtype."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    own = model.state_dict()
+    expected = {name: tuple(t.shape) for name, t in own.items()}
     got = {name: tuple(int(d) for d in a.shape) for name, a in weights.items()}
     if list(got.items()) != list(expected.items()):
         raise TrainingError(f"weights {got} do not fit this plan's model {expected}")
-    bad = [name for name, a in weights.items() if a.dtype != np.float32]
+    bad = [
+        name
+        for name, a in weights.items()
+        if a.dtype != own[name].numpy().dtype  # float32, or int64 for BatchNorm's step counter
+    ]
     if bad:
-        raise TrainingError(f"tensors {bad} are not float32")
+        raise TrainingError(f"tensors {bad} do not have the model's dtypes")
     # Copy: incoming arrays may be read-only views of a wire buffer, which torch must not alias.
     state = {name: torch.from_numpy(np.array(a, copy=True)) for name, a in weights.items()}
     model.load_state_dict(state, strict=True)
@@ -79,10 +84,16 @@ def train(
     n = len(y)
     total = config.steps if config.steps > 0 else config.epochs * math.ceil(n / config.batch_size)
     correction = _correction(model, config)
+    model.eval()  # BatchNorm: measure with running statistics, do not update them
     with torch.no_grad():
         initial = float(loss_fn(model(x).squeeze(-1), y))
     model.train()
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    taken = 0
     for index in _batches(n, config.batch_size, total, generator):
+        if batch_norm and len(index) < 2:
+            continue  # BatchNorm cannot normalise a batch of one row; skip that step
+        taken += 1
         optimizer.zero_grad()
         loss = loss_fn(model(x[index]).squeeze(-1), y[index])
         if config.proximal_mu > 0:
@@ -91,12 +102,13 @@ def train(
         for param, fix in correction:
             param.grad.add_(fix)  # type: ignore[union-attr]
         optimizer.step()
+    model.eval()
     with torch.no_grad():
         final = float(loss_fn(model(x).squeeze(-1), y))
     if not math.isfinite(final):
         raise TrainingError("training diverged (non-finite loss); lower the learning rate")
     # initial_loss: the global model's loss on this site's data, which q-FedAvg weights by.
-    metrics = {"train_loss": final, "initial_loss": initial, "steps": float(total)}
+    metrics = {"train_loss": final, "initial_loss": initial, "steps": float(taken)}
     return TrainResult(weights=to_weights(model), num_examples=n, metrics=metrics)
 
 

@@ -1,6 +1,8 @@
 """A one-hidden-layer perceptron (ReLU): a small step up from logistic regression.
 
-Option ``hidden`` (default 32) sets the width; ``evaluate`` reads it from the weights' shapes.
+Option ``hidden`` (default 32) sets the width; ``batch_norm = 1`` adds a BatchNorm layer after
+the hidden layer (for FedBN personalization, Li et al. ICLR 2021). ``evaluate`` reads both from
+the weights' names and shapes.
 torch is imported inside the methods so that looking this plan up (or hashing it) does not.
 """
 
@@ -17,7 +19,7 @@ from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
 if TYPE_CHECKING:
     from torch import nn
 
-_OPTIONS = frozenset({"hidden"})
+_OPTIONS = frozenset({"hidden", "batch_norm"})
 DEFAULT_HIDDEN = 32
 
 
@@ -29,7 +31,7 @@ class MlpPlan:
         from medfed.training.plans import _torch
 
         _torch.check_options(options, _OPTIONS)
-        return _torch.init_weights(_model(n_features, _hidden(options)), seed)
+        return _torch.init_weights(_model(n_features, _hidden(options), _bn(options)), seed)
 
     def train(
         self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
@@ -37,7 +39,7 @@ class MlpPlan:
         from medfed.training.plans import _torch
 
         _torch.check_options(config.options, _OPTIONS)
-        model = _model(data.n_features, _hidden(config.options))
+        model = _model(data.n_features, _hidden(config.options), _bn(config.options))
         return _torch.train(model, weights, data, config)
 
     def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
@@ -45,7 +47,8 @@ class MlpPlan:
 
         first = weights.get("0.weight")
         hidden = int(first.shape[0]) if first is not None and first.ndim == 2 else DEFAULT_HIDDEN
-        return _torch.evaluate(_model(data.n_features, hidden), weights, data)
+        model = _model(data.n_features, hidden, "1.running_mean" in weights)
+        return _torch.evaluate(model, weights, data)
 
 
 def _hidden(options: Mapping[str, float]) -> int:
@@ -55,7 +58,18 @@ def _hidden(options: Mapping[str, float]) -> int:
     return int(value)
 
 
-def _model(n_features: int, hidden: int) -> nn.Module:
+def _bn(options: Mapping[str, float]) -> bool:
+    value = options.get("batch_norm", 0.0)
+    if value not in (0.0, 1.0):
+        raise TrainingError(f"option 'batch_norm' must be 0 or 1, got {value}")
+    return value == 1.0
+
+
+def _model(n_features: int, hidden: int, batch_norm: bool = False) -> nn.Module:
     from torch import nn
 
+    if batch_norm:
+        return nn.Sequential(
+            nn.Linear(n_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
     return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
