@@ -87,3 +87,16 @@ def test_researcher_commands_against_a_running_coordinator(
     assert "completed" in status
     assert f"{study_id}  heart-disease-demo  completed  2/2" in listed
     assert model.stat().st_size > 0
+
+
+def test_study_strategies_lists_every_strategy_and_what_secure_aggregation_refuses():
+    from medfed.strategies.registry import STRATEGY_NAMES
+
+    result = runner.invoke(root, ["study", "strategies"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert set(STRATEGY_NAMES) <= set(lines)
+    for name in ("median", "trimmed_mean", "krum"):
+        assert "refused" in lines[name]
+    for name in ("fedavg", "scaffold", "normbound"):
+        assert "composes" in lines[name]

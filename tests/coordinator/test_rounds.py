@@ -13,7 +13,9 @@ from medfed.strategies.fedavg import ExampleWeightedMean
 
 def _round(nodes: list[str], deadline: float = 1e12) -> OpenRound:
     manifest = tensors.manifest_of({"w": np.zeros(3, dtype=np.float32)})
-    round_ = OpenRound("s-1", 2, pb.TASK_KIND_TRAIN, deadline, manifest, ExampleWeightedMean(manifest))
+    round_ = OpenRound(
+        "s-1", 2, pb.TASK_KIND_TRAIN, deadline, manifest, ExampleWeightedMean(manifest)
+    )
     for i, node in enumerate(nodes):
         task = pb.Task(task_id=f"t{i}", study_id="s-1", round=2, model_sha256="m")
         round_.slots[task.task_id] = TaskSlot(task, node)

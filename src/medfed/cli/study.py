@@ -83,6 +83,26 @@ def list_studies(config: ConfigOption) -> None:
 
 
 @app.command()
+def strategies() -> None:
+    """The aggregation strategies a study spec may name, with their parameters."""
+    from rich.table import Table
+
+    from medfed.strategies.registry import make_strategy, strategy_parameters
+
+    table = Table("strategy", "required", "optional (default)", "secure aggregation")
+    for name, (required, optional) in strategy_parameters().items():
+        params = {k: 1.0 for k in required}
+        individual = make_strategy(name, params).individual_updates
+        table.add_row(
+            name,
+            ", ".join(required) or "-",
+            ", ".join(f"{k} ({v:g})" for k, v in optional.items()) or "-",
+            "refused (needs each update)" if individual else "composes",
+        )
+    out.print(table)
+
+
+@app.command()
 def nodes(config: ConfigOption) -> None:
     """Nodes the coordinator has seen, and whether they are online."""
     with medfed_errors(), _client(config) as client:

@@ -102,6 +102,11 @@ _REGISTRY: dict[str, tuple[frozenset[str], Mapping[str, float], Build]] = {
 STRATEGY_NAMES = tuple(_REGISTRY)
 
 
+def strategy_parameters() -> dict[str, tuple[list[str], dict[str, float]]]:
+    """Every strategy's (required parameters, optional parameters with defaults)."""
+    return {name: (sorted(req), dict(opt)) for name, (req, opt, _) in _REGISTRY.items()}
+
+
 def make_strategy(
     name: str, params: Mapping[str, float], context: StudyContext | None = None
 ) -> Strategy:
