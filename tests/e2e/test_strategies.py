@@ -68,6 +68,17 @@ def test_every_strategy_runs_over_mtls_and_matches_the_simulator(network: Networ
     assert status["topk"].rounds[-1].metrics["upload_bytes"] < dense
 
 
+def _assert_matches_simulation(
+    network: Network, study_id: str, pinned: StudySpec, init: dict[str, np.ndarray]
+) -> None:
+    status = network.wait_done(study_id, timeout_s=120)
+    assert status.state == "completed", status.message
+    final = network.admin.download(status.model_sha256)
+    expected = simulate(pinned, heart_disease_centres(), init).model
+    for name in final:
+        np.testing.assert_allclose(final[name], expected[name], atol=1e-5)
+
+
 def test_server_state_survives_a_coordinator_restart(network: Network) -> None:
     """FedAdam's moments and SCAFFOLD's control variates are committed with each round: a
     restarted coordinator continues the same trajectory (compared with an uninterrupted run)."""
@@ -79,12 +90,7 @@ def test_server_state_survives_a_coordinator_restart(network: Network) -> None:
     network.wait_rounds(study_id, 2)
     network.stop_coordinator()
     network.start_coordinator()
-    status = network.wait_done(study_id, timeout_s=120)
-    assert status.state == "completed", status.message
-    final = network.admin.download(status.model_sha256)
-    expected = simulate(pinned, heart_disease_centres(), init).model
-    for name in final:
-        np.testing.assert_allclose(final[name], expected[name], atol=1e-5)
+    _assert_matches_simulation(network, study_id, pinned, init)
 
 
 def test_scaffold_site_state_survives_a_node_restart(network: Network) -> None:
@@ -96,12 +102,7 @@ def test_scaffold_site_state_survives_a_node_restart(network: Network) -> None:
     network.wait_rounds(study_id, 2)
     network.stop_node(HOSPITALS[0])
     network.start_node(HOSPITALS[0])
-    status = network.wait_done(study_id, timeout_s=120)
-    assert status.state == "completed", status.message
-    final = network.admin.download(status.model_sha256)
-    expected = simulate(pinned, heart_disease_centres(), init).model
-    for name in final:
-        np.testing.assert_allclose(final[name], expected[name], atol=1e-5)
+    _assert_matches_simulation(network, study_id, pinned, init)
 
 
 @pytest.mark.parametrize(

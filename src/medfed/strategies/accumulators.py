@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,8 @@ import numpy.typing as npt
 from medfed.errors import StrategyError
 from medfed.protocol.tensors import Manifest, Weights, manifest_of
 from medfed.strategies.base import NDArray, Reply
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,11 @@ class KeepAll:
         return [r.weights for r in self.replies]
 
 
-def require(acc: object, kind: type[object]) -> None:
+def expect(acc: object, kind: type[T]) -> T:
+    """``acc`` as the accumulator type a strategy opened, or StrategyError."""
     if not isinstance(acc, kind):
         raise StrategyError(f"expected a {kind.__name__} accumulator, got {type(acc).__name__}")
+    return acc
 
 
 def cast_like(values: Mapping[str, npt.NDArray[Any]], model: Mapping[str, NDArray]) -> Weights:

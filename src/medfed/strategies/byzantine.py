@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from medfed.errors import StrategyError
 from medfed.protocol.tensors import Manifest, Weights, manifest_of
-from medfed.strategies.accumulators import KeepAll, cast_like, require
+from medfed.strategies.accumulators import KeepAll, cast_like, expect
 from medfed.strategies.base import Accumulator, NDArray, Reply, StrategyDefaults
 from medfed.strategies.fedavg import BLOCK_ELEMENTS, WeightedSum
 from medfed.strategies.robust import coordinate_median, multi_krum, trimmed_mean
@@ -45,9 +45,8 @@ class _KeepingStrategy(StrategyDefaults):
         model: Mapping[str, NDArray],
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
-        require(acc, KeepAll)
-        assert isinstance(acc, KeepAll)
-        return cast_like(self.combine(acc.models()), model), dict(state)
+        sums = expect(acc, KeepAll)
+        return cast_like(self.combine(sums.models()), model), dict(state)
 
     def combine(self, models: list[Weights]) -> Mapping[str, npt.NDArray[Any]]:
         raise NotImplementedError
@@ -143,13 +142,12 @@ class NormBound(StrategyDefaults):
         model: Mapping[str, NDArray],
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
-        require(acc, BoundedSums)
-        assert isinstance(acc, BoundedSums)
-        kept = acc.sum.total_weight
-        mean: Mapping[str, NDArray] = acc.sum.mean() if acc.sum.count and kept > 0 else model
+        sums = expect(acc, BoundedSums)
+        kept = sums.sum.total_weight
+        mean: Mapping[str, NDArray] = sums.sum.mean() if sums.sum.count and kept > 0 else model
         new = {
-            k: (kept * np.asarray(mean[k], np.float64) + acc.x_weight * np.asarray(v, np.float64))
-            / acc.total
+            k: (kept * np.asarray(mean[k], np.float64) + sums.x_weight * np.asarray(v, np.float64))
+            / sums.total
             for k, v in model.items()
         }
         return cast_like(new, model), dict(state)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from medfed.errors import StrategyError
 from medfed.protocol.tensors import Manifest, Weights, manifest_of
-from medfed.strategies.accumulators import cast_like, require
+from medfed.strategies.accumulators import cast_like, expect
 from medfed.strategies.base import Accumulator, NDArray, Reply, StrategyDefaults
 from medfed.strategies.fedavg import WeightedSum
 from medfed.strategies.normalized import fednova_from_sums
@@ -54,8 +54,9 @@ class FedNova(StrategyDefaults):
         model: Mapping[str, NDArray],
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
-        require(acc, NormalizedSums)
-        assert isinstance(acc, NormalizedSums)
-        tau_eff = acc.steps_weighted / acc.examples
-        new = fednova_from_sums(model, acc.sum.mean(), acc.sum.total_weight, acc.examples, tau_eff)
+        sums = expect(acc, NormalizedSums)
+        tau_eff = sums.steps_weighted / sums.examples
+        new = fednova_from_sums(
+            model, sums.sum.mean(), sums.sum.total_weight, sums.examples, tau_eff
+        )
         return cast_like(new, model), dict(state)

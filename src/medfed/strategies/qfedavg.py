@@ -17,7 +17,7 @@ import numpy as np
 
 from medfed.errors import StrategyError
 from medfed.protocol.tensors import Manifest, Weights, manifest_of
-from medfed.strategies.accumulators import cast_like, require
+from medfed.strategies.accumulators import cast_like, expect
 from medfed.strategies.base import Accumulator, NDArray, Reply, StrategyDefaults
 from medfed.strategies.fedavg import WeightedSum
 from medfed.strategies.normalized import qfedavg_terms
@@ -64,10 +64,9 @@ class QFedAvg(StrategyDefaults):
         model: Mapping[str, NDArray],
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
-        require(acc, FairSums)
-        assert isinstance(acc, FairSums)
-        mean = acc.sum.mean()
-        scale = self.lipschitz * acc.sum.total_weight / acc.h
+        sums = expect(acc, FairSums)
+        mean = sums.sum.mean()
+        scale = self.lipschitz * sums.sum.total_weight / sums.h
         new = {
             k: np.asarray(model[k], np.float64)
             - scale * (np.asarray(model[k], np.float64) - np.asarray(mean[k], np.float64))

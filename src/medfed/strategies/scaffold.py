@@ -17,7 +17,7 @@ import numpy as np
 
 from medfed.errors import StrategyError
 from medfed.protocol.tensors import Manifest, TensorSpec, Weights, manifest_of
-from medfed.strategies.accumulators import cast_like, require
+from medfed.strategies.accumulators import cast_like, expect
 from medfed.strategies.base import Accumulator, NDArray, Reply, StrategyDefaults
 from medfed.strategies.fedavg import WeightedSum
 
@@ -88,17 +88,16 @@ class Scaffold(StrategyDefaults):
         model: Mapping[str, NDArray],
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
-        require(acc, ScaffoldSums)
-        assert isinstance(acc, ScaffoldSums)
-        mean = acc.models.mean()
+        sums = expect(acc, ScaffoldSums)
+        mean = sums.models.mean()
         lr = self.server_learning_rate
         moved = {
             k: np.asarray(model[k], np.float64)
             + lr * (np.asarray(mean[k], np.float64) - np.asarray(model[k], np.float64))
             for k in model
         }
-        fraction = acc.count / max(self._eligible, acc.count)
-        change = acc.controls.mean()
+        fraction = sums.count / max(self._eligible, sums.count)
+        change = sums.controls.mean()
         control: Weights = {
             k: (
                 np.asarray(state[k], np.float64) + fraction * np.asarray(change[k], np.float64)
