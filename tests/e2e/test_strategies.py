@@ -154,3 +154,33 @@ def test_fedbn_keeps_each_hospitals_batchnorm_and_reports_personal_metrics(
         assert m.metrics["personal_accuracy"] == pytest.approx(
             evaluated[m.node].metrics["personal_accuracy"], abs=1e-9
         )
+
+
+def test_flamby_protocol_seed_42_gives_the_same_numbers_networked_and_simulated(
+    network: Network,
+) -> None:
+    """bench/flamby_heart.py runs in the simulator; this is its FedAvg row, seed 42, over the
+    network: 15 rounds x 100 local SGD steps, batch 4, lr 0.001 (FLamby's settings)."""
+    network.start_coordinator()
+    network.start_nodes()
+    spec = small_study(
+        rounds=15,
+        name="flamby-fedavg",
+        local_epochs=0,
+        local_steps=100,
+        batch_size=4,
+        learning_rate=0.001,
+        seed=42,
+        eval_every=0,
+    )
+    pinned, init = prepare(spec)
+    study_id = network.admin.submit(pinned, init)
+    status = network.wait_done(study_id, timeout_s=180)
+    assert status.state == "completed", status.message
+    sim = simulate(pinned, heart_disease_centres(), init)
+    final = network.admin.download(status.model_sha256)
+    for name in final:
+        np.testing.assert_allclose(final[name], sim.model[name], atol=1e-6)
+    networked = {m.node: m.metrics["accuracy"] for m in status.rounds[-1].per_node}
+    simulated = {site: r.metrics["accuracy"] for site, r in sim.evaluate().items()}
+    assert networked == simulated
