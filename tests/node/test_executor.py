@@ -50,6 +50,9 @@ def test_an_approved_task_is_admitted(executor: TaskExecutor) -> None:
         ({"dataset": pb.DatasetRef(name="nope")}, "dataset_unavailable"),
         ({"dataset": pb.DatasetRef(name="heart", features=["age"])}, "schema_mismatch"),
         ({"dataset": pb.DatasetRef(name="heart", label="other")}, "schema_mismatch"),
+        ({"config": pb.TrainConfig(compression="zip")}, "unsupported_settings"),
+        ({"config": pb.TrainConfig(algorithm="fedmagic")}, "unsupported_settings"),
+        ({"config": pb.TrainConfig(compression="topk", topk_ratio=2.0)}, "unsupported_settings"),
         (
             {"plan": pb.PlanRef(name="logistic_regression", version="1", sha256="0" * 64)},
             "plan_hash_mismatch",
