@@ -87,4 +87,5 @@ def task_config(
         topk_ratio=spec.topk_ratio,
         error_feedback=spec.error_feedback,
         finetune_steps=spec.finetune_steps,
+        clip_norm=float(extra.get("clip_norm", 0.0)),
     )

@@ -118,6 +118,7 @@ def client_settings(config: pb.TrainConfig) -> ClientSettings:
             personalization=cast(Personalization, config.personalization or "none"),
             compression=compression,
             finetune_steps=config.finetune_steps,
+            clip_norm=config.clip_norm,
         )
     except MedfedError as exc:
         raise PolicyError("unsupported_settings", str(exc)) from exc

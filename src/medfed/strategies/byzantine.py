@@ -130,6 +130,11 @@ class NormBound(StrategyDefaults):
             raise StrategyError(f"normbound max_norm must be finite and > 0, got {max_norm}")
         self.max_norm = float(max_norm)
 
+    def configure_train(self, server_round: int) -> dict[str, float]:
+        """Honest sites clip their own change (so this composes with secure aggregation); the
+        coordinator clips again whatever it can see, which bounds a site that does not."""
+        return {"clip_norm": self.max_norm}
+
     def start_round(
         self, model: Mapping[str, NDArray], state: Mapping[str, NDArray]
     ) -> Accumulator:

@@ -17,6 +17,7 @@ contain "/"; names with "/" are the strategies' own tensors.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -48,6 +49,9 @@ class ClientSettings:
     personalization: Personalization = "none"
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     finetune_steps: int = 0
+    clip_norm: float = 0.0
+    """> 0: clip the model change to this L2 norm before sending (norm bounding done by the site,
+    which is how it composes with secure aggregation)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -56,6 +60,8 @@ class ClientSettings:
             raise TrainingError(
                 f"personalization {self.personalization!r} is not one of {PERSONALIZATIONS}"
             )
+        if not (math.isfinite(self.clip_norm) and self.clip_norm >= 0):
+            raise TrainingError(f"clip_norm must be finite and >= 0, got {self.clip_norm}")
         if self.finetune_steps < 0:
             raise TrainingError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
 
@@ -150,11 +156,31 @@ def local_update(
         }
     if settings.personalization == "fedbn":
         state.save("fedbn", {k: result.weights[k] for k in local_bn_names(result.weights)})
+    new = (
+        clip_change(model, result.weights, settings.clip_norm)
+        if settings.clip_norm
+        else result.weights
+    )
     residual = state.load("residual") if settings.compression.error_feedback else None
-    wire, new_residual = encode(settings.compression, result.weights, model, residual, rng)
+    wire, new_residual = encode(settings.compression, new, model, residual, rng)
     if new_residual:
         state.save("residual", new_residual)
     return LocalUpdate(wire | extras, result.num_examples, dict(result.metrics))
+
+
+def clip_change(x: Mapping[str, NDArray], y: Mapping[str, NDArray], max_norm: float) -> Weights:
+    """y moved back toward x so that ||y - x|| <= max_norm over the float tensors (Sun et al.
+    2019, norm bounding); integer tensors (BatchNorm's step counter) are left as trained."""
+    floats = [k for k in y if np.dtype(y[k].dtype).kind == "f"]
+    deltas = {k: np.asarray(y[k], np.float64) - np.asarray(x[k], np.float64) for k in floats}
+    norm = math.sqrt(sum(float(np.vdot(d, d)) for d in deltas.values()))
+    if norm <= max_norm:
+        return dict(y)
+    scale = max_norm / norm
+    out = dict(y)
+    for k, d in deltas.items():
+        out[k] = (np.asarray(x[k], np.float64) + d * scale).astype(y[k].dtype)
+    return out
 
 
 def scaffold_client_control(

@@ -393,6 +393,7 @@ class TrainConfig(_message.Message):
     TOPK_RATIO_FIELD_NUMBER: _builtins.int
     ERROR_FEEDBACK_FIELD_NUMBER: _builtins.int
     FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
+    CLIP_NORM_FIELD_NUMBER: _builtins.int
     local_epochs: _builtins.int
     local_steps: _builtins.int
     batch_size: _builtins.int
@@ -411,6 +412,8 @@ class TrainConfig(_message.Message):
     topk_ratio: _builtins.float
     error_feedback: _builtins.bool
     finetune_steps: _builtins.int
+    clip_norm: _builtins.float
+    """> 0: the node clips its model change to this L2 norm"""
     @_builtins.property
     def plan_options(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     def __init__(
@@ -430,10 +433,11 @@ class TrainConfig(_message.Message):
         topk_ratio: _builtins.float = ...,
         error_feedback: _builtins.bool = ...,
         finetune_steps: _builtins.int = ...,
+        clip_norm: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "batch_size", b"batch_size", "compression", b"compression", "error_feedback", b"error_feedback", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "optimizer", b"optimizer", "personalization", b"personalization", "plan_options", b"plan_options", "proximal_mu", b"proximal_mu", "seed", b"seed", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "batch_size", b"batch_size", "clip_norm", b"clip_norm", "compression", b"compression", "error_feedback", b"error_feedback", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "optimizer", b"optimizer", "personalization", b"personalization", "plan_options", b"plan_options", "proximal_mu", b"proximal_mu", "seed", b"seed", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
