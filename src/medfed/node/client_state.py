@@ -22,14 +22,14 @@ from medfed.errors import StoreError
 from medfed.protocol.tensors import Weights
 from medfed.store.models import ModelStore
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_SAFE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")  # no leading dot: never "." or ".."
 
 
 class FileClientState:
     """A ``medfed.training.local_update.ClientState`` for one study, under ``root/<study_id>``."""
 
     def __init__(self, root: Path, study_id: str) -> None:
-        if not _SAFE.match(study_id):
+        if not _SAFE.fullmatch(study_id):
             raise StoreError(f"study id {study_id!r} cannot name a state folder")
         self._dir = Path(root) / study_id
         self._store = ModelStore(self._dir / "tensors")

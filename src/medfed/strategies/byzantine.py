@@ -109,6 +109,8 @@ class BoundedSums:
         return self.sum.count
 
     def add(self, reply: Reply) -> None:
+        if manifest_of(reply.weights) != self.sum.manifest:
+            raise StrategyError("update layout does not match the round's model")
         norm = _distance(reply.weights, self.x)
         scale = 1.0 if norm <= self.max_norm else self.max_norm / norm
         n = float(reply.num_examples)
@@ -148,6 +150,8 @@ class NormBound(StrategyDefaults):
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
         sums = expect(acc, BoundedSums)
+        if sums.count == 0:
+            raise StrategyError("no updates were added; there is nothing to aggregate")
         kept = sums.sum.total_weight
         mean: Mapping[str, NDArray] = sums.sum.mean() if sums.sum.count and kept > 0 else model
         new = {

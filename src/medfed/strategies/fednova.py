@@ -55,6 +55,8 @@ class FedNova(StrategyDefaults):
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
         sums = expect(acc, NormalizedSums)
+        if sums.count == 0:
+            raise StrategyError("no updates were added; there is nothing to aggregate")
         tau_eff = sums.steps_weighted / sums.examples
         new = fednova_from_sums(
             model, sums.sum.mean(), sums.sum.total_weight, sums.examples, tau_eff

@@ -41,6 +41,8 @@ class ScaffoldSums:
         return self.models.count
 
     def add(self, reply: Reply) -> None:
+        if not all(k.startswith(CONTROL_CHANGE) for k in reply.extras):
+            raise StrategyError(f"SCAFFOLD extras must be named {CONTROL_CHANGE}<tensor>")
         change = {CONTROL + k[len(CONTROL_CHANGE) :]: v for k, v in reply.extras.items()}
         if manifest_of(change) != self.controls.manifest:
             raise StrategyError("SCAFFOLD reply lacks a matching control-variate change")

@@ -148,7 +148,7 @@ def local_update(
     result = plan.train(start, data, config)
     if settings.algorithm == "scaffold":
         steps = result.metrics.get("steps", 0.0)
-        c_new = scaffold_client_control(model, result.weights, c, c_i, steps, config.learning_rate)
+        c_new = scaffold_client_control(start, result.weights, c, c_i, steps, config.learning_rate)
         state.save("scaffold", c_new)
         extras = {
             SCAFFOLD_DC + k: np.asarray(c_new[k], np.float32) - np.asarray(c_i[k], np.float32)
