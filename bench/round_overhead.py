@@ -5,9 +5,11 @@ network core alone: dispatch, model download, update upload, validation, streami
 atomic commit. Everything runs as separate processes, exactly as deployed.
 
     python bench/round_overhead.py [--dims 1000000 10000000] [--rounds 10] [--reps 1]
+                                   [--compression none|q8|topk] [--topk-ratio 0.01]
 
 Prints, per model size: median seconds per round (commit to commit, rounds 2..R), the median of the
-engine's own round duration (dispatch to last reply), and the coordinator's peak RSS (VmHWM).
+engine's own round duration (dispatch to last reply), the coordinator's peak RSS (VmHWM), and the
+bytes the four nodes uploaded per round (the engine's ``upload_bytes``: what crossed the wire).
 """
 
 from __future__ import annotations
@@ -53,7 +55,14 @@ def cpu_seconds(pid: int) -> float:
 LEAN = "upload_buffers = 1\nreceive_window_bytes = 1048576\n"
 
 
-def run_once(dim: int, rounds: int, root: Path, lean: bool = False) -> dict[str, float]:
+def run_once(
+    dim: int,
+    rounds: int,
+    root: Path,
+    lean: bool = False,
+    compression: str = "none",
+    topk_ratio: float = 0.01,
+) -> dict[str, float]:
     consortium = create_consortium(
         root,
         NODES,
@@ -71,6 +80,8 @@ def run_once(dim: int, rounds: int, root: Path, lean: bool = False) -> dict[str,
         eval_every=0,
         min_nodes=len(NODES),
         round_deadline_s=120.0,
+        compression=compression,
+        topk_ratio=topk_ratio,
     )
     provision_heart_nodes(consortium, heart_study())
     for node in NODES:
@@ -118,6 +129,7 @@ def run_once(dim: int, rounds: int, root: Path, lean: bool = False) -> dict[str,
         "study_wall_s": total,
         "coordinator_cpu_s": coord_cpu,
         "nodes_cpu_s": nodes_cpu,
+        "upload_mb": statistics.median(r.metrics["upload_bytes"] for r in status.rounds) / 1e6,
     }
 
 
@@ -131,6 +143,7 @@ COLUMNS = (
     "node peak RSS MiB",
     "study wall s",
     "CPU s coordinator / 4 nodes",
+    "uploaded MB/round",
 )
 
 
@@ -145,6 +158,7 @@ def row(dim: int, rep: str, r: dict[str, float]) -> str:
         f"{r['node_peak_rss_mib']:.0f}",
         f"{r['study_wall_s']:.1f}",
         f"{r['coordinator_cpu_s']:.1f} / {r['nodes_cpu_s']:.1f}",
+        f"{r['upload_mb']:.2f}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -159,19 +173,26 @@ def main() -> None:
         action="store_true",
         help="coordinator with upload_buffers = 1 and a 1 MiB receive window (less RAM)",
     )
+    parser.add_argument("--compression", choices=["none", "q8", "topk"], default="none")
+    parser.add_argument("--topk-ratio", type=float, default=0.01)
     args = parser.parse_args()
     print(
         f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
     )
     print(f"coordinator profile: {'lean' if args.lean else 'default'}")
+    print(f"update compression: {args.compression} (top-k ratio {args.topk_ratio})")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for dim in args.dims:
         runs = []
         for rep in range(args.reps):
             with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
-                runs.append(run_once(dim, args.rounds, Path(tmp), args.lean))
+                runs.append(
+                    run_once(
+                        dim, args.rounds, Path(tmp), args.lean, args.compression, args.topk_ratio
+                    )
+                )
             print(row(dim, str(rep + 1), runs[-1]), flush=True)
         if len(runs) > 1:
             medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}

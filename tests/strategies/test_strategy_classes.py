@@ -222,14 +222,16 @@ def test_qfedavg_follows_algorithm_2_with_losses_from_the_metrics(q):
     assert_model(new, qfedavg_reference(x, replies, q, lip=20.0))
 
 
-def test_qfedavg_lipschitz_defaults_to_one_over_the_learning_rate_or_is_given():
+def test_qfedavg_lipschitz_defaults_to_one_over_the_total_local_step_or_is_given():
     rng = np.random.default_rng(7)
     x = model_of(rng)
     replies = replies_for(make_strategy("qfedavg", {"q": 2.0}), x, rng, 3)
     default = make_strategy("qfedavg", {"q": 2.0}, StudyContext(learning_rate=0.25))
+    stepped = make_strategy("qfedavg", {"q": 2.0}, StudyContext(learning_rate=0.05, local_steps=8))
     given = make_strategy("qfedavg", {"q": 2.0, "lipschitz": 7.0})
     assert_model(run_round(default, x, {}, replies)[0], qfedavg_reference(x, replies, 2.0, 4.0))
     assert_model(run_round(given, x, {}, replies)[0], qfedavg_reference(x, replies, 2.0, 7.0))
+    assert_model(run_round(stepped, x, {}, replies)[0], qfedavg_reference(x, replies, 2.0, 2.5))
 
 
 def test_qfedavg_with_q_zero_is_the_unweighted_mean():

@@ -40,7 +40,7 @@ from medfed.training.baselines import (
 from medfed.training.registry import get_plan
 
 FLAMBY_METHODS = {
-    "FedAvg100": "FedAvg, 100 rounds",
+    "FedAvg100": "FedAvg, 15 rounds x 100 steps",
     "Pooled Training": "pooled (centralised)",
     "Local 0": "Cleveland alone",
     "Local 1": "Hungary alone",
@@ -146,7 +146,9 @@ def _report(
         )
     out.print(table)
     published = flamby_heart_results(tuple(FLAMBY_METHODS))
-    anchor = Table(title="published: FLamby Fed-Heart-Disease, mean of 5 seeds (100 rounds)")
+    anchor = Table(
+        title="published: FLamby Fed-Heart-Disease, mean of 5 seeds (15 rounds x 100 local steps)"
+    )
     anchor.add_column("method")
     anchor.add_column("pooled test", justify="right")
     anchor.add_column("mean of local tests", justify="right")

@@ -35,7 +35,9 @@ def build_strategy(spec: StudySpec) -> Strategy:
     """The study's strategy, refusing combinations that cannot work before any hospital spends
     a round on them."""
     strategy = make_strategy(
-        spec.strategy, spec.strategy_params, StudyContext(spec.seed, spec.learning_rate)
+        spec.strategy,
+        spec.strategy_params,
+        StudyContext(spec.seed, spec.learning_rate, spec.local_steps),
     )
     if strategy.client_settings().get("algorithm") == "scaffold" and spec.optimizer != "sgd":
         raise StrategyError("SCAFFOLD's control variates assume plain local SGD (optimizer = sgd)")

@@ -3,7 +3,8 @@
 Li, Sanjabi, Beirami, Smith, ICLR 2020, "Fair Resource Allocation in Federated Learning",
 Algorithm 2. Each reply contributes F_k^q L (x - y_k) and h_k = q F_k^(q-1) ||L (x - y_k)||^2
 + L F_k^q, where F_k is the site's loss of the global model before training (metric
-``initial_loss``) and L = 1 / local learning rate; x+ = x - sum Delta_k / sum h_k. q = 0 is the
+``initial_loss``) and L = 1 / (local learning rate x local steps) by default (the paper's 1/lr
+assumes one local step); x+ = x - sum Delta_k / sum h_k. q = 0 is the
 unweighted mean of the models; larger q pulls the model toward the worst-served hospitals.
 Streaming: one sum of the models weighted by F_k^q, plus the scalar sum of h_k.
 """

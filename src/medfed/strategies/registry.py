@@ -8,7 +8,7 @@
 | fednova | - | Wang et al. 2020 |
 | fedadam, fedyogi | server_learning_rate; beta1 = 0.9, beta2 = 0.99, tau = 1e-3 | Reddi 2021 |
 | fedadagrad | server_learning_rate; beta1 = 0.9 (beta2 unused), tau = 1e-3 | Reddi 2021 |
-| qfedavg | q; lipschitz = 1 / learning_rate | Li et al. 2020 |
+| qfedavg | q; lipschitz = 1 / (learning_rate x local_steps) | Li et al. 2020 |
 | cyclic | deterministic = 0 | FLamby 2022 |
 | median | - | Yin et al. 2018 |
 | trimmed_mean | trim | Yin et al. 2018 |
@@ -41,6 +41,7 @@ class StudyContext:
 
     seed: int = 0
     learning_rate: float = 0.01
+    local_steps: int = 0
 
 
 Build = Callable[[Mapping[str, float], StudyContext], Strategy]
@@ -59,6 +60,12 @@ def _fedopt(kind: str) -> Build:
         return FedOpt(config)
 
     return build
+
+
+def _lipschitz(context: StudyContext) -> float:
+    """q-FedAvg's L, by default the inverse of a round's total local step size: the paper's 1/lr
+    assumes one local step, and with K steps it shrinks every update about K-fold."""
+    return 1.0 / (context.learning_rate * max(1, context.local_steps))
 
 
 def _integer(p: Mapping[str, float], key: str) -> int:
@@ -83,7 +90,7 @@ _REGISTRY: dict[str, tuple[frozenset[str], Mapping[str, float], Build]] = {
     "qfedavg": (
         frozenset({"q"}),
         {"lipschitz": 0.0},
-        lambda p, c: QFedAvg(p["q"], p["lipschitz"] or 1.0 / c.learning_rate),
+        lambda p, c: QFedAvg(p["q"], p["lipschitz"] or _lipschitz(c)),
     ),
     "cyclic": (
         frozenset(),
