@@ -20,9 +20,10 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.training.local_update import (
     Algorithm,
     ClientSettings,
-    ClientState,
     MemoryClientState,
     Personalization,
+    RoundView,
+    VersionedState,
     local_evaluate,
     local_update,
 )
@@ -83,12 +84,14 @@ class TaskExecutor:
     ) -> Outcome:
         config = local_config(task.config)
         settings = client_settings(task.config)
-        state = self._state(task.study_id)
+        versions = self._state(task.study_id)
         try:
-            if task.kind == pb.TASK_KIND_EVALUATE:
+            if task.kind == pb.TASK_KIND_EVALUATE:  # after round r is committed: r's state
+                state = RoundView(versions, task.round + 1)
                 result = local_evaluate(plan, data, weights, config, settings, state)
                 return Outcome(result.num_examples, dict(result.metrics), None)
             rng = np.random.default_rng([config.seed, task.round])
+            state = RoundView(versions, task.round)
             update = local_update(plan, data, weights, config, settings, state, rng)
         except MedfedError:
             raise
@@ -99,7 +102,7 @@ class TaskExecutor:
             raise TrainingError(f"plan {plan.name} {plan.version} crashed: {exc!r}") from exc
         return Outcome(update.num_examples, update.metrics, update.wire)
 
-    def _state(self, study_id: str) -> ClientState:
+    def _state(self, study_id: str) -> VersionedState:
         if self._state_root is not None:
             return FileClientState(self._state_root, study_id)
         return self._memory.setdefault(study_id, MemoryClientState())

@@ -26,7 +26,12 @@ from medfed.errors import TrainingError
 from medfed.node.executor import client_settings, local_config
 from medfed.protocol.tensors import Weights
 from medfed.strategies.base import Reply
-from medfed.training.local_update import MemoryClientState, local_evaluate, local_update
+from medfed.training.local_update import (
+    MemoryClientState,
+    RoundView,
+    local_evaluate,
+    local_update,
+)
 from medfed.training.plan import EvalResult
 from medfed.training.registry import get_plan
 
@@ -49,19 +54,14 @@ class Simulation:
         ``personal_*`` metrics when the study personalizes."""
         plan = get_plan(self.spec.plan, self.spec.plan_version)
         weights = self.model if model is None else model
-        config = local_config(task_config(self.spec, max(1, len(self.history)), {}, {}))
+        done = len(self.history)
+        config = local_config(task_config(self.spec, max(1, done), {}, {}))
         settings = client_settings(task_config(self.spec, 1, {}, {}))
-        return {
-            name: local_evaluate(
-                plan,
-                data,
-                weights,
-                config,
-                settings,
-                self.site_state.setdefault(name, MemoryClientState()),
-            )
-            for name, data in self.sites.items()
-        }
+        out = {}
+        for name, data in self.sites.items():
+            state = RoundView(self.site_state.setdefault(name, MemoryClientState()), done + 1)
+            out[name] = local_evaluate(plan, data, weights, config, settings, state)
+        return out
 
 
 def simulate(
@@ -87,7 +87,7 @@ def simulate(
         replies: dict[str, Reply] = {}
         sent = 0
         for name in chosen:
-            state = sim.site_state.setdefault(name, MemoryClientState())
+            state = RoundView(sim.site_state.setdefault(name, MemoryClientState()), server_round)
             rng = np.random.default_rng([config.seed, server_round])
             update = local_update(plan, sites[name], served, config, settings, state, rng)
             sent += sum(int(a.nbytes) for a in update.wire.values())

@@ -10,8 +10,11 @@ The same function runs in the node's task executor and in the in-process simulat
     -> compress the model delta (8-bit or top-k, error feedback kept here, never sent)
 
 Site state that must survive between rounds (c_i, the FedBN layers, the compression residual) is
-kept by a ``ClientState``: on disk at a node, in memory in a simulation. Model tensor names never
-contain "/"; names with "/" are the strategies' own tensors.
+kept by a ``ClientState``: on disk at a node, in memory in a simulation. It is versioned by round
+(``RoundView``): training round r reads the state saved by the latest round before r and writes
+version r, so a round that is retried (a node restarted mid-round, a round the coordinator could
+not commit) starts again from the same state instead of advancing it twice. Model tensor names
+never contain "/"; names with "/" are the strategies' own tensors.
 """
 
 from __future__ import annotations
@@ -67,25 +70,68 @@ class ClientSettings:
 
 
 class ClientState(Protocol):
-    """Tensors a site keeps between rounds of one study."""
+    """Tensors a site keeps between rounds of one study (one version per key)."""
 
     def load(self, key: str) -> Weights | None: ...
 
     def save(self, key: str, weights: Mapping[str, NDArray]) -> None: ...
 
 
-class MemoryClientState:
-    """A ``ClientState`` in a dict, for simulations and tests."""
+class VersionedState(Protocol):
+    """Tensors a site keeps between rounds, one version per (key, round)."""
 
-    def __init__(self) -> None:
-        self._items: dict[str, Weights] = {}
+    def load(self, key: str, before_round: int | None = None) -> Weights | None:
+        """The version saved by the latest round < ``before_round`` (None: the latest)."""
+        ...
+
+    def save(self, key: str, weights: Mapping[str, NDArray], server_round: int = 0) -> None:
+        """Save the version of ``server_round``, replacing any for that round or later."""
+        ...
+
+
+KEEP_VERSIONS = 2
+
+
+class RoundView:
+    """The ``ClientState`` of one round: reads what earlier rounds saved, writes this round's."""
+
+    def __init__(self, state: VersionedState, server_round: int) -> None:
+        self._state = state
+        self._round = server_round
 
     def load(self, key: str) -> Weights | None:
-        found = self._items.get(key)
-        return None if found is None else {k: v.copy() for k, v in found.items()}
+        return self._state.load(key, before_round=self._round)
 
     def save(self, key: str, weights: Mapping[str, NDArray]) -> None:
-        self._items[key] = {k: np.array(v, copy=True) for k, v in weights.items()}
+        self._state.save(key, weights, server_round=self._round)
+
+
+def kept_rounds(rounds: list[int], server_round: int) -> list[int]:
+    """The versions to keep after saving ``server_round``: the newest few not after it."""
+    return sorted(r for r in {*rounds, server_round} if r <= server_round)[-KEEP_VERSIONS:]
+
+
+def latest_before(rounds: list[int], before_round: int | None) -> int | None:
+    eligible = [r for r in rounds if before_round is None or r < before_round]
+    return max(eligible) if eligible else None
+
+
+class MemoryClientState:
+    """A ``VersionedState`` in a dict, for simulations and tests."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[int, Weights]] = {}
+
+    def load(self, key: str, before_round: int | None = None) -> Weights | None:
+        versions = self._items.get(key, {})
+        found = latest_before(list(versions), before_round)
+        return None if found is None else {k: v.copy() for k, v in versions[found].items()}
+
+    def save(self, key: str, weights: Mapping[str, NDArray], server_round: int = 0) -> None:
+        versions = self._items.setdefault(key, {})
+        versions[server_round] = {k: np.array(v, copy=True) for k, v in weights.items()}
+        keep = kept_rounds(list(versions), server_round)
+        self._items[key] = {r: versions[r] for r in keep}
 
 
 @dataclass(frozen=True)
