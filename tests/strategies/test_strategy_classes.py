@@ -28,6 +28,7 @@ PARAMS = {
     "trimmed_mean": {"trim": 1},
     "krum": {"f": 1},
     "normbound": {"max_norm": 1.0},
+    "dpfedavg": {"clip_norm": 1.0, "noise_multiplier": 0.0},  # noise: test_dpfedavg.py
 }
 ROBUST = ("median", "trimmed_mean", "krum")
 F32 = {"rtol": 1e-5, "atol": 1e-6}

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,9 @@ from rich.table import Table
 from medfed.cli.common import err, medfed_errors, out, setup_logging
 from medfed.errors import AuthError
 from medfed.node.config import load_node_config
+
+if TYPE_CHECKING:
+    from medfed.privacy.ledger import PrivacyLedger
 from medfed.transport.runtime import tune_for_bulk_transfer
 
 app = typer.Typer(help="Run a hospital node and manage what it may do.", no_args_is_help=True)
@@ -22,6 +25,8 @@ dataset_app = typer.Typer(help="The local dataset registry (data steward).", no_
 plan_app = typer.Typer(help="Approve the training plans this hospital runs.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(plan_app, name="plan")
+privacy_app = typer.Typer(help="Privacy budgets per dataset (data steward).", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 ConfigOption = Annotated[Path, typer.Option(help="Node TOML config.")]
 
@@ -71,12 +76,20 @@ def dataset_add(
     split_column: Annotated[
         str | None, typer.Option(help="Column holding train/test per row.")
     ] = None,
+    epsilon_budget: Annotated[
+        float | None,
+        typer.Option(help="Record-level DP budget for this dataset, across all studies."),
+    ] = None,
+    delta: Annotated[float, typer.Option(help="The largest delta a study may use.")] = 1e-5,
 ) -> None:
     """Register a local CSV dataset; its schema is checked now and on every load."""
     from medfed.data.registry import DatasetRegistry
 
     with medfed_errors():
-        registry = DatasetRegistry(load_node_config(config).state_dir)
+        state_dir = load_node_config(config).state_dir
+        if epsilon_budget is not None:
+            _ledger(state_dir).set_budget(name, epsilon_budget, delta, now=time.time())
+        registry = DatasetRegistry(state_dir)
         entry = registry.add(
             name,
             csv.resolve(),
@@ -86,6 +99,50 @@ def dataset_add(
             now=time.time(),
         )
     out.print(f"registered {entry.name}: {entry.rows} rows, {len(entry.features)} features")
+
+
+def _ledger(state_dir: Path) -> PrivacyLedger:
+    from medfed.privacy.ledger import PrivacyLedger
+
+    return PrivacyLedger(state_dir / "privacy.sqlite")
+
+
+@privacy_app.command("budget")
+def privacy_budget(
+    dataset: str,
+    config: ConfigOption,
+    epsilon: Annotated[float, typer.Option(help="Total epsilon for this dataset.")],
+    delta: Annotated[float, typer.Option(help="The largest delta a study may use.")] = 1e-5,
+) -> None:
+    """Set (or change) a dataset's privacy budget. Only here, at the hospital: no network call
+    can set or reset it."""
+    with medfed_errors():
+        _ledger(load_node_config(config).state_dir).set_budget(
+            dataset, epsilon, delta, now=time.time()
+        )
+    out.print(f"{dataset}: epsilon budget {epsilon:g} at delta {delta:g}")
+
+
+@privacy_app.command("show")
+def privacy_show(config: ConfigOption, dataset: str) -> None:
+    """The budget, what each study has spent, and what is left."""
+    with medfed_errors():
+        ledger = _ledger(load_node_config(config).state_dir)
+        budget = ledger.budget(dataset)
+        studies = ledger.studies(dataset)
+        spent = ledger.spent(dataset)
+    if budget is None:
+        out.print(f"{dataset}: no privacy budget set (DP studies are refused)")
+        return
+    table = Table("study", "noise multiplier", "sample rate", "steps", "epsilon", "delta")
+    for s in studies:
+        table.add_row(s.study_id, f"{s.noise_multiplier:.3f}", f"{s.sample_rate:.4f}",
+                      str(s.steps), f"{s.epsilon:.4f}", f"{s.delta:g}")  # fmt: skip
+    out.print(table)
+    out.print(
+        f"{dataset}: spent {spent:.4f} of {budget.epsilon:g} (left {budget.epsilon - spent:.4f}),"
+        f" delta per study <= {budget.delta:g}; studies compose additively"
+    )
 
 
 @dataset_app.command("list")

@@ -11,7 +11,7 @@ from rich.live import Live
 from safetensors.numpy import save_file
 
 from medfed.cli.common import medfed_errors, out
-from medfed.cli.tables import node_table, round_table
+from medfed.cli.tables import node_table, privacy_table, round_table
 from medfed.coordinator.client import AdminClient
 from medfed.coordinator.config import load_client_config
 from medfed.coordinator.spec import StudySpec, load_spec
@@ -70,6 +70,9 @@ def status(study_id: str, config: ConfigOption) -> None:
     with medfed_errors(), _client(config) as client:
         current = client.status(study_id)
     out.print(round_table(current))
+    privacy = privacy_table(current)
+    if privacy is not None:
+        out.print(privacy)
     if current.message:
         out.print(current.message)
 

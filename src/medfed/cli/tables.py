@@ -33,6 +33,28 @@ def round_table(status: pb.StudyStatus) -> Table:
     return table
 
 
+def privacy_table(status: pb.StudyStatus) -> Table | None:
+    """Record-level epsilon each hospital has spent on this study, per round (None without DP)."""
+    sites = sorted({m.node for r in status.rounds for m in r.train_per_node
+                    if "epsilon" in m.metrics})  # fmt: skip
+    if not sites:
+        return None
+    table = Table(title="privacy: epsilon spent per hospital (budget left)")
+    table.add_column("round", justify="right")
+    for site in sites:
+        table.add_column(site, justify="right")
+    for r in status.rounds:
+        spent = {m.node: dict(m.metrics) for m in r.train_per_node}
+        cells = [
+            f"{spent[s]['epsilon']:.3f} ({spent[s].get('epsilon_budget_left', 0.0):.3f})"
+            if s in spent and "epsilon" in spent[s]
+            else "-"
+            for s in sites
+        ]
+        table.add_row(str(r.round), *cells)
+    return table
+
+
 def node_table(nodes: list[pb.NodeInfo]) -> Table:
     table = Table("node", "online", "datasets")
     for n in nodes:

@@ -35,6 +35,7 @@ from medfed.strategies.base import Strategy
 log = logging.getLogger("medfed.coordinator")
 
 SPREAD_METRICS = ("accuracy", "auc", "loss")
+PER_SITE_ONLY = frozenset({"epsilon", "epsilon_budget_left", "delta"})
 MAX_FAILED_ATTEMPTS = 10
 """Consecutive attempts at one round that may fail (too few valid updates) before the study is
 marked failed: a consortium whose hospitals all refuse a plan should hear so, not retry forever."""
@@ -183,6 +184,7 @@ class StudyRunner(threading.Thread):
         state_sha = self._p.models.put_private(new_state) if new_state else ""
         metrics = _train_metrics(round_.per_node, len(nodes))
         metrics["upload_bytes"] = float(round_.upload_bytes)
+        metrics.update(strategy.round_metrics(new_state))
         self._p.state.commit_round(
             RoundRecord(
                 study_id=self.study_id,
@@ -284,7 +286,9 @@ def _train_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[
     out = {"participation": len(per_node) / selected if selected else 0.0}
     out["train_examples"] = float(sum(m.num_examples for m in per_node))
     keys = sorted({k for m in per_node for k in m.metrics})
-    for key in keys:
+    for key in PER_SITE_ONLY & set(keys):  # privacy spent is per hospital: report the worst
+        out[f"{key}_max"] = max(m.metrics[key] for m in per_node if key in m.metrics)
+    for key in sorted(set(keys) - PER_SITE_ONLY):
         value = _weighted(per_node, key)
         if value is not None:
             out[f"train_{key}"] = value

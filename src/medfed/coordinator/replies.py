@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from medfed.compression.codec import CompressionConfig, decode, wire_manifest
 from medfed.coordinator.rounds import Unpack
-from medfed.coordinator.spec import StudySpec
+from medfed.coordinator.spec import StudySpec, record_dp_of
 from medfed.errors import StrategyError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -41,6 +41,16 @@ def build_strategy(spec: StudySpec) -> Strategy:
     )
     if strategy.client_settings().get("algorithm") == "scaffold" and spec.optimizer != "sgd":
         raise StrategyError("SCAFFOLD's control variates assume plain local SGD (optimizer = sgd)")
+    if spec.dp_epsilon or spec.dp_noise_multiplier:
+        refused = {
+            "scaffold": "its gradient correction is not part of DP-SGD's per-sample clipping",
+            "fedprox": "its proximal term is not a per-sample gradient",
+            "qfedavg": "it weighs sites by their exact loss, which DP-SGD sites withhold",
+        }
+        if strategy.name in refused:
+            raise StrategyError(
+                f"record-level DP cannot run with {strategy.name}: {refused[strategy.name]}"
+            )
     return strategy
 
 
@@ -90,4 +100,7 @@ def task_config(
         error_feedback=spec.error_feedback,
         finetune_steps=spec.finetune_steps,
         clip_norm=float(extra.get("clip_norm", 0.0)),
+        noise_std=float(extra.get("noise_std", 0.0)),
+        record_dp=record_dp_of(spec),
+        total_rounds=spec.rounds,
     )

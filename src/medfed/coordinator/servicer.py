@@ -265,6 +265,11 @@ def _status_message(record: StudyRecord, rounds: list[RoundRecord]) -> pb.StudyS
                     for m in r.per_node
                     if m.kind == "eval"
                 ],
+                train_per_node=[
+                    pb.NodeMetrics(node=m.node, num_examples=m.num_examples, metrics=m.metrics)
+                    for m in r.per_node
+                    if m.kind == "train"
+                ],
                 rejections=list(r.rejections),
                 committed_unix_ms=int(r.committed_unix * 1000),
                 duration_s=r.duration_s,

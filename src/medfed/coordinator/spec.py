@@ -24,6 +24,8 @@ Compression = Literal["none", "q8", "topk"]
 Personalization = Literal["none", "fedbn"]
 COMPRESSIONS: tuple[Compression, ...] = ("none", "q8", "topk")
 PERSONALIZATIONS: tuple[Personalization, ...] = ("none", "fedbn")
+Accountant = Literal["rdp", "pld"]
+_PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise_multiplier", "max_grad_norm", "accountant"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -56,6 +58,13 @@ class StudySpec:
     error_feedback: bool = True
     personalization: Personalization = "none"
     finetune_steps: int = 0
+    dp_epsilon: float = 0.0
+    """Record-level DP: the epsilon each site may spend on the whole study (0 = no DP-SGD)."""
+    dp_delta: float = 1e-5
+    dp_noise_multiplier: float = 0.0
+    """Record-level DP with a fixed noise multiplier instead of a target epsilon."""
+    dp_max_grad_norm: float = 1.0
+    dp_accountant: Accountant = "rdp"
 
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
@@ -99,6 +108,24 @@ class StudySpec:
             f"personalization must be one of {PERSONALIZATIONS}, not {self.personalization!r}",
         )
         _check(0 <= self.finetune_steps <= 100_000, "finetune_steps must be 0..100000")
+        _check(
+            math.isfinite(self.dp_epsilon) and self.dp_epsilon >= 0,
+            "privacy epsilon must be >= 0 (0 = off)",
+        )
+        _check(
+            math.isfinite(self.dp_noise_multiplier) and self.dp_noise_multiplier >= 0,
+            "privacy noise_multiplier must be >= 0 (0 = off)",
+        )
+        _check(
+            not (self.dp_epsilon and self.dp_noise_multiplier),
+            "privacy: give epsilon or noise_multiplier, not both",
+        )
+        _check(0 < self.dp_delta < 1, f"privacy delta must be in (0, 1), got {self.dp_delta}")
+        _check(
+            math.isfinite(self.dp_max_grad_norm) and self.dp_max_grad_norm > 0,
+            "privacy max_grad_norm must be > 0",
+        )
+        _check(self.dp_accountant in ("rdp", "pld"), "privacy accountant must be rdp or pld")
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -127,7 +154,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         "name", "rounds", "local_epochs", "local_steps", "batch_size", "optimizer",
         "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
         "dataset", "plan", "strategy", "compression", "topk_ratio", "error_feedback",
-        "personalization", "finetune_steps",
+        "personalization", "finetune_steps", "privacy",
     }  # fmt: skip
     unknown = set(doc) - known
     if unknown:
@@ -135,6 +162,9 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
     dataset = require_table(doc, "dataset", source)
     plan = require_table(doc, "plan", source)
     strategy = doc.get("strategy", {"name": "fedavg"})
+    privacy = doc.get("privacy", {})
+    if not isinstance(privacy, Mapping) or set(privacy) - _PRIVACY_KEYS:
+        raise ConfigError(f"{source}: [privacy] takes only {sorted(_PRIVACY_KEYS)}")
     try:
         return StudySpec(
             name=str(doc["name"]),
@@ -163,6 +193,11 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             error_feedback=_bool(doc.get("error_feedback", True), "error_feedback"),
             personalization=cast(Personalization, str(doc.get("personalization", "none"))),
             finetune_steps=int(doc.get("finetune_steps", 0)),
+            dp_epsilon=float(privacy.get("epsilon", 0.0)),
+            dp_delta=float(privacy.get("delta", 1e-5)),
+            dp_noise_multiplier=float(privacy.get("noise_multiplier", 0.0)),
+            dp_max_grad_norm=float(privacy.get("max_grad_norm", 1.0)),
+            dp_accountant=cast(Accountant, str(privacy.get("accountant", "rdp"))),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
@@ -205,6 +240,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         error_feedback=spec.error_feedback,
         personalization=spec.personalization,
         finetune_steps=spec.finetune_steps,
+        record_dp=record_dp_of(spec),
     )
 
 
@@ -236,4 +272,22 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         error_feedback=message.error_feedback,
         personalization=cast(Personalization, message.personalization or "none"),
         finetune_steps=message.finetune_steps,
+        dp_epsilon=message.record_dp.epsilon,
+        dp_delta=message.record_dp.delta or 1e-5,
+        dp_noise_multiplier=message.record_dp.noise_multiplier,
+        dp_max_grad_norm=message.record_dp.max_grad_norm or 1.0,
+        dp_accountant=cast(Accountant, message.record_dp.accountant or "rdp"),
+    )
+
+
+def record_dp_of(spec: StudySpec) -> pb.RecordDp:
+    """The study's record-level DP settings as sent to every node (empty: no DP-SGD)."""
+    if not (spec.dp_epsilon or spec.dp_noise_multiplier):
+        return pb.RecordDp()
+    return pb.RecordDp(
+        epsilon=spec.dp_epsilon,
+        delta=spec.dp_delta,
+        noise_multiplier=spec.dp_noise_multiplier,
+        max_grad_norm=spec.dp_max_grad_norm,
+        accountant=spec.dp_accountant,
     )

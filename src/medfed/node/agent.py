@@ -122,8 +122,9 @@ class NodeAgent:
         except (TransportError, AuthError):
             raise
         except MedfedError as exc:
-            log.error("task for %s failed: %s", what, exc)
-            self._client.refuse(task, "task_failed", str(exc))
+            code = exc.code if isinstance(exc, PolicyError) else "task_failed"
+            log.error("task for %s failed: %s (%s)", what, exc, code)
+            self._client.refuse(task, code, str(exc))
             return
         reply = self._client.submit(task, outcome.num_examples, outcome.metrics, outcome.weights)
         self.completed_tasks += 1

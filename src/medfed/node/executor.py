@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -15,6 +18,9 @@ from medfed.data.tabular import TabularDataset
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.client_state import FileClientState
 from medfed.node.policy import LocalPolicy
+from medfed.privacy.accounting import Accountant
+from medfed.privacy.ledger import PrivacyLedger
+from medfed.privacy.record_level import RecordDpRequest, plan_record_dp
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.training.local_update import (
@@ -27,10 +33,12 @@ from medfed.training.local_update import (
     local_evaluate,
     local_update,
 )
-from medfed.training.plan import LocalTrainConfig, Optimizer, TrainingPlan
+from medfed.training.plan import DpSgdConfig, LocalTrainConfig, Optimizer, TrainingPlan
 from medfed.training.registry import get_plan
 
 log = logging.getLogger("medfed.node")
+NOT_PRIVATE = frozenset({"train_loss", "initial_loss"})
+"""Training metrics withheld under record-level DP (the DP guarantee covers the model only)."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +50,20 @@ class Outcome:
 
 class TaskExecutor:
     def __init__(
-        self, datasets: DatasetRegistry, policy: LocalPolicy, state_root: Path | None = None
+        self,
+        datasets: DatasetRegistry,
+        policy: LocalPolicy,
+        state_root: Path | None = None,
+        ledger: PrivacyLedger | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        """``state_root``: where per-study site state lives (in memory when None)."""
+        """``state_root``: where per-study site state lives (in memory when None); ``ledger``:
+        this hospital's privacy budgets (a study asking for DP-SGD is refused without one)."""
         self._datasets = datasets
         self._policy = policy
         self._state_root = state_root
+        self._ledger = ledger
+        self._wall = wall
         self._memory: dict[str, MemoryClientState] = {}
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, TabularDataset]:
@@ -91,6 +107,7 @@ class TaskExecutor:
                 result = local_evaluate(plan, data, weights, config, settings, state)
                 return Outcome(result.num_examples, dict(result.metrics), None)
             rng = np.random.default_rng([config.seed, task.round])
+            config, privacy = self._spend_privacy(task, data, config)
             state = RoundView(versions, task.round)
             update = local_update(plan, data, weights, config, settings, state, rng)
         except MedfedError:
@@ -100,12 +117,55 @@ class TaskExecutor:
         ) as exc:  # plan code is the hospital's, but a crash in it must not kill the node
             log.exception("plan %s %s crashed", plan.name, plan.version)
             raise TrainingError(f"plan {plan.name} {plan.version} crashed: {exc!r}") from exc
-        return Outcome(update.num_examples, update.metrics, update.wire)
+        metrics = update.metrics | privacy
+        if privacy:  # exact training losses are functions of every row: not covered by DP
+            metrics = {k: v for k, v in metrics.items() if k not in NOT_PRIVATE}
+        return Outcome(update.num_examples, metrics, update.wire)
+
+    def _spend_privacy(
+        self, task: pb.Task, data: TabularDataset, config: LocalTrainConfig
+    ) -> tuple[LocalTrainConfig, dict[str, float]]:
+        """Derive this site's DP-SGD noise, and book the round's steps in the ledger *before*
+        training: a round that would exceed the data steward's budget never touches the data."""
+        request = record_dp_request(task.config)
+        if not request.enabled:
+            return config, {}
+        if self._ledger is None:
+            raise PolicyError("privacy_budget_missing", "this node keeps no privacy ledger")
+        dp = plan_record_dp(
+            request, len(data.y_train), config.batch_size, config.steps, config.epochs,
+            task.config.total_rounds,
+        )  # fmt: skip
+        dataset = task.dataset.name
+        spend = self._ledger.consume(  # epsilon of the booked total, inside the transaction
+            dataset, task.study_id, dp.steps_per_round, dp.epsilon_after, dp.noise_multiplier,
+            dp.sample_rate, dp.delta, dp.accountant, now=self._wall(),
+        )  # fmt: skip
+        epsilon = spend.epsilon
+        budget = self._ledger.budget(dataset)
+        left = budget.epsilon - self._ledger.spent(dataset) if budget else 0.0
+        log.info("study %s: epsilon %.4f spent on %s (%.4f left)", task.study_id, epsilon,
+                 dataset, left)  # fmt: skip
+        metrics = {"epsilon": epsilon, "epsilon_budget_left": left, "delta": dp.delta}
+        return dataclasses.replace(
+            config, dp=DpSgdConfig(dp.noise_multiplier, dp.max_grad_norm)
+        ), metrics
 
     def _state(self, study_id: str) -> VersionedState:
         if self._state_root is not None:
             return FileClientState(self._state_root, study_id)
         return self._memory.setdefault(study_id, MemoryClientState())
+
+
+def record_dp_request(config: pb.TrainConfig) -> RecordDpRequest:
+    dp = config.record_dp
+    return RecordDpRequest(
+        epsilon=dp.epsilon,
+        delta=dp.delta or 1e-5,
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.max_grad_norm or 1.0,
+        accountant=cast(Accountant, dp.accountant or "rdp"),
+    )
 
 
 def client_settings(config: pb.TrainConfig) -> ClientSettings:
@@ -122,6 +182,7 @@ def client_settings(config: pb.TrainConfig) -> ClientSettings:
             compression=compression,
             finetune_steps=config.finetune_steps,
             clip_norm=config.clip_norm,
+            noise_std=config.noise_std,
         )
     except MedfedError as exc:
         raise PolicyError("unsupported_settings", str(exc)) from exc

@@ -16,6 +16,7 @@ from medfed.node.config import NodeConfig
 from medfed.node.executor import TaskExecutor
 from medfed.node.policy import LocalPolicy
 from medfed.pki.identity import Identity, Role, identity_from_cert
+from medfed.privacy.ledger import PrivacyLedger
 from medfed.transport.tls import TlsFiles
 
 
@@ -45,7 +46,12 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
     identity = check_own_certificate(config.tls)
     importlib.import_module("torch")  # load the training stack now, not inside round 1's deadline
     datasets = DatasetRegistry(config.state_dir)
-    executor = TaskExecutor(datasets, LocalPolicy(config.state_dir), config.state_dir / "studies")
+    executor = TaskExecutor(
+        datasets,
+        LocalPolicy(config.state_dir),
+        config.state_dir / "studies",
+        PrivacyLedger(config.state_dir / "privacy.sqlite"),
+    )
     client = CoordinatorClient(config.coordinator, config.tls, config.server_name)
     agent = NodeAgent(
         client,

@@ -14,6 +14,7 @@ as the coordinator would receive it) to measure robust aggregators.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -23,8 +24,10 @@ from medfed.coordinator.replies import build_strategy, reply_unpacker, task_conf
 from medfed.coordinator.spec import StudySpec
 from medfed.data.tabular import TabularDataset
 from medfed.errors import TrainingError
-from medfed.node.executor import client_settings, local_config
+from medfed.node.executor import client_settings, local_config, record_dp_request
+from medfed.privacy.record_level import plan_record_dp
 from medfed.protocol.tensors import Weights
+from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.strategies.base import Reply
 from medfed.training.local_update import (
     MemoryClientState,
@@ -32,7 +35,7 @@ from medfed.training.local_update import (
     local_evaluate,
     local_update,
 )
-from medfed.training.plan import EvalResult
+from medfed.training.plan import DpSgdConfig, EvalResult, LocalTrainConfig
 from medfed.training.registry import get_plan
 
 Tamper = Callable[[int, Mapping[str, Weights], Weights], Mapping[str, Weights]]
@@ -48,6 +51,23 @@ class Simulation:
     site_state: dict[str, MemoryClientState] = field(default_factory=dict)
     history: list[Weights] = field(default_factory=list)
     upload_bytes: list[int] = field(default_factory=list)
+    round_metrics: list[dict[str, float]] = field(default_factory=list)
+    epsilon: dict[str, float] = field(default_factory=dict)
+    """Record-level DP: each site's epsilon for this study so far (as its ledger would book it)."""
+    dp_steps: dict[str, int] = field(default_factory=dict)
+
+    def private(
+        self, site: str, task: pb.TrainConfig, config: LocalTrainConfig
+    ) -> LocalTrainConfig:
+        """The site's DP-SGD settings, derived from its own data size as a node derives them."""
+        request = record_dp_request(task)
+        if not request.enabled:
+            return config
+        dp = plan_record_dp(request, len(self.sites[site].y_train), config.batch_size,
+                            config.steps, config.epochs, self.spec.rounds)  # fmt: skip
+        self.dp_steps[site] = self.dp_steps.get(site, 0) + dp.steps_per_round
+        self.epsilon[site] = dp.epsilon_after(self.dp_steps[site])
+        return dataclasses.replace(config, dp=DpSgdConfig(dp.noise_multiplier, dp.max_grad_norm))
 
     def evaluate(self, model: Weights | None = None) -> dict[str, EvalResult]:
         """Every site's test metrics for ``model`` (default: the current global model), with
@@ -79,6 +99,7 @@ def simulate(
     sim = Simulation(spec, sites, dict(init), strategy.init_state(init))
     for server_round in range(1, spec.rounds + 1):
         chosen = strategy.select(server_round, sorted(sites))
+        acc = strategy.start_round(sim.model, sim.state)  # before configure_train, as the engine
         served = sim.model | strategy.broadcast(sim.state)
         task = task_config(spec, server_round, strategy.configure_train(server_round),
                            strategy.client_settings())  # fmt: skip
@@ -89,7 +110,8 @@ def simulate(
         for name in chosen:
             state = RoundView(sim.site_state.setdefault(name, MemoryClientState()), server_round)
             rng = np.random.default_rng([config.seed, server_round])
-            update = local_update(plan, sites[name], served, config, settings, state, rng)
+            site_config = sim.private(name, task, config)
+            update = local_update(plan, sites[name], served, site_config, settings, state, rng)
             sent += sum(int(a.nbytes) for a in update.wire.values())
             weights, extras = unpack(update.wire) if unpack else (update.wire, {})
             replies[name] = Reply(name, weights, update.num_examples, update.metrics, extras)
@@ -99,10 +121,10 @@ def simulate(
             for name, weights in forged.items():
                 old = replies[name]
                 replies[name] = Reply(name, weights, old.num_examples, old.metrics, old.extras)
-        acc = strategy.start_round(sim.model, sim.state)
         for name in sorted(replies):
             acc.add(replies[name])
         sim.model, sim.state = strategy.aggregate(server_round, acc, sim.model, sim.state)
+        sim.round_metrics.append(strategy.round_metrics(sim.state))
         sim.history.append(sim.model)
         sim.upload_bytes.append(sent)
         if after_round is not None:

@@ -81,6 +81,10 @@ class Strategy(Protocol):
         """Which of the eligible ``nodes`` train this round (all, or one for cyclic training)."""
         ...
 
+    def round_metrics(self, state: Mapping[str, NDArray]) -> dict[str, float]:
+        """Metrics the strategy adds to a committed round (e.g. DP-FedAvg's epsilon)."""
+        ...
+
     def start_round(
         self, model: Mapping[str, NDArray], state: Mapping[str, NDArray]
     ) -> Accumulator:
@@ -120,3 +124,6 @@ class StrategyDefaults:
 
     def select(self, server_round: int, nodes: Sequence[str]) -> list[str]:
         return list(nodes)
+
+    def round_metrics(self, state: Mapping[str, NDArray]) -> dict[str, float]:
+        return {}

@@ -93,13 +93,17 @@ class Krum(_KeepingStrategy):
 
 
 class BoundedSums:
-    """Example-weighted mean of x + s_k (y_k - x), s_k = min(1, C / ||y_k - x||), streaming:
-    the sum of s_k n_k y_k plus the weight (1 - s_k) n_k left on x."""
+    """Example-weighted (or, with ``weighted=False``, uniform) mean of x + s_k (y_k - x),
+    s_k = min(1, C / ||y_k - x||), streaming: the sum of s_k n_k y_k plus the weight
+    (1 - s_k) n_k left on x."""
 
-    def __init__(self, manifest: Manifest, x: Mapping[str, NDArray], max_norm: float) -> None:
+    def __init__(
+        self, manifest: Manifest, x: Mapping[str, NDArray], max_norm: float, weighted: bool = True
+    ) -> None:
         self.sum = WeightedSum(manifest)
         self.x = x
         self.max_norm = max_norm
+        self.weighted = weighted
         self.x_weight = 0.0
         self.total = 0.0
         self.clipped = 0
@@ -113,7 +117,7 @@ class BoundedSums:
             raise StrategyError("update layout does not match the round's model")
         norm = _distance(reply.weights, self.x)
         scale = 1.0 if norm <= self.max_norm else self.max_norm / norm
-        n = float(reply.num_examples)
+        n = float(reply.num_examples) if self.weighted else 1.0
         if scale > 0:
             self.sum.add(reply.weights, n * scale)
         self.x_weight += n * (1.0 - scale)
@@ -149,17 +153,21 @@ class NormBound(StrategyDefaults):
         model: Mapping[str, NDArray],
         state: Mapping[str, NDArray],
     ) -> tuple[Weights, Weights]:
-        sums = expect(acc, BoundedSums)
-        if sums.count == 0:
-            raise StrategyError("no updates were added; there is nothing to aggregate")
-        kept = sums.sum.total_weight
-        mean: Mapping[str, NDArray] = sums.sum.mean() if sums.sum.count and kept > 0 else model
-        new = {
-            k: (kept * np.asarray(mean[k], np.float64) + sums.x_weight * np.asarray(v, np.float64))
-            / sums.total
-            for k, v in model.items()
-        }
-        return cast_like(new, model), dict(state)
+        return cast_like(bounded_mean(acc, model), model), dict(state)
+
+
+def bounded_mean(acc: Accumulator, model: Mapping[str, NDArray]) -> dict[str, npt.NDArray[Any]]:
+    """The mean a ``BoundedSums`` holds, in float64."""
+    sums = expect(acc, BoundedSums)
+    if sums.count == 0:
+        raise StrategyError("no updates were added; there is nothing to aggregate")
+    kept = sums.sum.total_weight
+    mean: Mapping[str, NDArray] = sums.sum.mean() if sums.sum.count and kept > 0 else model
+    return {
+        k: (kept * np.asarray(mean[k], np.float64) + sums.x_weight * np.asarray(v, np.float64))
+        / sums.total
+        for k, v in model.items()
+    }
 
 
 def _distance(a: Mapping[str, NDArray], b: Mapping[str, NDArray]) -> float:

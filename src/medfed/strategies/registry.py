@@ -14,6 +14,7 @@
 | trimmed_mean | trim | Yin et al. 2018 |
 | krum | f; m = 1 (m > 1: Multi-Krum) | Blanchard et al. 2017 |
 | normbound | max_norm | Sun et al. 2019 |
+| dpfedavg | clip_norm, noise_multiplier; distributed = 0, adaptive = 0, ... | McMahan 2018 |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from medfed.errors import StrategyError
 from medfed.strategies.base import Strategy
 from medfed.strategies.byzantine import Krum, Median, NormBound, TrimmedMean
 from medfed.strategies.cyclic import Cyclic
+from medfed.strategies.dpfedavg import DpFedAvg
 from medfed.strategies.fedavg import FedAvg
 from medfed.strategies.fednova import FedNova
 from medfed.strategies.fedopt import FedOpt
@@ -105,6 +107,25 @@ _REGISTRY: dict[str, tuple[frozenset[str], Mapping[str, float], Build]] = {
         lambda p, c: Krum(_integer(p, "f"), _integer(p, "m")),
     ),
     "normbound": (frozenset({"max_norm"}), {}, lambda p, c: NormBound(p["max_norm"])),
+    "dpfedavg": (
+        frozenset({"clip_norm", "noise_multiplier"}),
+        {
+            "distributed": 0.0,
+            "adaptive": 0.0,
+            "target_quantile": 0.5,
+            "clip_learning_rate": 0.2,
+            "delta": 1e-5,
+        },
+        lambda p, c: DpFedAvg(
+            p["clip_norm"],
+            p["noise_multiplier"],
+            distributed=bool(p["distributed"]),
+            adaptive=bool(p["adaptive"]),
+            target_quantile=p["target_quantile"],
+            clip_learning_rate=p["clip_learning_rate"],
+            delta=p["delta"],
+        ),
+    ),
 }
 STRATEGY_NAMES = tuple(_REGISTRY)
 

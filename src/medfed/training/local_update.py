@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -55,6 +56,9 @@ class ClientSettings:
     clip_norm: float = 0.0
     """> 0: clip the model change to this L2 norm before sending (norm bounding done by the site,
     which is how it composes with secure aggregation)."""
+    noise_std: float = 0.0
+    """> 0: add N(0, noise_std^2) to every coordinate of the clipped change (distributed DP-FedAvg:
+    each site adds its share of the noise, so the sum carries the whole)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -63,6 +67,10 @@ class ClientSettings:
             raise TrainingError(
                 f"personalization {self.personalization!r} is not one of {PERSONALIZATIONS}"
             )
+        if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
+            raise TrainingError(f"noise_std must be finite and >= 0, got {self.noise_std}")
+        if self.noise_std > 0 and self.clip_norm <= 0:
+            raise TrainingError("client-side DP noise needs a clip_norm to bound sensitivity")
         if not (math.isfinite(self.clip_norm) and self.clip_norm >= 0):
             raise TrainingError(f"clip_norm must be finite and >= 0, got {self.clip_norm}")
         if self.finetune_steps < 0:
@@ -202,16 +210,46 @@ def local_update(
         }
     if settings.personalization == "fedbn":
         state.save("fedbn", {k: result.weights[k] for k in local_bn_names(result.weights)})
-    new = (
-        clip_change(model, result.weights, settings.clip_norm)
-        if settings.clip_norm
-        else result.weights
-    )
+    new = result.weights
+    metrics = dict(result.metrics)
+    if settings.clip_norm:
+        norm = change_norm(model, new)
+        metrics["update_norm_below_clip"] = float(norm <= settings.clip_norm)
+        new = clip_change(model, new, settings.clip_norm)
+    if settings.noise_std:
+        new = add_noise(model, new, settings.noise_std, secure_rng())
     residual = state.load("residual") if settings.compression.error_feedback else None
     wire, new_residual = encode(settings.compression, new, model, residual, rng)
     if new_residual:
         state.save("residual", new_residual)
-    return LocalUpdate(wire | extras, result.num_examples, dict(result.metrics))
+    return LocalUpdate(wire | extras, result.num_examples, metrics)
+
+
+def secure_rng() -> np.random.Generator:
+    """A generator seeded from the OS's CSPRNG: DP noise must not be reproducible by anyone,
+    least of all the coordinator, which knows the round seed and could subtract seeded noise."""
+    return np.random.default_rng(secrets.randbits(128))
+
+
+def change_norm(x: Mapping[str, NDArray], y: Mapping[str, NDArray]) -> float:
+    """L2 norm of y - x over the float tensors."""
+    total = 0.0
+    for k, v in y.items():
+        if np.dtype(v.dtype).kind == "f":
+            d = np.asarray(v, np.float64) - np.asarray(x[k], np.float64)
+            total += float(np.vdot(d, d))
+    return math.sqrt(total)
+
+
+def add_noise(
+    x: Mapping[str, NDArray], y: Mapping[str, NDArray], std: float, rng: np.random.Generator
+) -> Weights:
+    """y + N(0, std^2) on every float coordinate (Gaussian mechanism on the site's change)."""
+    out = dict(y)
+    for k, v in y.items():
+        if np.dtype(v.dtype).kind == "f":
+            out[k] = (np.asarray(v, np.float64) + rng.normal(0.0, std, v.shape)).astype(v.dtype)
+    return out
 
 
 def clip_change(x: Mapping[str, NDArray], y: Mapping[str, NDArray], max_norm: float) -> Weights:

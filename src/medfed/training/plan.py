@@ -23,6 +23,29 @@ OPTIMIZERS: tuple[Optimizer, ...] = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
+class DpSgdConfig:
+    """Record-level DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy"):
+    per-sample gradients clipped to ``max_grad_norm`` C, Gaussian noise of std
+    ``noise_multiplier * C`` (sigma C) added to their sum, Poisson sampling with rate
+    q = batch_size / n. The (epsilon, delta) spent follows from sigma, q and the step count.
+    """
+
+    noise_multiplier: float
+    max_grad_norm: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
+            raise ConfigError(
+                f"DP-SGD noise multiplier must be finite and > 0, got {self.noise_multiplier}"
+            )
+        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ConfigError(
+                f"DP-SGD clipping bound max_grad_norm must be finite and > 0, "
+                f"got {self.max_grad_norm}"
+            )
+
+
+@dataclass(frozen=True)
 class LocalTrainConfig:
     """One node's local work in one round.
 
@@ -31,6 +54,8 @@ class LocalTrainConfig:
     ``proximal_mu > 0`` adds FedProx's proximal term (Li et al., 2020). ``options`` are the plan's
     own numeric options (e.g. the MLP's ``hidden``), the same ones given to ``init_weights``.
     ``correction`` is added to each named parameter's gradient at every step (SCAFFOLD's c - c_i).
+    ``dp`` switches the loop to record-level DP-SGD (``DpSgdConfig``), which excludes FedProx,
+    SCAFFOLD and BatchNorm.
     """
 
     epochs: int
@@ -42,6 +67,7 @@ class LocalTrainConfig:
     seed: int = 0
     options: Mapping[str, float] = field(default_factory=dict)
     correction: Mapping[str, npt.NDArray[np.generic]] | None = None
+    dp: DpSgdConfig | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.steps < 0 or (self.epochs == 0 and self.steps == 0):

@@ -294,6 +294,7 @@ class StudySpec(_message.Message):
     ERROR_FEEDBACK_FIELD_NUMBER: _builtins.int
     PERSONALIZATION_FIELD_NUMBER: _builtins.int
     FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
+    RECORD_DP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -322,6 +323,8 @@ class StudySpec(_message.Message):
     def strategy(self) -> Global___StrategySpec: ...
     @_builtins.property
     def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def record_dp(self) -> Global___RecordDp: ...
     def __init__(
         self,
         *,
@@ -346,14 +349,51 @@ class StudySpec(_message.Message):
         error_feedback: _builtins.bool = ...,
         personalization: _builtins.str = ...,
         finetune_steps: _builtins.int = ...,
+        record_dp: Global___RecordDp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "strategy", b"strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudySpec: _TypeAlias = StudySpec  # noqa: Y015
+
+@_typing.final
+class RecordDp(_message.Message):
+    """Record-level differential privacy (DP-SGD at every site). Either a target epsilon for the
+    whole study (each site derives its own noise multiplier) or a fixed noise multiplier.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    NOISE_MULTIPLIER_FIELD_NUMBER: _builtins.int
+    MAX_GRAD_NORM_FIELD_NUMBER: _builtins.int
+    ACCOUNTANT_FIELD_NUMBER: _builtins.int
+    epsilon: _builtins.float
+    delta: _builtins.float
+    noise_multiplier: _builtins.float
+    max_grad_norm: _builtins.float
+    accountant: _builtins.str
+    """"rdp" | "pld" """
+    def __init__(
+        self,
+        *,
+        epsilon: _builtins.float = ...,
+        delta: _builtins.float = ...,
+        noise_multiplier: _builtins.float = ...,
+        max_grad_norm: _builtins.float = ...,
+        accountant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accountant", b"accountant", "delta", b"delta", "epsilon", b"epsilon", "max_grad_norm", b"max_grad_norm", "noise_multiplier", b"noise_multiplier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDp: _TypeAlias = RecordDp  # noqa: Y015
 
 @_typing.final
 class TrainConfig(_message.Message):
@@ -394,6 +434,9 @@ class TrainConfig(_message.Message):
     ERROR_FEEDBACK_FIELD_NUMBER: _builtins.int
     FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
     CLIP_NORM_FIELD_NUMBER: _builtins.int
+    NOISE_STD_FIELD_NUMBER: _builtins.int
+    RECORD_DP_FIELD_NUMBER: _builtins.int
+    TOTAL_ROUNDS_FIELD_NUMBER: _builtins.int
     local_epochs: _builtins.int
     local_steps: _builtins.int
     batch_size: _builtins.int
@@ -414,8 +457,14 @@ class TrainConfig(_message.Message):
     finetune_steps: _builtins.int
     clip_norm: _builtins.float
     """> 0: the node clips its model change to this L2 norm"""
+    noise_std: _builtins.float
+    """> 0: the node adds N(0, noise_std^2) to its clipped change"""
+    total_rounds: _builtins.int
+    """the study's planned rounds (privacy accounting)"""
     @_builtins.property
     def plan_options(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def record_dp(self) -> Global___RecordDp: ...
     def __init__(
         self,
         *,
@@ -434,10 +483,13 @@ class TrainConfig(_message.Message):
         error_feedback: _builtins.bool = ...,
         finetune_steps: _builtins.int = ...,
         clip_norm: _builtins.float = ...,
+        noise_std: _builtins.float = ...,
+        record_dp: Global___RecordDp | None = ...,
+        total_rounds: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record_dp", b"record_dp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "batch_size", b"batch_size", "clip_norm", b"clip_norm", "compression", b"compression", "error_feedback", b"error_feedback", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "optimizer", b"optimizer", "personalization", b"personalization", "plan_options", b"plan_options", "proximal_mu", b"proximal_mu", "seed", b"seed", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "batch_size", b"batch_size", "clip_norm", b"clip_norm", "compression", b"compression", "error_feedback", b"error_feedback", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "noise_std", b"noise_std", "optimizer", b"optimizer", "personalization", b"personalization", "plan_options", b"plan_options", "proximal_mu", b"proximal_mu", "record_dp", b"record_dp", "seed", b"seed", "topk_ratio", b"topk_ratio", "total_rounds", b"total_rounds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -878,6 +930,7 @@ class RoundSummary(_message.Message):
     REJECTIONS_FIELD_NUMBER: _builtins.int
     COMMITTED_UNIX_MS_FIELD_NUMBER: _builtins.int
     DURATION_S_FIELD_NUMBER: _builtins.int
+    TRAIN_PER_NODE_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     model_sha256: _builtins.str
     selected: _builtins.int
@@ -891,6 +944,10 @@ class RoundSummary(_message.Message):
     def per_node(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeMetrics]: ...
     @_builtins.property
     def rejections(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def train_per_node(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeMetrics]:
+        """each site's training metrics (e.g. its epsilon)"""
+
     def __init__(
         self,
         *,
@@ -904,10 +961,11 @@ class RoundSummary(_message.Message):
         rejections: _abc.Iterable[_builtins.str] | None = ...,
         committed_unix_ms: _builtins.int = ...,
         duration_s: _builtins.float = ...,
+        train_per_node: _abc.Iterable[Global___NodeMetrics] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "committed_unix_ms", b"committed_unix_ms", "duration_s", b"duration_s", "metrics", b"metrics", "model_sha256", b"model_sha256", "per_node", b"per_node", "rejected", b"rejected", "rejections", b"rejections", "round", b"round", "selected", b"selected"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "committed_unix_ms", b"committed_unix_ms", "duration_s", b"duration_s", "metrics", b"metrics", "model_sha256", b"model_sha256", "per_node", b"per_node", "rejected", b"rejected", "rejections", b"rejections", "round", b"round", "selected", b"selected", "train_per_node", b"train_per_node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,12 +2,19 @@
 
 Binary classification: the model outputs one logit per row and the loss is
 ``BCEWithLogitsLoss`` (sigmoid + binary cross-entropy, fused for numerical stability).
-All randomness comes from a ``torch.Generator`` seeded by the caller, never the global RNG.
+All randomness comes from a ``torch.Generator`` seeded by the caller, never the global RNG --
+except DP-SGD's noise, which must be secret from the caller (see ``_secret_noise_generator``).
+
+With ``config.dp`` the loop is record-level DP-SGD (Abadi et al. 2016, "Deep Learning with
+Differential Privacy", Algorithm 1): Poisson-sampled lots, per-sample gradients clipped to C and
+summed, Gaussian noise N(0, sigma^2 C^2) added, divided by the expected lot size. Clipping and
+noise are Opacus's (``GradSampleModule`` + ``DPOptimizer``); this module only samples the lots.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -19,7 +26,7 @@ from medfed.data.tabular import TabularDataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
 from medfed.training.metrics import binary_metrics
-from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
+from medfed.training.plan import DpSgdConfig, EvalResult, LocalTrainConfig, TrainResult
 from medfed.training.standardize import fit_standardizer, standardize
 
 OPTIMIZER_OPTIONS = frozenset({"weight_decay", "momentum"})
@@ -74,6 +81,8 @@ def train(
     model: nn.Module, weights: Weights, data: TabularDataset, config: LocalTrainConfig
 ) -> TrainResult:
     load_weights(model, weights)
+    if config.dp is not None:
+        _check_dp_compatible(model, config)
     mean, std = fit_standardizer(data.x_train)
     x = torch.from_numpy(standardize(data.x_train, mean, std))
     y = torch.from_numpy(np.array(data.y_train, dtype=np.float32, copy=True))
@@ -88,9 +97,40 @@ def train(
     with torch.no_grad():
         initial = float(loss_fn(model(x).squeeze(-1), y))
     model.train()
+    dp_metrics: dict[str, float] = {}
+    if config.dp is not None:
+        taken, dp_metrics = _dp_sgd(
+            model, optimizer, x, y, config.dp, config.batch_size, total, generator
+        )
+    else:
+        taken = _sgd(model, optimizer, x, y, config, total, generator, anchor, correction)
+    model.eval()
+    with torch.no_grad():
+        final = float(loss_fn(model(x).squeeze(-1), y))
+    if not math.isfinite(final):
+        raise TrainingError("training diverged (non-finite loss); lower the learning rate")
+    # initial_loss: the global model's loss on this site's data, which q-FedAvg weights by.
+    # Neither loss is noised: under DP they are outside the (epsilon, delta) guarantee.
+    metrics = {"train_loss": final, "initial_loss": initial, "steps": float(taken), **dp_metrics}
+    return TrainResult(weights=to_weights(model), num_examples=n, metrics=metrics)
+
+
+def _sgd(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: LocalTrainConfig,
+    total: int,
+    generator: torch.Generator,
+    anchor: list[torch.Tensor],
+    correction: list[tuple[torch.Tensor, torch.Tensor]],
+) -> int:
+    """The plain loop: ``total`` shuffled minibatch steps; returns how many were taken."""
+    loss_fn = nn.BCEWithLogitsLoss()
     batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     taken = 0
-    for index in _batches(n, config.batch_size, total, generator):
+    for index in _batches(len(y), config.batch_size, total, generator):
         if batch_norm and len(index) < 2:
             continue  # BatchNorm cannot normalise a batch of one row; skip that step
         taken += 1
@@ -102,14 +142,7 @@ def train(
         for param, fix in correction:
             param.grad.add_(fix)  # type: ignore[union-attr]
         optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        final = float(loss_fn(model(x).squeeze(-1), y))
-    if not math.isfinite(final):
-        raise TrainingError("training diverged (non-finite loss); lower the learning rate")
-    # initial_loss: the global model's loss on this site's data, which q-FedAvg weights by.
-    metrics = {"train_loss": final, "initial_loss": initial, "steps": float(taken)}
-    return TrainResult(weights=to_weights(model), num_examples=n, metrics=metrics)
+    return taken
 
 
 def evaluate(model: nn.Module, weights: Weights, data: TabularDataset) -> EvalResult:
@@ -171,3 +204,124 @@ def _batches(
                 return
             yield order[start : start + batch_size]
             done += 1
+
+
+def _check_dp_compatible(model: nn.Module, config: LocalTrainConfig) -> None:
+    """Refuse what DP-SGD's per-sample clipping cannot account for, instead of leaking quietly."""
+    if config.proximal_mu > 0:
+        raise TrainingError(
+            "DP-SGD cannot be combined with FedProx (proximal_mu > 0): the proximal term's "
+            "gradient is not a per-sample gradient, so Opacus would drop it; set proximal_mu = 0"
+        )
+    if config.correction is not None:
+        raise TrainingError(
+            "DP-SGD cannot be combined with SCAFFOLD's gradient correction: its control variates "
+            "are built from un-noised local gradients and would leak records past the clipping"
+        )
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise TrainingError(
+            "DP-SGD needs per-sample gradients, which BatchNorm's batch statistics make "
+            "undefined (each row's output depends on the other rows of its batch); train "
+            "without batch norm (plan option batch_norm = 0) or use GroupNorm"
+        )
+
+
+def _dp_sgd(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    dp: DpSgdConfig,
+    batch_size: int,
+    total: int,
+    generator: torch.Generator,
+) -> tuple[int, dict[str, float]]:
+    """``total`` DP-SGD steps on Poisson lots of expected size ``min(batch_size, n)``.
+
+    The loss is summed, so Opacus sees each row's own gradient; ``DPOptimizer`` clips each to C,
+    sums, adds N(0, sigma^2 C^2) per coordinate and divides by the *expected* lot size (dividing
+    by the drawn size would leak it). An empty lot is still a step: its update is noise alone,
+    and the accountant counts it. The wrapped optimizer (SGD or Adam, with weight decay or
+    momentum) only post-processes the noisy gradient, which DP permits.
+    """
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    n = len(y)
+    expected = min(batch_size, n)
+    rate = expected / n
+    try:
+        per_sample = GradSampleModule(model, loss_reduction="sum", strict=True)
+    except NotImplementedError as exc:
+        raise TrainingError(f"Opacus cannot compute per-sample gradients here: {exc}") from exc
+    dp_optimizer = DPOptimizer(
+        optimizer,
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.max_grad_norm,
+        expected_batch_size=expected,
+        loss_reduction="mean",  # i.e. divide the noisy sum by expected_batch_size
+        generator=_secret_noise_generator(),
+        secure_mode=True,  # Opacus's defence against floating-point attacks on the sampler
+    )
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    try:
+        for index in _poisson_batches(n, rate, total, generator):
+            dp_optimizer.zero_grad()
+            # An input that requires grad keeps the layer hooks Opacus installs on their
+            # documented path (torch warns otherwise); the input gradient itself is unused.
+            rows = x[index].requires_grad_()
+            loss_fn(per_sample(rows).squeeze(-1), y[index]).backward()
+            dp_optimizer.step()
+    finally:
+        per_sample.to_standard_module()  # remove the hooks and per-sample attributes
+    return total, {"dp_noise_multiplier": dp.noise_multiplier, "dp_sample_rate": rate}
+
+
+def _poisson_batches(
+    n: int, rate: float, total: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """``total`` lots of row indices, each row in each lot independently with probability
+    ``rate`` -- the sampling that DP-SGD's privacy amplification (and its accountant) assumes.
+    Lots vary in size and may be empty."""
+    if n == 0:
+        raise TrainingError("cannot train: the training split has no rows")
+    for _ in range(total):
+        yield torch.nonzero(torch.rand(n, generator=generator) < rate).flatten()
+
+
+_MT_WORDS = 624
+_MT_STATE_OFFSET = 24
+"""Byte offset of the Mersenne Twister words in torch's CPU generator state (after the initial
+seed, ``left``, ``seeded`` and ``next``); ``_secret_noise_generator`` checks it before use."""
+
+
+def _secret_noise_generator() -> torch.Generator:
+    """A torch generator for DP noise whose whole Mersenne Twister state comes from ``secrets``.
+
+    Why not ``config.seed``: that is the round seed, chosen by the coordinator and shared by
+    all sites (``plan.round_seed``). Noise drawn from it could be regenerated by the
+    coordinator, or by any other site, and subtracted from the update, leaving the clipped
+    gradient sum bare: no privacy at all. The noise must be unpredictable to everyone else.
+
+    Why not ``manual_seed(secrets.randbits(64))``: torch's CPU generator seeds MT19937 with the
+    seed's low 32 bits only, and 2^32 candidate noise vectors can be tried one by one (the right
+    one leaves a residual of norm at most |lot| * C). Opacus's own answer, ``PrivacyEngine``'s
+    ``secure_mode`` with torchcsprng, needs a package that is archived and not installed. So all
+    624 state words are filled
+    from the OS CSPRNG (19,968 bits); ``secure_mode=True`` in ``DPOptimizer`` adds Opacus's
+    defence against floating-point attacks on the Gaussian sampler (arXiv:2107.10138).
+    """
+    probe_seed = 0x5EED
+    generator = torch.Generator().manual_seed(probe_seed)
+    state = generator.get_state().numpy().copy()
+    end = _MT_STATE_OFFSET + 8 * _MT_WORDS
+    words = state[:end].view(np.uint64)
+    second = (1812433253 * (probe_seed ^ (probe_seed >> 30)) + 1) & 0xFFFFFFFF  # MT19937 init
+    if not (words[0] == words[3] == probe_seed and words[4] == second):
+        raise TrainingError(
+            f"torch {torch.__version__}'s generator state layout is not the one DP-SGD "
+            "expects, so its noise cannot be seeded securely; refusing to train"
+        )
+    state[_MT_STATE_OFFSET:end] = np.frombuffer(secrets.token_bytes(8 * _MT_WORDS), np.uint8)
+    generator.set_state(torch.from_numpy(state))
+    return generator
