@@ -100,3 +100,24 @@ def test_study_strategies_lists_every_strategy_and_what_secure_aggregation_refus
         assert "refused" in lines[name]
     for name in ("fedavg", "scaffold", "normbound"):
         assert "composes" in lines[name]
+
+
+def test_the_data_steward_sets_and_reads_a_privacy_budget(network: Network) -> None:
+    config = str(network.consortium.node_configs["cleveland"])
+    csv = next((network.consortium.node_state("cleveland").parent / "data").glob("*.csv"))
+
+    added = _invoke(
+        "node", "dataset", "add", "dp_copy", "--config", config, "--csv", str(csv),
+        "--label", "target", "--split-column", "split", "--epsilon-budget", "1.0",
+        "--delta", "1e-5",
+    )  # fmt: skip
+    shown = _invoke("node", "privacy", "show", "dp_copy", "--config", config)
+    raised = _invoke("node", "privacy", "budget", "dp_copy", "--epsilon", "2.5", "--config", config)
+    again = _invoke("node", "privacy", "show", "dp_copy", "--config", config)
+    missing = _invoke("node", "privacy", "show", "nothing", "--config", config)
+
+    assert "registered dp_copy" in added
+    assert "spent 0.0000 of 1" in shown
+    assert "epsilon budget 2.5" in raised
+    assert "spent 0.0000 of 2.5" in again
+    assert "no privacy budget set" in missing
