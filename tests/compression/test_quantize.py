@@ -114,3 +114,10 @@ def test_impossible_ranges_are_refused(lo, scale):
 def test_codes_must_be_uint8():
     with pytest.raises(ProtocolError, match="uint8"):
         dequantize8(np.array([0, 1], dtype=np.int64), 0.0, 1.0)
+
+
+def test_a_span_that_underflows_still_gets_a_positive_scale():
+    # Found by Hypothesis in CI: (5e-324 - 0) / 255 underflows float64 to 0.
+    codes, lo, scale = quantize8(np.array([0.0, 5e-324]), np.random.default_rng(0))
+    assert scale > 0 and scale * 255 >= 5e-324 - lo
+    assert codes.dtype == np.uint8

@@ -44,6 +44,8 @@ def quantize8(
     low, high = float(flat.min()), float(flat.max())
     lo = _float32_down(low)
     scale = _float32_up((high - lo) / LEVELS) if high > lo else 0.0
+    if scale == 0.0 and high > lo:  # a span so small that span / 255 underflows float64
+        scale = float(np.nextafter(np.float32(0), np.float32(1)))
     if not (math.isfinite(lo) and math.isfinite(scale)):
         raise NonFiniteError(f"cannot quantize values spanning [{low}, {high}]: beyond float32")
     if scale == 0.0:
