@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.e2e.harness import Network, make_consortium
+
 # CI replays the same examples on every run (a landing must not depend on the draw); local runs
 # keep exploring, and a failure they find becomes a regression test.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from tests.e2e.harness import Network, make_consortium
 
 
 @pytest.fixture
