@@ -33,20 +33,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Double, Engine, Integer, String, create_engine, event, select
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy import Double, Engine, Integer, String, create_engine, select
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medfed.errors import ConfigError, PolicyError
+from medfed.store.db import SQLITE_BUSY_TIMEOUT_S, WRITE_OPTION, own_sqlite_transactions
 
 __all__ = ["Budget", "EpsilonOf", "PrivacyLedger", "StudySpend"]
 
-SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for the ledger's write lock; a spend takes milliseconds."""
 
-_WRITE = "medfed_ledger_write"
 
 EpsilonOf = Callable[[int], float]
 """A study's epsilon after a total number of steps (its accountant, bound to its mechanism)."""
@@ -120,7 +118,7 @@ class PrivacyLedger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = _sqlite_engine(path)
-        self._write = self._engine.execution_options(**{_WRITE: True})
+        self._write = self._engine.execution_options(**{WRITE_OPTION: True})
         with self._write.begin() as conn:
             _Base.metadata.create_all(conn)
 
@@ -247,28 +245,11 @@ class PrivacyLedger:
 
 
 def _sqlite_engine(path: Path) -> Engine:
-    """An engine that emits ``BEGIN`` for reads and ``BEGIN IMMEDIATE`` for writes itself (the
-    sqlite3 driver's own transactions are off), in WAL mode with durable commits."""
     engine = create_engine(
         URL.create("sqlite", database=str(path)),
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
     )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")  # a booked spend must survive a power cut
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = bool(conn.get_execution_options().get(_WRITE, False))
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
+    own_sqlite_transactions(engine)  # a booked spend must survive a power cut
     return engine
 
 

@@ -38,7 +38,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from medfed.errors import ConfigError
 
-_WRITE = "medfed_write"
+WRITE_OPTION = "medfed_write"
+_WRITE = WRITE_OPTION
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for the write lock before failing: rounds commit in milliseconds,
@@ -139,7 +140,7 @@ def make_engines(url: str | URL, schema: str | None = None) -> Engines:
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
         )
-        _own_sqlite_transactions(base)
+        own_sqlite_transactions(base)
         read = base
     else:
         base = create_engine(url, pool_pre_ping=True)
@@ -155,7 +156,10 @@ def make_engines(url: str | URL, schema: str | None = None) -> Engines:
     return Engines(base, read, write)
 
 
-def _own_sqlite_transactions(engine: Engine) -> None:
+def own_sqlite_transactions(engine: Engine) -> None:
+    """medfed emits ``BEGIN`` for reads and ``BEGIN IMMEDIATE`` for writes (connections opened
+    with ``execution_options(**{WRITE_OPTION: True})``), in WAL mode with durable commits."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # medfed emits BEGIN itself, below
