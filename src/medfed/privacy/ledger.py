@@ -43,8 +43,6 @@ from medfed.store.db import SQLITE_BUSY_TIMEOUT_S, WRITE_OPTION, own_sqlite_tran
 
 __all__ = ["Budget", "EpsilonOf", "PrivacyLedger", "StudySpend"]
 
-"""How long a writer waits for the ledger's write lock; a spend takes milliseconds."""
-
 
 EpsilonOf = Callable[[int], float]
 """A study's epsilon after a total number of steps (its accountant, bound to its mechanism)."""
