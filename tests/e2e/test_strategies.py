@@ -84,7 +84,9 @@ def test_server_state_survives_a_coordinator_restart(network: Network) -> None:
     restarted coordinator continues the same trajectory (compared with an uninterrupted run)."""
     network.start_coordinator()
     network.start_nodes()
-    spec = dataclasses.replace(_spec("fedadam"), rounds=4)
+    # min_nodes = 4: the restarted coordinator waits for every hospital to dial back in rather
+    # than running the next round with whichever three reconnect first.
+    spec = dataclasses.replace(_spec("fedadam"), rounds=4, min_nodes=4)
     pinned, init = prepare(spec)
     study_id = network.admin.submit(pinned, init)
     network.wait_rounds(study_id, 2)
