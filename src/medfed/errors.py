@@ -11,6 +11,7 @@
     ├── PolicyError            the node's local policy refuses a task (unknown plan, dataset)
     ├── TrainingError          a training plan failed or is unknown
     ├── StrategyError          aggregation cannot proceed (no replies, bad parameters)
+    ├── SecAggError            secure aggregation must abort (bad signature, too few survivors)
     └── TransportError         the network failed
         └── AuthError          the peer refused our certificate or role: retrying will not help
 
@@ -48,6 +49,11 @@ class StoreError(MedfedError):
 
 class DatasetError(MedfedError):
     """A local dataset is unknown or does not match its declared schema."""
+
+
+class SecAggError(MedfedError):
+    """Secure aggregation must abort this round: a key advertisement fails its signature check, a
+    share does not decrypt, or fewer than the threshold of nodes are left."""
 
 
 class PolicyError(MedfedError):

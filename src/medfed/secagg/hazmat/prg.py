@@ -1,0 +1,34 @@
+"""Mask expansion: a 32-byte seed stretched into uniform ``uint32`` words with AES-256-CTR.
+
+DANGER: a seed must mask exactly one vector of one round. The seed is derived per round and per
+pair (see :mod:`medfed.secagg.hazmat.keys`), so reuse would need a broken caller; the all-zero
+counter block is safe only under that rule. NumPy's generators are not cryptographic and must
+never expand a mask: a masked update is exactly as secret as this keystream is unpredictable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from medfed.errors import SecAggError
+
+SEED_BYTES = 32
+_ZERO_COUNTER = bytes(16)
+
+
+def expand(seed: bytes, count: int) -> npt.NDArray[np.uint32]:
+    """``count`` little-endian ``uint32`` words of AES-256-CTR keystream under ``seed``."""
+    if len(seed) != SEED_BYTES:
+        raise SecAggError(f"a mask seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    if count < 0:
+        raise SecAggError(f"cannot expand a mask of {count} words")
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
+    out = bytearray(4 * count + 15)  # update_into wants block-size headroom
+    written = encryptor.update_into(bytes(4 * count), out)
+    return np.frombuffer(out, dtype="<u4", count=count) if written else _empty()
+
+
+def _empty() -> npt.NDArray[np.uint32]:
+    return np.zeros(0, dtype=np.uint32)

@@ -1,0 +1,279 @@
+"""SecAgg+ (Bell et al., CCS 2020) over the double masking of Bonawitz et al. (CCS 2017).
+
+What the round engine and the node call. One :class:`ClientRound` per node and round, one
+:class:`ServerRound` at the coordinator, driven stage by stage:
+
+    node                                   coordinator
+    advertise() -> Advertisement  ------>  forward_advertisements(ads) -> per node, its neighbours'
+    share(ads) -> sealed shares   ------>  route_shares(shares) -> U2, per node its sealed shares
+    mask(U2, sealed, x) -> y      ------>  add_masked(node, y)       (running sum, O(d) memory)
+    reveal(U3) -> Reveal          ------>  unmask(reveals) -> sum of the survivors' x, exactly
+
+y = x + PRG(b_u) + sum_{v in N(u) & U2} +-PRG(s_uv) (mod 2^32): the pairwise masks cancel in the
+sum; the self mask b_u is removed by reconstructing b_u from t shares of the survivors; for a node
+that dropped after sharing, its mask-key seed is reconstructed instead and its pairwise masks with
+the survivors removed. A survivor reveals, per neighbour, one of the two shares, never both, so
+the coordinator never learns both b_v and s_v of one node -- a late input stays masked.
+
+Unlike the public implementations, advertisements are signed with the node's certificate key and
+checked against the consortium CA by every receiving node: a coordinator that swaps a key is
+caught and the round aborts. The coordinator is otherwise trusted to send every node the same
+survivor sets (the semi-honest model of the paper; its consistency-check round is not run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from medfed.errors import SecAggError
+from medfed.secagg.graph import neighbours
+from medfed.secagg.hazmat import keys, prg, shamir
+from medfed.secagg.messages import (
+    Advertisement,
+    MaskedInput,
+    Reveal,
+    RoundParams,
+    ShareSet,
+    _fields,
+)
+
+U32 = npt.NDArray[np.uint32]
+
+
+class Signer(Protocol):
+    certificate_pem: bytes
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class Verifier(Protocol):
+    def __call__(self, advertisement: Advertisement, params: RoundParams) -> None:
+        """Raise SecAggError unless the advertisement is signed by the certificate of the node it
+        names, and that certificate is the consortium's."""
+        ...
+
+
+def _pair_mask(own: X25519PrivateKey, peer_public: bytes, params: RoundParams) -> U32:
+    seed = keys.agree(own, peer_public, keys.MASK_INFO, params.context)
+    return prg.expand(seed, params.dimension)
+
+
+def _self_mask(seed: bytes, params: RoundParams) -> U32:
+    return prg.expand(keys.derive(seed, keys.SELF_MASK_INFO, params.context), params.dimension)
+
+
+def _share_aad(params: RoundParams, owner: str, holder: str) -> bytes:
+    return _fields(params.context, owner.encode(), holder.encode())
+
+
+class ClientRound:
+    """One node's side of one round; every stage may be called once, in order."""
+
+    def __init__(self, params: RoundParams, me: str, signer: Signer, verifier: Verifier) -> None:
+        if me not in params.nodes:
+            raise SecAggError(f"node {me!r} is not part of this secure-aggregation round")
+        self.params, self.me = params, me
+        self._signer, self._verify = signer, verifier
+        self._neighbours = frozenset(neighbours(params.nodes, params.degree, params.graph_seed)[me])
+        self._cipher_key = X25519PrivateKey.generate()
+        self._key_seed = os.urandom(shamir.SECRET_BYTES)
+        self._mask_key = keys.private_key_from_seed(self._key_seed, params.context)
+        self._self_seed = os.urandom(shamir.SECRET_BYTES)
+        self._ads: dict[str, Advertisement] = {}
+        self._held: dict[str, ShareSet] = {}
+        self._u2: frozenset[str] = frozenset()
+        self._stage = 0
+
+    def _enter(self, stage: int) -> None:
+        if self._stage != stage - 1:
+            raise SecAggError(f"secure-aggregation stage {stage} asked out of order")
+        self._stage = stage
+
+    def advertise(self) -> Advertisement:
+        self._enter(1)
+        unsigned = Advertisement(
+            node=self.me,
+            cipher_public=keys.public_bytes(self._cipher_key),
+            mask_public=keys.public_bytes(self._mask_key),
+            signature=b"",
+            certificate_pem=self._signer.certificate_pem,
+        )
+        signature = self._signer.sign(unsigned.signed_bytes(self.params))
+        return dataclasses.replace(unsigned, signature=signature)
+
+    def share(self, ads: Mapping[str, Advertisement]) -> dict[str, bytes]:
+        """Verify the neighbours' advertisements, then Shamir-share both seeds among them."""
+        self._enter(2)
+        for name, ad in ads.items():
+            if name not in self._neighbours or ad.node != name:
+                raise SecAggError(f"the coordinator sent an advertisement for {name!r}")
+            self._verify(ad, self.params)
+        self._ads = dict(ads)
+        holders = sorted([*ads, self.me])
+        t = self.params.threshold
+        if len(holders) < t:
+            raise SecAggError(f"only {len(holders)} of threshold {t} nodes left to share with")
+        b_shares = shamir.split(self._self_seed, t, len(holders))
+        s_shares = shamir.split(self._key_seed, t, len(holders))
+        sealed: dict[str, bytes] = {}
+        for holder, (i, b), (_, s) in zip(holders, b_shares, s_shares, strict=True):
+            shares = ShareSet(self.me, i, b, s)
+            if holder == self.me:
+                self._held[self.me] = shares
+                continue
+            key = keys.agree(
+                self._cipher_key, ads[holder].cipher_public, keys.SHARE_KEY_INFO,
+                self.params.context,
+            )  # fmt: skip
+            aad = _share_aad(self.params, self.me, holder)
+            sealed[holder] = keys.seal(key, shares.encode(holder), aad)
+        return sealed
+
+    def mask(
+        self, survivors: Sequence[str], sealed: Mapping[str, bytes], encoded: U32
+    ) -> MaskedInput:
+        """Store the shares sent to us, then mask ``encoded`` with b_u and the pairwise masks."""
+        self._enter(3)
+        u2 = frozenset(survivors)
+        if self.me not in u2:
+            raise SecAggError("the coordinator left this node out of the round's survivors")
+        peers = u2 & self._neighbours
+        if not peers <= self._ads.keys() or set(sealed) != peers:
+            raise SecAggError("the shares sent do not match the round's survivors")
+        for owner in sorted(peers):
+            key = keys.agree(
+                self._cipher_key, self._ads[owner].cipher_public, keys.SHARE_KEY_INFO,
+                self.params.context,
+            )  # fmt: skip
+            plain = keys.open_sealed(key, sealed[owner], _share_aad(self.params, owner, self.me))
+            self._held[owner] = ShareSet.decode(plain, owner, self.me)
+        if len(peers) + 1 < self.params.threshold:
+            raise SecAggError("fewer than the threshold of neighbours shared their keys")
+        vector = np.asarray(encoded, dtype=np.uint32)
+        if vector.shape != (self.params.dimension,):
+            raise SecAggError(
+                f"the encoded update has {vector.size} words, the round {self.params.dimension}"
+            )
+        self._u2 = u2
+        out = vector + _self_mask(self._self_seed, self.params)
+        for peer in sorted(peers):
+            m = _pair_mask(self._mask_key, self._ads[peer].mask_public, self.params)
+            (np.add if self.me < peer else np.subtract)(out, m, out=out)  # wraps mod 2^32
+        return out
+
+    def reveal(self, survivors: Sequence[str]) -> Reveal:
+        """Per owner, the share of b (its input arrived) or of s (it dropped): never both."""
+        self._enter(4)
+        u3 = frozenset(survivors)
+        if not u3 <= self._u2 or self.me not in u3:
+            raise SecAggError("the round's final survivors are not a subset of those who shared")
+        if len(u3) < self.params.threshold:
+            raise SecAggError(
+                f"only {len(u3)} inputs arrived, under the threshold {self.params.threshold}"
+            )
+        b = {o: (s.index, s.self_mask) for o, s in self._held.items() if o in u3}
+        s = {o: (s.index, s.key_seed) for o, s in self._held.items() if o not in u3}
+        self._held.clear()
+        return Reveal(self.me, b, s)
+
+
+@dataclass
+class ServerRound:
+    """The coordinator's side: routes messages, sums masked inputs, removes the masks."""
+
+    params: RoundParams
+    _graph: dict[str, tuple[str, ...]] = field(init=False)
+    _ads: dict[str, Advertisement] = field(default_factory=dict, init=False)
+    _u2: tuple[str, ...] = field(default=(), init=False)
+    _sum: U32 | None = field(default=None, init=False)
+    _u3: list[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        p = self.params
+        self._graph = neighbours(p.nodes, p.degree, p.graph_seed)
+
+    def _require(self, count: int, what: str) -> None:
+        if count < self.params.threshold:
+            raise SecAggError(
+                f"only {count} nodes {what}, under the threshold {self.params.threshold}: "
+                "the round is aborted"
+            )
+
+    def forward_advertisements(
+        self, ads: Mapping[str, Advertisement]
+    ) -> dict[str, dict[str, Advertisement]]:
+        self._ads = {n: a for n, a in ads.items() if n in self._graph and a.node == n}
+        self._require(len(self._ads), "advertised keys")
+        return {u: {v: self._ads[v] for v in self._graph[u] if v in self._ads} for u in self._ads}
+
+    def route_shares(
+        self, shares: Mapping[str, Mapping[str, bytes]]
+    ) -> tuple[tuple[str, ...], dict[str, dict[str, bytes]]]:
+        """U2 (who shared) and, per member of U2, the sealed shares addressed to it."""
+        u2 = tuple(sorted(n for n in shares if n in self._ads))
+        self._require(len(u2), "shared their keys")
+        members = set(u2)
+        routed: dict[str, dict[str, bytes]] = {u: {} for u in u2}
+        for owner in u2:
+            for holder, sealed in shares[owner].items():
+                if holder in members and holder in self._graph[owner]:
+                    routed[holder][owner] = sealed
+        self._u2 = u2
+        return u2, routed
+
+    def add_masked(self, node: str, masked: MaskedInput) -> None:
+        if node not in self._u2 or node in self._u3:
+            raise SecAggError(f"no masked input expected from {node!r}")
+        y = np.asarray(masked)
+        if y.dtype != np.uint32 or y.shape != (self.params.dimension,):
+            raise SecAggError(f"the masked input of {node!r} has the wrong dtype or length")
+        if self._sum is None:
+            self._sum = y.copy()
+        else:
+            np.add(self._sum, y, out=self._sum)
+        self._u3.append(node)
+
+    @property
+    def survivors(self) -> tuple[str, ...]:
+        """U3: the nodes whose masked input arrived (in name order)."""
+        return tuple(sorted(self._u3))
+
+    def unmask(self, reveals: Mapping[str, Reveal]) -> U32:
+        """The exact modular sum of the survivors' encoded inputs."""
+        u3 = set(self._u3)
+        self._require(len(u3), "sent a masked input")
+        if self._sum is None:
+            raise SecAggError("no masked input arrived")
+        responders = {n: r for n, r in reveals.items() if n in u3 and r.node == n}
+        self._require(len(responders), "revealed their shares")
+        total = self._sum.copy()
+        for owner in sorted(u3):
+            seed = self._recover(owner, [r.self_mask_shares for r in responders.values()])
+            np.subtract(total, _self_mask(seed, self.params), out=total)
+        for gone in sorted(set(self._u2) - u3):
+            seed = self._recover(gone, [r.key_seed_shares for r in responders.values()])
+            key = keys.private_key_from_seed(seed, self.params.context)
+            if keys.public_bytes(key) != self._ads[gone].mask_public:
+                raise SecAggError(f"the shares of {gone!r} do not rebuild its advertised key")
+            for peer in self._graph[gone]:
+                if peer in u3:
+                    m = _pair_mask(key, self._ads[peer].mask_public, self.params)
+                    (np.subtract if peer < gone else np.add)(total, m, out=total)
+        return total
+
+    def _recover(self, owner: str, held: Sequence[Mapping[str, tuple[int, bytes]]]) -> bytes:
+        shares = [h[owner] for h in held if owner in h]
+        if len(shares) < self.params.threshold:
+            raise SecAggError(
+                f"only {len(shares)} shares of {owner!r} came back, under the threshold "
+                f"{self.params.threshold}: the round is aborted"
+            )
+        return shamir.combine(shares, self.params.threshold)

@@ -1,0 +1,64 @@
+"""Fixed-point encoding of real updates into Z_(2^32), where masks and sums live.
+
+Each node clips its (weighted) update to [-R, R], scales by ``s`` and rounds *stochastically*
+(unbiased: E[round(v)] = v) into a signed integer stored modulo 2^32. The scale leaves headroom
+for the sum of ``n`` nodes: n * R * s < 2^31, so the modular sum decodes as a signed int32 with no
+wrap-around. Error of the decoded sum: below n / s per coordinate (each node's rounding error is
+under one step 1/s), plus whatever the clip removed, which each node counts and reports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from medfed.errors import SecAggError
+
+U32 = npt.NDArray[np.uint32]
+F64 = npt.NDArray[np.float64]
+HEADROOM = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """The encoding every node of one round shares: clip range and scale."""
+
+    clip: float
+    nodes: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise SecAggError(f"the secure-aggregation clip range must be > 0, got {self.clip}")
+        if self.nodes < 1:
+            raise SecAggError(f"cannot encode for {self.nodes} nodes")
+        if self.scale < 1.0:
+            raise SecAggError(
+                f"clip range {self.clip:g} x {self.nodes} nodes leaves no precision in 32 bits"
+            )
+
+    @property
+    def scale(self) -> float:
+        return math.floor(HEADROOM / (self.nodes * self.clip))
+
+    @property
+    def error_bound(self) -> float:
+        """Largest error of a decoded sum of ``nodes`` unclipped inputs, per coordinate."""
+        return self.nodes / self.scale
+
+    def encode(self, values: npt.ArrayLike, rng: np.random.Generator) -> tuple[U32, int]:
+        """``values`` clipped, scaled and stochastically rounded; also how many were clipped."""
+        x = np.asarray(values, dtype=np.float64).ravel()
+        if not bool(np.isfinite(x).all()):
+            raise SecAggError("an update to be securely aggregated holds NaN or infinity")
+        clipped = int(np.count_nonzero(np.abs(x) > self.clip))
+        scaled = np.clip(x, -self.clip, self.clip) * self.scale
+        floor = np.floor(scaled)
+        rounded = floor + (rng.random(x.size) < (scaled - floor))
+        return rounded.astype(np.int64).astype(np.uint32), clipped
+
+    def decode(self, total: U32) -> F64:
+        """The real-valued sum behind a modular sum of encoded vectors."""
+        return np.asarray(total, dtype=np.uint32).view(np.int32).astype(np.float64) / self.scale
