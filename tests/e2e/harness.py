@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from medfed.cli.study import prepare
@@ -131,6 +132,22 @@ class Network:
                 return status
             time.sleep(0.05)
         raise TimeoutError(f"study {study_id} did not reach round {rounds}")
+
+    def wait_until(
+        self, study_id: str, ok: Callable[[pb.StudyStatus], bool], timeout_s: float = 60.0
+    ) -> pb.StudyStatus:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.admin.status(study_id)
+            if ok(status):
+                return status
+            time.sleep(0.1)
+        raise TimeoutError(f"study {study_id}: condition not met: {self.admin.status(study_id)}")
+
+    def rejections(self, study_id: str) -> list[str]:
+        """Every recorded rejection of the study, as 'node: reason'."""
+        assert self.coordinator is not None
+        return [f"{node}: {why}" for _, node, why in self.coordinator.state.rejections(study_id)]
 
     def close(self) -> None:
         for name in list(self.agents):

@@ -25,8 +25,9 @@ from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
+from medfed.coordinator.secure_round import SecureRound, Stages
 from medfed.coordinator.spec import StudySpec
-from medfed.errors import StrategyError
+from medfed.errors import SecAggError, StrategyError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics, RoundRecord, StateStore
@@ -170,7 +171,12 @@ class StudyRunner(threading.Thread):
             unpack=reply_unpacker(spec, strategy, model),
         )
         extra = strategy.configure_train(round_no)
-        self._dispatch(spec, round_, nodes, served_sha, extra, strategy.client_settings())
+        client = strategy.client_settings()
+        if spec.secure_aggregation:
+            if not self._secure(spec, strategy, round_, nodes, model, served_sha, extra):
+                return None
+        else:
+            self._dispatch(spec, round_, nodes, served_sha, extra, client)
         if self._halt.is_set():
             return None
         needed = min(spec.min_nodes, len(nodes))
@@ -205,6 +211,39 @@ class StudyRunner(threading.Thread):
         log.info("study %s round %d committed (%s)", self.study_id, round_no, new_sha[:12])
         return new_model, new_state, new_sha
 
+    def _secure(
+        self,
+        spec: StudySpec,
+        strategy: Strategy,
+        round_: OpenRound,
+        nodes: Sequence[str],
+        model: tensors.Weights,
+        sha: str,
+        extra: Mapping[str, float],
+    ) -> bool:
+        """Run the round under SecAgg+; on success ``round_.acc`` holds the strategy's
+        accumulator with the survivors' sum. False (nothing committed) when it aborts."""
+        strategy_acc = round_.acc
+        client = strategy.client_settings()
+
+        def dispatch(r: OpenRound, to: Sequence[str], stage: Stages) -> None:
+            self._dispatch(spec, r, to, sha, extra, client, stage)
+            if self._halt.is_set():
+                raise SecAggError("the coordinator is stopping")
+
+        try:
+            secure_sum = SecureRound(spec, self.study_id, round_.round, nodes, model)
+            reply = secure_sum.run(round_, dispatch)
+        except SecAggError as exc:
+            if self._halt.is_set():
+                return False
+            self._record_aborted(round_, f"secure aggregation aborted: {exc}")
+            return False
+        assert strategy_acc is not None
+        strategy_acc.add(reply)
+        round_.acc = strategy_acc
+        return True
+
     def _evaluate(self, spec: StudySpec, round_no: int, sha: str) -> None:
         nodes = self._p.directory.online(spec.dataset, spec.nodes)
         if not nodes:
@@ -229,8 +268,11 @@ class StudyRunner(threading.Thread):
         sha: str,
         extra: Mapping[str, float],
         client: Mapping[str, str],
+        stage: Stages | None = None,
     ) -> None:
-        deadline_ms = int((self._p.wall() + spec.round_deadline_s) * 1000)
+        """One task per node (with its secure-aggregation ``stage`` payload, if any), then wait
+        until all have answered or ``round_``'s deadline passes."""
+        deadline_ms = int((self._p.wall() + round_.deadline - time.monotonic()) * 1000)
         cap = round_.manifest.total_bytes if round_.manifest else 0
         for node in nodes:
             task = pb.Task(
@@ -247,6 +289,8 @@ class StudyRunner(threading.Thread):
                 deadline_unix_ms=deadline_ms,
                 max_update_bytes=cap,
             )
+            if stage is not None:
+                task.secagg.CopyFrom(stage(node))
             round_.slots[task.task_id] = TaskSlot(task, node)
         self._p.board.open(round_)
         try:
@@ -255,15 +299,18 @@ class StudyRunner(threading.Thread):
             self._p.board.close(round_)
 
     def _record_failed(self, round_: OpenRound, needed: int, selected: int) -> None:
-        now = self._p.wall()
-        reason = (
-            f"round {round_.round} not committed: {round_.accepted} of {selected} updates "
-            f"accepted, at least {needed} needed; retrying"
+        self._record_aborted(
+            round_,
+            f"{round_.accepted} of {selected} updates accepted, at least {needed} needed",
         )
+
+    def _record_aborted(self, round_: OpenRound, why: str) -> None:
+        now = self._p.wall()
+        reason = f"round {round_.round} not committed: {why}; retrying"
         log.warning("study %s: %s", self.study_id, reason)
         for rejection in round_.rejections:
-            node, _, why = rejection.partition(": ")
-            self._p.state.record_rejection(self.study_id, round_.round, node, why, now=now)
+            node, _, cause = rejection.partition(": ")
+            self._p.state.record_rejection(self.study_id, round_.round, node, cause, now=now)
         self._set_state("running", reason)
         self._halt.wait(0.5)
 

@@ -43,6 +43,9 @@ def node_service(servicer: NodeServicer) -> grpc.GenericRpcHandler[Any, Any]:
                 servicer.SubmitUpdate, _RAW, pb.SubmitReply.SerializeToString
             ),
             "RefuseTask": unary(servicer.RefuseTask, *_messages(pb.TaskRefusal, pb.Ack)),
+            "SubmitSecAgg": unary(
+                servicer.SubmitSecAgg, *_messages(pb.SecAggAnswer, pb.SubmitReply)
+            ),
         },
     )
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from medfed.compression.codec import CompressionConfig, decode, wire_manifest
 from medfed.coordinator.rounds import Unpack
+from medfed.coordinator.secure_round import check_supported
 from medfed.coordinator.spec import StudySpec, record_dp_of
 from medfed.errors import StrategyError
 from medfed.protocol import tensors
@@ -51,6 +52,8 @@ def build_strategy(spec: StudySpec) -> Strategy:
             raise StrategyError(
                 f"record-level DP cannot run with {strategy.name}: {refused[strategy.name]}"
             )
+    if spec.secure_aggregation:
+        check_supported(spec, strategy.name)
     return strategy
 
 

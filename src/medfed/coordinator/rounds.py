@@ -68,6 +68,8 @@ class OpenRound:
     slots: dict[str, TaskSlot] = field(default_factory=dict)
     per_node: list[NodeRoundMetrics] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
+    answers: dict[str, pb.SecAggAnswer] = field(default_factory=dict)
+    """Secure-aggregation stages: each node's answer."""
     closed: bool = False
     started: float = field(default_factory=time.monotonic)
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -121,6 +123,15 @@ class OpenRound:
                 raise Rejected(f"evaluation of round {self.round} already closed")
             self._finish(slot, TaskStatus.ACCEPTED)
             self.per_node.append(NodeRoundMetrics(slot.node, "eval", num_examples, dict(metrics)))
+
+    def accept_secagg(self, slot: TaskSlot, answer: pb.SecAggAnswer) -> None:
+        with self.cond:
+            if self.closed:
+                slot.status = TaskStatus.REJECTED
+                raise Rejected(f"secure-aggregation stage of round {self.round} already closed")
+            self.answers[slot.node] = answer
+            self.upload_bytes += answer.ByteSize()
+            self._finish(slot, TaskStatus.ACCEPTED)
 
     def reject(self, slot: TaskSlot, reason: str, status: TaskStatus = TaskStatus.REJECTED) -> None:
         with self.cond:

@@ -15,7 +15,7 @@ from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.engine import Engine, StudyEvents
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.replies import build_strategy
-from medfed.coordinator.rounds import TaskBoard, TaskStatus
+from medfed.coordinator.rounds import Rejected, TaskBoard, TaskStatus
 from medfed.coordinator.spec import StudySpec, spec_from_proto, spec_to_proto
 from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
@@ -107,6 +107,20 @@ class NodeServicer:
         if not reply.accepted:
             log.warning("update from %s rejected: %s", me.name, reply.reason)
         return reply
+
+    def SubmitSecAgg(
+        self, request: pb.SecAggAnswer, context: grpc.ServicerContext
+    ) -> pb.SubmitReply:
+        me = self._auth.require(context, Role.NODE)
+        round_ = self._board.find(request.task_id)
+        if round_ is None or round_.kind != pb.TASK_KIND_SECAGG:
+            return pb.SubmitReply(accepted=False, reason=f"no open stage {request.task_id!r}")
+        try:
+            slot = round_.begin(request.task_id, me.name, round_.study_id, round_.round)
+            round_.accept_secagg(slot, request)
+        except Rejected as exc:
+            return pb.SubmitReply(accepted=False, reason=str(exc))
+        return pb.SubmitReply(accepted=True)
 
     def RefuseTask(self, request: pb.TaskRefusal, context: grpc.ServicerContext) -> pb.Ack:
         me = self._auth.require(context, Role.NODE)

@@ -26,6 +26,7 @@ COMPRESSIONS: tuple[Compression, ...] = ("none", "q8", "topk")
 PERSONALIZATIONS: tuple[Personalization, ...] = ("none", "fedbn")
 Accountant = Literal["rdp", "pld"]
 _PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise_multiplier", "max_grad_norm", "accountant"})
+_SECAGG_KEYS = frozenset({"enabled", "threshold", "degree", "clip", "stage_deadline_s"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
@@ -65,6 +66,15 @@ class StudySpec:
     """Record-level DP with a fixed noise multiplier instead of a target epsilon."""
     dp_max_grad_norm: float = 1.0
     dp_accountant: Accountant = "rdp"
+    secure_aggregation: bool = False
+    """SecAgg+: the coordinator sees only the sum of the hospitals' updates (medfed.secagg)."""
+    secagg_threshold: float = 2 / 3
+    """Fraction of each node's neighbourhood (itself included) that must survive a round."""
+    secagg_degree: int = 0
+    """Neighbours per node (0: about 2 log2 n, the complete graph up to 8 nodes)."""
+    secagg_clip: float = 1e4
+    """Per-coordinate bound on num_examples x model change before fixed-point encoding."""
+    secagg_stage_deadline_s: float = 30.0
 
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
@@ -108,6 +118,16 @@ class StudySpec:
             f"personalization must be one of {PERSONALIZATIONS}, not {self.personalization!r}",
         )
         _check(0 <= self.finetune_steps <= 100_000, "finetune_steps must be 0..100000")
+        _check(0 < self.secagg_threshold <= 1, "secure_aggregation threshold must be in (0, 1]")
+        _check(self.secagg_degree >= 0, "secure_aggregation degree must be >= 0")
+        _check(
+            math.isfinite(self.secagg_clip) and self.secagg_clip > 0,
+            "secure_aggregation clip must be > 0",
+        )
+        _check(
+            0 < self.secagg_stage_deadline_s <= 3600,
+            "secure_aggregation stage_deadline_s must be in (0, 3600]",
+        )
         _check(
             math.isfinite(self.dp_epsilon) and self.dp_epsilon >= 0,
             "privacy epsilon must be >= 0 (0 = off)",
@@ -154,7 +174,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         "name", "rounds", "local_epochs", "local_steps", "batch_size", "optimizer",
         "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
         "dataset", "plan", "strategy", "compression", "topk_ratio", "error_feedback",
-        "personalization", "finetune_steps", "privacy",
+        "personalization", "finetune_steps", "privacy", "secure_aggregation",
     }  # fmt: skip
     unknown = set(doc) - known
     if unknown:
@@ -165,6 +185,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
     privacy = doc.get("privacy", {})
     if not isinstance(privacy, Mapping) or set(privacy) - _PRIVACY_KEYS:
         raise ConfigError(f"{source}: [privacy] takes only {sorted(_PRIVACY_KEYS)}")
+    secure = _secure_aggregation(doc.get("secure_aggregation", False), source)
     try:
         return StudySpec(
             name=str(doc["name"]),
@@ -198,11 +219,29 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             dp_noise_multiplier=float(privacy.get("noise_multiplier", 0.0)),
             dp_max_grad_norm=float(privacy.get("max_grad_norm", 1.0)),
             dp_accountant=cast(Accountant, str(privacy.get("accountant", "rdp"))),
+            secure_aggregation=_bool(secure.get("enabled", True), "secure_aggregation.enabled")
+            if secure
+            else False,
+            secagg_threshold=float(secure.get("threshold", 2 / 3)),
+            secagg_degree=int(secure.get("degree", 0)),
+            secagg_clip=float(secure.get("clip", 1e4)),
+            secagg_stage_deadline_s=float(secure.get("stage_deadline_s", 30.0)),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _secure_aggregation(value: Any, source: str) -> Mapping[str, Any]:
+    """``secure_aggregation = true`` or a ``[secure_aggregation]`` table; {} when off."""
+    if isinstance(value, bool):
+        return {"enabled": True} if value else {}
+    if not isinstance(value, Mapping) or set(value) - _SECAGG_KEYS:
+        raise ConfigError(
+            f"{source}: secure_aggregation is true/false or a table of {sorted(_SECAGG_KEYS)}"
+        )
+    return value
 
 
 def _bool(value: Any, key: str) -> bool:
@@ -241,6 +280,13 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         personalization=spec.personalization,
         finetune_steps=spec.finetune_steps,
         record_dp=record_dp_of(spec),
+        secure_aggregation=pb.SecureAggregation(
+            enabled=spec.secure_aggregation,
+            threshold=spec.secagg_threshold,
+            degree=spec.secagg_degree,
+            clip=spec.secagg_clip,
+            stage_deadline_s=spec.secagg_stage_deadline_s,
+        ),
     )
 
 
@@ -277,6 +323,11 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         dp_noise_multiplier=message.record_dp.noise_multiplier,
         dp_max_grad_norm=message.record_dp.max_grad_norm or 1.0,
         dp_accountant=cast(Accountant, message.record_dp.accountant or "rdp"),
+        secure_aggregation=message.secure_aggregation.enabled,
+        secagg_threshold=message.secure_aggregation.threshold or 2 / 3,
+        secagg_degree=message.secure_aggregation.degree,
+        secagg_clip=message.secure_aggregation.clip or 1e4,
+        secagg_stage_deadline_s=message.secure_aggregation.stage_deadline_s or 30.0,
     )
 
 

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from medfed.errors import AuthError, MedfedError, PolicyError, TransportError
+from medfed.errors import AuthError, MedfedError, PolicyError, SecAggError, TransportError
 from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
+from medfed.node.secure import SecureAggregationClient
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 log = logging.getLogger("medfed.node")
@@ -52,8 +53,10 @@ class NodeAgent:
         heartbeat_interval_s: float = 5.0,
         poll_wait_s: float = 20.0,
         backoff: Backoff | None = None,
+        secure: SecureAggregationClient | None = None,
     ) -> None:
         self._client = client
+        self._secure = secure
         self._executor = executor
         self._datasets = datasets
         self._heartbeat_s = heartbeat_interval_s
@@ -116,19 +119,51 @@ class NodeAgent:
             log.warning("refusing %s: %s (%s)", what, exc, exc.code)
             self._client.refuse(task, exc.code, str(exc))
             return
+        if task.kind == pb.TASK_KIND_SECAGG:
+            self._secure_stage(task, what)
+            return
         try:
             weights = self._client.fetch_model(task.model_sha256)
             outcome = self._executor.run(task, plan, data, weights)
+            upload, metrics = outcome.weights, outcome.metrics
+            if task.HasField("secagg") and upload is not None:
+                upload, clipped = self._require_secure().mask(
+                    task, weights, upload, outcome.num_examples
+                )
+                metrics = metrics | {"secagg_clipped": float(clipped)}
         except (TransportError, AuthError):
             raise
         except MedfedError as exc:
-            code = exc.code if isinstance(exc, PolicyError) else "task_failed"
+            code = _refusal_code(exc)
             log.error("task for %s failed: %s (%s)", what, exc, code)
             self._client.refuse(task, code, str(exc))
             return
-        reply = self._client.submit(task, outcome.num_examples, outcome.metrics, outcome.weights)
+        reply = self._client.submit(task, outcome.num_examples, metrics, upload)
         self.completed_tasks += 1
         if reply.accepted:
             log.info("%s: reply accepted", what)
         else:
             log.warning("%s: reply rejected by coordinator: %s", what, reply.reason)
+
+    def _require_secure(self) -> SecureAggregationClient:
+        if self._secure is None:
+            raise PolicyError("secagg_unsupported", "this node runs without secure aggregation")
+        return self._secure
+
+    def _secure_stage(self, task: pb.Task, what: str) -> None:
+        try:
+            answer = self._require_secure().answer(task)
+        except MedfedError as exc:
+            code = _refusal_code(exc)
+            log.error("secure aggregation for %s refused: %s (%s)", what, exc, code)
+            self._client.refuse(task, code, str(exc))
+            return
+        reply = self._client.submit_secagg(answer)
+        if not reply.accepted:
+            log.warning("%s: secure-aggregation answer rejected: %s", what, reply.reason)
+
+
+def _refusal_code(exc: MedfedError) -> str:
+    if isinstance(exc, PolicyError):
+        return exc.code
+    return "secagg_aborted" if isinstance(exc, SecAggError) else "task_failed"

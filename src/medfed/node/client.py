@@ -81,6 +81,11 @@ class CoordinatorClient:
             reply: pb.SubmitReply = self._submit(_update_frames(header, weights), timeout=timeout_s)
         return reply
 
+    def submit_secagg(self, answer: pb.SecAggAnswer, timeout_s: float = 60.0) -> pb.SubmitReply:
+        with rpc_errors("submit secure-aggregation answer"):
+            reply: pb.SubmitReply = self._stub.SubmitSecAgg(answer, timeout=timeout_s)
+        return reply
+
     def refuse(self, task: pb.Task, code: str, message: str) -> None:
         with rpc_errors("refuse task"):
             self._stub.RefuseTask(

@@ -68,7 +68,7 @@ class TaskExecutor:
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, TabularDataset]:
         """Check the task against local policy and data; PolicyError says why it is refused."""
-        if task.kind not in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE):
+        if task.kind not in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE, pb.TASK_KIND_SECAGG):
             raise PolicyError("unknown_task_kind", f"task kind {task.kind} is not supported")
         try:
             plan = get_plan(task.plan.name, task.plan.version)

@@ -15,8 +15,10 @@ from medfed.node.client import CoordinatorClient
 from medfed.node.config import NodeConfig
 from medfed.node.executor import TaskExecutor
 from medfed.node.policy import LocalPolicy
+from medfed.node.secure import SecureAggregationClient
 from medfed.pki.identity import Identity, Role, identity_from_cert
 from medfed.privacy.ledger import PrivacyLedger
+from medfed.secagg.signing import CaVerifier, CertificateSigner
 from medfed.transport.tls import TlsFiles
 
 
@@ -60,5 +62,10 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
         heartbeat_interval_s=config.heartbeat_interval_s,
         poll_wait_s=config.poll_wait_s,
         backoff=Backoff(max_s=config.max_backoff_s),
+        secure=SecureAggregationClient(
+            identity.name,
+            CertificateSigner.from_files(config.tls.cert, config.tls.key),
+            CaVerifier.from_file(config.tls.ca),
+        ),
     )
     return identity, agent

@@ -39,6 +39,7 @@ _DTYPES: dict[str, int] = {
     "int64": pb.DTYPE_INT64,
     "uint8": pb.DTYPE_UINT8,
     "bool": pb.DTYPE_BOOL,
+    "uint32": pb.DTYPE_UINT32,
 }
 _DTYPE_NAMES = {code: name for name, code in _DTYPES.items()}
 SUPPORTED_DTYPES = tuple(_DTYPES)

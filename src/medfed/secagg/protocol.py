@@ -49,7 +49,8 @@ U32 = npt.NDArray[np.uint32]
 
 
 class Signer(Protocol):
-    certificate_pem: bytes
+    @property
+    def certificate_pem(self) -> bytes: ...
 
     def sign(self, data: bytes) -> bytes: ...
 

@@ -40,6 +40,8 @@ class _DTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DType.ValueType
     DTYPE_INT64: _DType.ValueType  # 7
     DTYPE_UINT8: _DType.ValueType  # 8
     DTYPE_BOOL: _DType.ValueType  # 9
+    DTYPE_UINT32: _DType.ValueType  # 10
+    """secure aggregation: masked fixed-point words in Z_(2^32)"""
 
 class DType(_DType, metaclass=_DTypeEnumTypeWrapper): ...
 
@@ -53,6 +55,8 @@ DTYPE_INT32: DType.ValueType  # 6
 DTYPE_INT64: DType.ValueType  # 7
 DTYPE_UINT8: DType.ValueType  # 8
 DTYPE_BOOL: DType.ValueType  # 9
+DTYPE_UINT32: DType.ValueType  # 10
+"""secure aggregation: masked fixed-point words in Z_(2^32)"""
 Global___DType: _TypeAlias = DType  # noqa: Y015
 
 class _TaskKind:
@@ -64,12 +68,16 @@ class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.Val
     TASK_KIND_UNSPECIFIED: _TaskKind.ValueType  # 0
     TASK_KIND_TRAIN: _TaskKind.ValueType  # 1
     TASK_KIND_EVALUATE: _TaskKind.ValueType  # 2
+    TASK_KIND_SECAGG: _TaskKind.ValueType  # 3
+    """a secure-aggregation stage (advertise, share, reveal)"""
 
 class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper): ...
 
 TASK_KIND_UNSPECIFIED: TaskKind.ValueType  # 0
 TASK_KIND_TRAIN: TaskKind.ValueType  # 1
 TASK_KIND_EVALUATE: TaskKind.ValueType  # 2
+TASK_KIND_SECAGG: TaskKind.ValueType  # 3
+"""a secure-aggregation stage (advertise, share, reveal)"""
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
 @_typing.final
@@ -295,6 +303,7 @@ class StudySpec(_message.Message):
     PERSONALIZATION_FIELD_NUMBER: _builtins.int
     FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
     RECORD_DP_FIELD_NUMBER: _builtins.int
+    SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -325,6 +334,8 @@ class StudySpec(_message.Message):
     def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def record_dp(self) -> Global___RecordDp: ...
+    @_builtins.property
+    def secure_aggregation(self) -> Global___SecureAggregation: ...
     def __init__(
         self,
         *,
@@ -350,14 +361,52 @@ class StudySpec(_message.Message):
         personalization: _builtins.str = ...,
         finetune_steps: _builtins.int = ...,
         record_dp: Global___RecordDp | None = ...,
+        secure_aggregation: Global___SecureAggregation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "strategy", b"strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudySpec: _TypeAlias = StudySpec  # noqa: Y015
+
+@_typing.final
+class SecureAggregation(_message.Message):
+    """Secure aggregation (SecAgg+): the coordinator sees only the sum of the updates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    DEGREE_FIELD_NUMBER: _builtins.int
+    CLIP_FIELD_NUMBER: _builtins.int
+    STAGE_DEADLINE_S_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    threshold: _builtins.float
+    """fraction of each node's neighbourhood (itself included) needed"""
+    degree: _builtins.int
+    """neighbours per node; 0 = about 2 log2 n (complete graph up to 8 nodes)"""
+    clip: _builtins.float
+    """per-coordinate bound on num_examples x model change"""
+    stage_deadline_s: _builtins.float
+    """key advertisement, share, unmask stages"""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        threshold: _builtins.float = ...,
+        degree: _builtins.int = ...,
+        clip: _builtins.float = ...,
+        stage_deadline_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip", b"clip", "degree", b"degree", "enabled", b"enabled", "stage_deadline_s", b"stage_deadline_s", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecureAggregation: _TypeAlias = SecureAggregation  # noqa: Y015
 
 @_typing.final
 class RecordDp(_message.Message):
@@ -509,6 +558,7 @@ class Task(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     DEADLINE_UNIX_MS_FIELD_NUMBER: _builtins.int
     MAX_UPDATE_BYTES_FIELD_NUMBER: _builtins.int
+    SECAGG_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
@@ -522,6 +572,10 @@ class Task(_message.Message):
     def plan(self) -> Global___PlanRef: ...
     @_builtins.property
     def config(self) -> Global___TrainConfig: ...
+    @_builtins.property
+    def secagg(self) -> Global___SecAggStage:
+        """set on secure-aggregation stages and on a secure TRAIN task"""
+
     def __init__(
         self,
         *,
@@ -535,14 +589,211 @@ class Task(_message.Message):
         config: Global___TrainConfig | None = ...,
         deadline_unix_ms: _builtins.int = ...,
         max_update_bytes: _builtins.int = ...,
+        secagg: Global___SecAggStage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class SecAggParams(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    DEGREE_FIELD_NUMBER: _builtins.int
+    GRAPH_SEED_FIELD_NUMBER: _builtins.int
+    CLIP_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    threshold: _builtins.int
+    degree: _builtins.int
+    graph_seed: _builtins.bytes
+    clip: _builtins.float
+    dimension: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[_builtins.str] | None = ...,
+        threshold: _builtins.int = ...,
+        degree: _builtins.int = ...,
+        graph_seed: _builtins.bytes = ...,
+        clip: _builtins.float = ...,
+        dimension: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip", b"clip", "degree", b"degree", "dimension", b"dimension", "graph_seed", b"graph_seed", "nodes", b"nodes", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecAggParams: _TypeAlias = SecAggParams  # noqa: Y015
+
+@_typing.final
+class SecAggAdvertisement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    CIPHER_PUBLIC_FIELD_NUMBER: _builtins.int
+    MASK_PUBLIC_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    cipher_public: _builtins.bytes
+    mask_public: _builtins.bytes
+    signature: _builtins.bytes
+    """ECDSA by the node's certificate key over the round and both keys"""
+    certificate_pem: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        cipher_public: _builtins.bytes = ...,
+        mask_public: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        certificate_pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem", "cipher_public", b"cipher_public", "mask_public", b"mask_public", "node", b"node", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecAggAdvertisement: _TypeAlias = SecAggAdvertisement  # noqa: Y015
+
+@_typing.final
+class SealedShare(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """the recipient on the way up, the owner on the way down"""
+    sealed: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        sealed: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "sealed", b"sealed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedShare: _TypeAlias = SealedShare  # noqa: Y015
+
+@_typing.final
+class ShareOfSecret(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    index: _builtins.int
+    share: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        index: _builtins.int = ...,
+        share: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "owner", b"owner", "share", b"share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShareOfSecret: _TypeAlias = ShareOfSecret  # noqa: Y015
+
+@_typing.final
+class SecAggStage(_message.Message):
+    """What the coordinator sends a node for one stage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    ADVERTISEMENTS_FIELD_NUMBER: _builtins.int
+    SURVIVORS_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    stage: _builtins.int
+    """1 advertise, 2 share, 3 mask (with TRAIN), 4 reveal"""
+    @_builtins.property
+    def params(self) -> Global___SecAggParams: ...
+    @_builtins.property
+    def advertisements(self) -> _containers.RepeatedCompositeFieldContainer[Global___SecAggAdvertisement]:
+        """stage 2: the neighbours' keys"""
+
+    @_builtins.property
+    def survivors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """stage 3: who shared; stage 4: whose input arrived"""
+
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___SealedShare]:
+        """stage 3: the shares addressed to this node"""
+
+    def __init__(
+        self,
+        *,
+        stage: _builtins.int = ...,
+        params: Global___SecAggParams | None = ...,
+        advertisements: _abc.Iterable[Global___SecAggAdvertisement] | None = ...,
+        survivors: _abc.Iterable[_builtins.str] | None = ...,
+        shares: _abc.Iterable[Global___SealedShare] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertisements", b"advertisements", "params", b"params", "shares", b"shares", "stage", b"stage", "survivors", b"survivors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecAggStage: _TypeAlias = SecAggStage  # noqa: Y015
+
+@_typing.final
+class SecAggAnswer(_message.Message):
+    """A node's answer to stage 1, 2 or 4 (stage 3's masked input travels as an update)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ADVERTISEMENT_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    SELF_MASK_SHARES_FIELD_NUMBER: _builtins.int
+    KEY_SEED_SHARES_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    @_builtins.property
+    def advertisement(self) -> Global___SecAggAdvertisement: ...
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___SealedShare]: ...
+    @_builtins.property
+    def self_mask_shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShareOfSecret]: ...
+    @_builtins.property
+    def key_seed_shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShareOfSecret]: ...
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        advertisement: Global___SecAggAdvertisement | None = ...,
+        shares: _abc.Iterable[Global___SealedShare] | None = ...,
+        self_mask_shares: _abc.Iterable[Global___ShareOfSecret] | None = ...,
+        key_seed_shares: _abc.Iterable[Global___ShareOfSecret] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["advertisement", b"advertisement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertisement", b"advertisement", "key_seed_shares", b"key_seed_shares", "self_mask_shares", b"self_mask_shares", "shares", b"shares", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecAggAnswer: _TypeAlias = SecAggAnswer  # noqa: Y015
 
 @_typing.final
 class HeartbeatRequest(_message.Message):

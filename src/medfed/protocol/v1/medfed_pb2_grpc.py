@@ -59,6 +59,11 @@ class NodeServiceStub:
                 request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.TaskRefusal.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.Ack.FromString,
                 _registered_method=True)
+        self.SubmitSecAgg = channel.unary_unary(
+                '/medfed.v1.NodeService/SubmitSecAgg',
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SecAggAnswer.SerializeToString,
+                response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SubmitReply.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -94,6 +99,12 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitSecAgg(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.RefuseTask,
                     request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.TaskRefusal.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.Ack.SerializeToString,
+            ),
+            'SubmitSecAgg': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitSecAgg,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SecAggAnswer.FromString,
+                    response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SubmitReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class NodeService:
             '/medfed.v1.NodeService/RefuseTask',
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.TaskRefusal.SerializeToString,
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSecAgg(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medfed.v1.NodeService/SubmitSecAgg',
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.SecAggAnswer.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.SubmitReply.FromString,
             options,
             channel_credentials,
             insecure,

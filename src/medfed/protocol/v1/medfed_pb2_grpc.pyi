@@ -41,6 +41,7 @@ class NodeServiceStub:
     FetchModel: _grpc.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]
     SubmitUpdate: _grpc.StreamUnaryMultiCallable[_medfed_pb2.UpdateChunk, _medfed_pb2.SubmitReply]
     RefuseTask: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.TaskRefusal, _medfed_pb2.Ack]
+    SubmitSecAgg: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.SecAggAnswer, _medfed_pb2.SubmitReply]
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -50,6 +51,7 @@ class NodeServiceAsyncStub(NodeServiceStub):
     FetchModel: _aio.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]  # type: ignore[assignment]
     SubmitUpdate: _aio.StreamUnaryMultiCallable[_medfed_pb2.UpdateChunk, _medfed_pb2.SubmitReply]  # type: ignore[assignment]
     RefuseTask: _aio.UnaryUnaryMultiCallable[_medfed_pb2.TaskRefusal, _medfed_pb2.Ack]  # type: ignore[assignment]
+    SubmitSecAgg: _aio.UnaryUnaryMultiCallable[_medfed_pb2.SecAggAnswer, _medfed_pb2.SubmitReply]  # type: ignore[assignment]
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -86,6 +88,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _medfed_pb2.TaskRefusal,
         context: _ServicerContext,
     ) -> _typing.Union[_medfed_pb2.Ack, _abc.Awaitable[_medfed_pb2.Ack]]: ...
+
+    @_abc_1.abstractmethod
+    def SubmitSecAgg(
+        self,
+        request: _medfed_pb2.SecAggAnswer,
+        context: _ServicerContext,
+    ) -> _typing.Union[_medfed_pb2.SubmitReply, _abc.Awaitable[_medfed_pb2.SubmitReply]]: ...
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -1,0 +1,151 @@
+"""A training round under secure aggregation: the coordinator drives SecAgg+ stage by stage.
+
+    1 advertise keys -> 2 exchange encrypted shares -> 3 train + masked input -> 4 reveal shares
+    -> unmask: the sum of the survivors' updates, never one hospital's
+
+Each stage is a dispatch of tasks with its own deadline (``secagg_stage_deadline_s``; training
+keeps ``round_deadline_s``); nodes that miss one are dropouts. Any :class:`SecAggError` (too few
+survivors, a bad signature reported by a node, shares that do not rebuild a key) aborts the
+round before anything is committed; the engine retries it with fresh keys.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from medfed.coordinator.rounds import OpenRound
+from medfed.coordinator.spec import StudySpec
+from medfed.errors import SecAggError, StrategyError
+from medfed.protocol import tensors
+from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.secagg import wire
+from medfed.secagg.graph import default_degree
+from medfed.secagg.messages import RoundParams
+from medfed.secagg.protocol import ServerRound
+from medfed.secagg.quantize import FixedPoint
+from medfed.secagg.updates import MASKED, decode_sum, dimension
+from medfed.strategies.accumulators import cast_like
+from medfed.strategies.base import NDArray, Reply
+
+Stages = Callable[[str], pb.SecAggStage]
+Dispatch = Callable[[OpenRound, Sequence[str], Stages], None]
+"""Send each node its task (with its stage payload) and wait for the round to close."""
+SUPPORTED = frozenset({"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"})
+"""Strategies whose aggregate is a function of the example-weighted sum alone."""
+
+
+def check_supported(spec: StudySpec, strategy_name: str) -> None:
+    """Refuse, at submission, what secure aggregation cannot run."""
+    if strategy_name not in SUPPORTED:
+        raise StrategyError(
+            f"secure aggregation reveals only the weighted sum of the updates; strategy "
+            f"{strategy_name!r} needs more (use one of {sorted(SUPPORTED)})"
+        )
+    if spec.compression != "none" or spec.personalization != "none":
+        raise StrategyError(
+            "secure aggregation sends fixed-point words in Z_2^32: compression and "
+            "personalization must be none"
+        )
+
+
+def round_params(
+    spec: StudySpec, study_id: str, round_no: int, nodes: Sequence[str], dim: int
+) -> RoundParams:
+    n = len(nodes)
+    if n < 2:
+        raise SecAggError(f"secure aggregation needs at least 2 nodes, {n} selected")
+    degree = min(spec.secagg_degree or default_degree(n), n - 1)
+    if degree < n - 1 and degree % 2:
+        degree += 1  # SecAgg+'s ring graph wants an even degree
+    threshold = min(max(2, math.ceil(spec.secagg_threshold * (degree + 1))), degree + 1)
+    return RoundParams(
+        study_id, round_no, tuple(sorted(nodes)), threshold, degree, os.urandom(16),
+        spec.secagg_clip, dim,
+    )  # fmt: skip
+
+
+class MaskedSum:
+    """The training round's accumulator: each masked input goes straight into the running sum."""
+
+    def __init__(self, server: ServerRound) -> None:
+        self._server = server
+
+    @property
+    def count(self) -> int:
+        return len(self._server.survivors)
+
+    def add(self, reply: Reply) -> None:
+        try:
+            self._server.add_masked(reply.node, reply.weights[MASKED])  # type: ignore[arg-type]
+        except (SecAggError, KeyError) as exc:
+            raise StrategyError(f"masked input refused: {exc}") from None
+
+
+class SecureRound:
+    def __init__(
+        self,
+        spec: StudySpec,
+        study_id: str,
+        round_no: int,
+        nodes: Sequence[str],
+        model: Mapping[str, NDArray],
+    ) -> None:
+        self.model = model
+        self.params = round_params(spec, study_id, round_no, nodes, dimension(model))
+        self._pb_params = wire.params_to_pb(self.params)
+        self._spec = spec
+        self.server = ServerRound(self.params)
+
+    def _stage(self, number: int, **payload: object) -> pb.SecAggStage:
+        return pb.SecAggStage(stage=number, params=self._pb_params, **payload)  # type: ignore[arg-type]
+
+    def _run_stage(
+        self, train: OpenRound, dispatch: Dispatch, to: Sequence[str], payload: Stages
+    ) -> dict[str, pb.SecAggAnswer]:
+        stage = OpenRound(
+            study_id=train.study_id,
+            round=train.round,
+            kind=pb.TASK_KIND_SECAGG,
+            deadline=time.monotonic() + self._spec.secagg_stage_deadline_s,
+        )
+        try:
+            dispatch(stage, to, payload)
+        finally:  # a node's refusal (say, a key that fails its signature) goes on record
+            train.rejections.extend(stage.rejections)
+            train.upload_bytes += stage.upload_bytes
+        return stage.answers
+
+    def run(self, train: OpenRound, dispatch: Dispatch) -> Reply:
+        """All four stages; returns the survivors' aggregate as one reply (the weighted mean
+        model, weight = their total examples) for the strategy's accumulator."""
+        server, p = self.server, self.params
+        answers = self._run_stage(train, dispatch, p.nodes, lambda n: self._stage(1))
+        ads = {n: wire.ad_from_pb(a.advertisement) for n, a in answers.items()}
+        forwarded = server.forward_advertisements(ads)
+
+        answers = self._run_stage(train, dispatch, sorted(forwarded), lambda n: self._stage(
+            2, advertisements=[wire.ad_to_pb(a) for _, a in sorted(forwarded[n].items())]
+        ))  # fmt: skip
+        u2, routed = server.route_shares(
+            {n: wire.shares_from_pb(a.shares) for n, a in answers.items()}
+        )
+
+        train.manifest = tensors.Manifest((tensors.TensorSpec(MASKED, "uint32", (p.dimension,)),))
+        train.acc, train.unpack = MaskedSum(server), None
+        dispatch(train, u2, lambda n: self._stage(
+            3, survivors=list(u2), shares=wire.shares_to_pb(routed[n])
+        ))  # fmt: skip
+        u3 = server.survivors
+        if len(u3) < p.threshold:
+            raise SecAggError(
+                f"only {len(u3)} masked inputs arrived, under the threshold {p.threshold}: "
+                "the round is aborted"
+            )
+        answers = self._run_stage(train, dispatch, u3, lambda n: self._stage(4, survivors=list(u3)))
+        reveals = {n: wire.reveal_from_pb(n, a) for n, a in answers.items()}
+        total = server.unmask(reveals)
+        mean, weight = decode_sum(total, self.model, FixedPoint(p.clip, len(p.nodes)))
+        return Reply("secure-sum", cast_like(mean, self.model), weight)

@@ -1,0 +1,118 @@
+"""Secure aggregation (SecAgg+) over real mTLS: four hospitals, the heart-disease study."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from medfed.cli.study import prepare
+from medfed.coordinator.spec import StudySpec
+from medfed.data.heart_disease import heart_disease_centres
+from medfed.node.secure import SecureAggregationClient
+from medfed.secagg.hazmat import keys
+from medfed.secagg.protocol import ServerRound
+from medfed.simulation.runner import simulate
+from tests.e2e.harness import HOSPITALS, Network, small_study
+
+ROUNDS = 3
+
+
+def _secure(**changes: object) -> StudySpec:
+    spec = small_study(rounds=ROUNDS, name="secure", secure_aggregation=True, min_nodes=4)
+    return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]
+
+
+def test_secure_study_matches_plain_fedavg_within_quantization_error(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[np.ndarray] = []
+    add_masked = ServerRound.add_masked
+
+    def spy(self: ServerRound, node: str, masked: np.ndarray) -> None:
+        seen.append(np.array(masked, copy=True))
+        add_masked(self, node, masked)
+
+    monkeypatch.setattr(ServerRound, "add_masked", spy)
+    network.start_coordinator()
+    network.start_nodes()
+    pinned, init = prepare(_secure())
+    status = network.wait_done(network.admin.submit(pinned, init), timeout_s=180)
+    assert status.state == "completed", status.message
+    assert all(r.accepted == len(HOSPITALS) for r in status.rounds)
+
+    plain = simulate(pinned, heart_disease_centres(), init)  # the simulator sums in the clear
+    final = network.admin.download(status.model_sha256)
+    for name in final:
+        np.testing.assert_allclose(final[name], plain.model[name], atol=1e-5)
+    secure_acc = {m.node: m.metrics["accuracy"] for m in status.rounds[-1].per_node}
+    plain_acc = {s: r.metrics["accuracy"] for s, r in plain.evaluate().items()}
+    assert secure_acc == pytest.approx(plain_acc, abs=0.02)
+
+    # What reached the coordinator: masked words only, one per element plus the weight.
+    dim = sum(a.size for a in init.values()) + 1
+    assert len(seen) == ROUNDS * len(HOSPITALS)
+    for masked in seen:
+        assert masked.dtype == np.uint32 and masked.shape == (dim,)
+        assert masked[-1] > 10_000  # the weight word is masked too (a site has < 300 rows)
+    assert all(r.metrics["secagg_clipped"] == 0 for r in status.rounds[-1].per_node)
+
+
+def test_a_hospital_dropping_after_sharing_keys_is_unmasked_without_it(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switzerland shares its keys, then crashes before sending its masked input, every round:
+    the three others' sum is recovered exactly (threshold 3 of 4)."""
+    real_mask = SecureAggregationClient.mask
+
+    def crash(self: SecureAggregationClient, *args: object, **kw: object) -> object:
+        if self.me == "switzerland":
+            raise RuntimeError("power cut after the share stage")
+        return real_mask(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SecureAggregationClient, "mask", crash)
+    network.start_coordinator()
+    network.start_nodes()
+    pinned, init = prepare(_secure(min_nodes=3))
+    status = network.wait_done(network.admin.submit(pinned, init), timeout_s=180)
+    assert status.state == "completed", status.message
+    assert [r.accepted for r in status.rounds] == [3] * ROUNDS
+    survivors = {k: v for k, v in heart_disease_centres().items() if k != "switzerland"}
+    expected = simulate(pinned, survivors, init).model
+    for name, array in network.admin.download(status.model_sha256).items():
+        np.testing.assert_allclose(array, expected[name], atol=1e-5)
+
+
+def test_a_coordinator_swapping_a_key_is_caught_and_nothing_is_committed(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forward = ServerRound.forward_advertisements
+
+    def swap(self: ServerRound, ads: dict[str, object]) -> object:
+        out = forward(self, ads)  # type: ignore[arg-type]
+        mine = keys.public_bytes(keys.X25519PrivateKey.generate())  # the coordinator's own key
+        for node, theirs in out.items():
+            if "cleveland" in theirs:
+                theirs["cleveland"] = dataclasses.replace(theirs["cleveland"], mask_public=mine)
+        return out
+
+    monkeypatch.setattr(ServerRound, "forward_advertisements", swap)
+    network.start_coordinator()
+    network.start_nodes()
+    pinned, init = prepare(_secure(rounds=1, secagg_stage_deadline_s=5.0))
+    study_id = network.admin.submit(pinned, init)
+    status = network.wait_until(study_id, lambda s: "aborted" in s.message, timeout_s=60)
+    assert status.completed_rounds == 0
+    assert "shared their keys" in status.message
+    reasons = network.rejections(study_id)
+    assert any("not signed by its certificate key" in r for r in reasons), reasons
+
+
+def test_a_strategy_that_needs_individual_updates_is_refused(network: Network) -> None:
+    network.start_coordinator()
+    for changes in ({"strategy": "median"}, {"compression": "q8"}):
+        pinned, init = prepare(_secure(**changes))
+        with pytest.raises(Exception, match="secure aggregation"):
+            network.admin.submit(pinned, init)
+
