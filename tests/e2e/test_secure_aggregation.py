@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import statistics
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from medfed.node.secure import SecureAggregationClient
 from medfed.secagg.hazmat import keys
 from medfed.secagg.protocol import ServerRound
 from medfed.simulation.runner import simulate
-from tests.e2e.harness import HOSPITALS, Network, small_study
+from tests.e2e.harness import HOSPITALS, Network, passthrough_study, small_study
 
 ROUNDS = 3
 
@@ -74,7 +76,8 @@ def test_a_hospital_dropping_after_sharing_keys_is_unmasked_without_it(
     monkeypatch.setattr(SecureAggregationClient, "mask", crash)
     network.start_coordinator()
     network.start_nodes()
-    pinned, init = prepare(_secure(min_nodes=3))
+    # A crash is silent: the round waits out its (short) deadline for Switzerland each time.
+    pinned, init = prepare(_secure(min_nodes=3, round_deadline_s=6.0))
     status = network.wait_done(network.admin.submit(pinned, init), timeout_s=180)
     assert status.state == "completed", status.message
     assert [r.accepted for r in status.rounds] == [3] * ROUNDS
@@ -116,3 +119,46 @@ def test_a_strategy_that_needs_individual_updates_is_refused(network: Network) -
         with pytest.raises(Exception, match="secure aggregation"):
             network.admin.submit(pinned, init)
 
+
+def test_distributed_dp_under_secure_aggregation_carries_the_planned_noise(
+    network: Network,
+) -> None:
+    """DP-FedAvg, noise added by the sites, summed under SecAgg+. The sites' updates are zero
+    (passthrough plan, delta 0), so each round's change of the global model is the mean of the
+    four sites' noise: N(0, (z C / m)^2) per coordinate, which the test checks with a chi-square
+    interval on 4 rounds x 2000 coordinates (p = 1e-6 on each side)."""
+    z, clip, m, rounds, dim = 1.0, 0.5, len(HOSPITALS), 4, 2000
+    spec = passthrough_study(
+        rounds=rounds,
+        dim=dim,
+        plan_options={"dim": float(dim), "delta": 0.0},
+        strategy="dpfedavg",
+        strategy_params={"clip_norm": clip, "noise_multiplier": z, "distributed": 1.0},
+        secure_aggregation=True,
+        min_nodes=m,
+        eval_every=0,
+    )
+    network.start_coordinator()
+    network.start_nodes()
+    pinned, init = prepare(spec)
+    study_id = network.admin.submit(pinned, init)
+    status = network.wait_done(study_id, timeout_s=120)
+    assert status.state == "completed", status.message
+    models = [init["w"]] + [network.admin.download(r.model_sha256)["w"] for r in status.rounds]
+    changes = np.concatenate([b.astype(np.float64) - a for a, b in itertools.pairwise(models)])
+    planned = (z * clip / m) ** 2
+    dof = changes.size
+    statistic = float(np.sum(changes**2)) / planned  # chi-square with dof degrees if right
+    low, high = chi2_interval(dof, p=1e-6)
+    assert low < statistic < high, (statistic / dof, "x the planned variance")
+    assert abs(float(changes.mean())) < 6 * np.sqrt(planned / dof)
+    last = status.rounds[-1].metrics
+    assert last["client_noise_multiplier"] == pytest.approx(z)  # all four sites survived
+
+
+def chi2_interval(dof: int, p: float) -> tuple[float, float]:
+    """Two-sided interval of a chi-square(dof) variable, from the Wilson-Hilferty cube-root
+    normal approximation (exact to a fraction of a percent at thousands of degrees)."""
+    z = statistics.NormalDist().inv_cdf(1 - p)
+    c = 2 / (9 * dof)
+    return tuple(dof * (1 - c + s * z * np.sqrt(c)) ** 3 for s in (-1, 1))  # type: ignore[return-value]

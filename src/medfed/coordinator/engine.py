@@ -25,7 +25,7 @@ from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
-from medfed.coordinator.secure_round import SecureRound, Stages
+from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
 from medfed.coordinator.spec import StudySpec
 from medfed.errors import SecAggError, StrategyError
 from medfed.protocol import tensors
@@ -232,7 +232,9 @@ class StudyRunner(threading.Thread):
                 raise SecAggError("the coordinator is stopping")
 
         try:
-            secure_sum = SecureRound(spec, self.study_id, round_.round, nodes, model)
+            secure_sum = SecureRound(
+                spec, self.study_id, round_.round, nodes, model, example_weighted(strategy)
+            )
             reply = secure_sum.run(round_, dispatch)
         except SecAggError as exc:
             if self._halt.is_set():

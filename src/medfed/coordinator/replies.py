@@ -53,7 +53,7 @@ def build_strategy(spec: StudySpec) -> Strategy:
                 f"record-level DP cannot run with {strategy.name}: {refused[strategy.name]}"
             )
     if spec.secure_aggregation:
-        check_supported(spec, strategy.name)
+        check_supported(spec, strategy)
     return strategy
 
 

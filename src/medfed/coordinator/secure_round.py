@@ -28,21 +28,34 @@ from medfed.secagg.protocol import ServerRound
 from medfed.secagg.quantize import FixedPoint
 from medfed.secagg.updates import MASKED, decode_sum, dimension
 from medfed.strategies.accumulators import cast_like
-from medfed.strategies.base import NDArray, Reply
+from medfed.strategies.base import NDArray, Reply, Strategy
+from medfed.strategies.dpfedavg import DpFedAvg
 
 Stages = Callable[[str], pb.SecAggStage]
 Dispatch = Callable[[OpenRound, Sequence[str], Stages], None]
 """Send each node its task (with its stage payload) and wait for the round to close."""
-SUPPORTED = frozenset({"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"})
-"""Strategies whose aggregate is a function of the example-weighted sum alone."""
+SUPPORTED = frozenset({"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "dpfedavg"})
+"""Strategies whose aggregate is a function of the (example-weighted) sum alone; DP-FedAvg
+only with its noise added by the sites (``distributed = 1``) and a fixed clip."""
 
 
-def check_supported(spec: StudySpec, strategy_name: str) -> None:
+def example_weighted(strategy: Strategy) -> bool:
+    """FedAvg and its kin weigh a site by its examples; DP-FedAvg weighs every site 1."""
+    return not isinstance(strategy, DpFedAvg)
+
+
+def check_supported(spec: StudySpec, strategy: Strategy) -> None:
     """Refuse, at submission, what secure aggregation cannot run."""
-    if strategy_name not in SUPPORTED:
+    if strategy.name not in SUPPORTED:
         raise StrategyError(
             f"secure aggregation reveals only the weighted sum of the updates; strategy "
-            f"{strategy_name!r} needs more (use one of {sorted(SUPPORTED)})"
+            f"{strategy.name!r} needs more (use one of {sorted(SUPPORTED)})"
+        )
+    if isinstance(strategy, DpFedAvg) and (not strategy.distributed or strategy.adaptive):
+        raise StrategyError(
+            "secure aggregation with dpfedavg needs distributed = 1 (the sites add the noise: "
+            "the coordinator never sees an update to noise) and adaptive = 0 (the clip count "
+            "is per site)"
         )
     if spec.compression != "none" or spec.personalization != "none":
         raise StrategyError(
@@ -92,10 +105,12 @@ class SecureRound:
         round_no: int,
         nodes: Sequence[str],
         model: Mapping[str, NDArray],
+        weighted: bool = True,
     ) -> None:
         self.model = model
         self.params = round_params(spec, study_id, round_no, nodes, dimension(model))
         self._pb_params = wire.params_to_pb(self.params)
+        self._pb_params.example_weighted = weighted
         self._spec = spec
         self.server = ServerRound(self.params)
 
@@ -148,4 +163,4 @@ class SecureRound:
         reveals = {n: wire.reveal_from_pb(n, a) for n, a in answers.items()}
         total = server.unmask(reveals)
         mean, weight = decode_sum(total, self.model, FixedPoint(p.clip, len(p.nodes)))
-        return Reply("secure-sum", cast_like(mean, self.model), weight)
+        return Reply("secure-sum", cast_like(mean, self.model), weight, represents=len(u3))

@@ -76,7 +76,7 @@ class SecureAggregationClient:
         words, clipped = encode_update(
             global_model,
             local_model,
-            num_examples,
+            num_examples if task.secagg.params.example_weighted else 1,
             FixedPoint(params.clip, len(params.nodes)),
             np.random.default_rng(secrets.randbits(128)),
         )

@@ -38,6 +38,9 @@ class Reply:
     num_examples: int
     metrics: Mapping[str, float] = field(default_factory=dict)
     extras: Mapping[str, NDArray] = field(default_factory=dict)
+    represents: int = 1
+    """How many hospitals' updates this reply sums: more than one only for the unmasked sum of a
+    secure-aggregation round, whose ``weights`` are then the survivors' (weighted) mean."""
 
 
 class Accumulator(Protocol):

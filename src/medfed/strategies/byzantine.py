@@ -117,9 +117,9 @@ class BoundedSums:
             raise StrategyError("update layout does not match the round's model")
         norm = _distance(reply.weights, self.x)
         scale = 1.0 if norm <= self.max_norm else self.max_norm / norm
-        n = float(reply.num_examples) if self.weighted else 1.0
+        n = float(reply.num_examples) if self.weighted else float(reply.represents)
         if scale > 0:
-            self.sum.add(reply.weights, n * scale)
+            self.sum.add(reply.weights, n * scale, reply.represents)
         self.x_weight += n * (1.0 - scale)
         self.total += n
         self.clipped += scale < 1.0

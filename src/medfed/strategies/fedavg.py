@@ -64,8 +64,9 @@ class WeightedSum:
     def count(self) -> int:
         return self._count
 
-    def add(self, weights: Mapping[str, NDArray], weight: float) -> None:
-        """Add ``weight * weights``; layout and weight are checked before anything is summed."""
+    def add(self, weights: Mapping[str, NDArray], weight: float, count: int = 1) -> None:
+        """Add ``weight * weights`` (standing for ``count`` replies); layout and weight are
+        checked before anything is summed."""
         weight = _check_weight(weight)
         try:
             got = manifest_of(weights)
@@ -86,7 +87,7 @@ class WeightedSum:
                 np.multiply(flat[start:stop], weight, out=block, dtype=np.float64)
                 np.add(acc[start:stop], block, out=acc[start:stop])
         self._total += weight
-        self._count += 1
+        self._count += count
 
     def mean(self) -> Weights:
         """The weighted mean, each tensor cast back to its manifest dtype (integers rounded)."""
@@ -122,7 +123,7 @@ class ExampleWeightedMean:
         return self.sum.count
 
     def add(self, reply: Reply) -> None:
-        self.sum.add(reply.weights, float(reply.num_examples))
+        self.sum.add(reply.weights, float(reply.num_examples), reply.represents)
 
 
 class FedAvg(StrategyDefaults):

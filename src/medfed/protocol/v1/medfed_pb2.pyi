@@ -609,11 +609,14 @@ class SecAggParams(_message.Message):
     GRAPH_SEED_FIELD_NUMBER: _builtins.int
     CLIP_FIELD_NUMBER: _builtins.int
     DIMENSION_FIELD_NUMBER: _builtins.int
+    EXAMPLE_WEIGHTED_FIELD_NUMBER: _builtins.int
     threshold: _builtins.int
     degree: _builtins.int
     graph_seed: _builtins.bytes
     clip: _builtins.float
     dimension: _builtins.int
+    example_weighted: _builtins.bool
+    """fold num_examples in (FedAvg); false: every site weighs 1"""
     @_builtins.property
     def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -625,10 +628,11 @@ class SecAggParams(_message.Message):
         graph_seed: _builtins.bytes = ...,
         clip: _builtins.float = ...,
         dimension: _builtins.int = ...,
+        example_weighted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip", b"clip", "degree", b"degree", "dimension", b"dimension", "graph_seed", b"graph_seed", "nodes", b"nodes", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip", b"clip", "degree", b"degree", "dimension", b"dimension", "example_weighted", b"example_weighted", "graph_seed", b"graph_seed", "nodes", b"nodes", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
