@@ -95,7 +95,7 @@ def test_a_coordinator_swapping_a_key_is_caught_and_nothing_is_committed(
     def swap(self: ServerRound, ads: dict[str, object]) -> object:
         out = forward(self, ads)  # type: ignore[arg-type]
         mine = keys.public_bytes(keys.X25519PrivateKey.generate())  # the coordinator's own key
-        for node, theirs in out.items():
+        for theirs in out.values():
             if "cleveland" in theirs:
                 theirs["cleveland"] = dataclasses.replace(theirs["cleveland"], mask_public=mine)
         return out
