@@ -9,10 +9,11 @@ import statistics
 import numpy as np
 import pytest
 
-from medfed.cli.study import prepare
+from medfed.cli.study import decrypted_rounds, prepare
 from medfed.coordinator.spec import StudySpec
 from medfed.data.heart_disease import heart_disease_centres
 from medfed.node.secure import SecureAggregationClient
+from medfed.secagg import ckks
 from medfed.secagg.hazmat import keys
 from medfed.secagg.protocol import ServerRound
 from medfed.simulation.runner import simulate
@@ -162,3 +163,37 @@ def chi2_interval(dof: int, p: float) -> tuple[float, float]:
     z = statistics.NormalDist().inv_cdf(1 - p)
     c = 2 / (9 * dof)
     return tuple(dof * (1 - c + s * z * np.sqrt(c)) ** 3 for s in (-1, 1))  # type: ignore[return-value]
+
+
+def test_encrypted_evaluation_reaches_only_the_researcher(network: Network) -> None:
+    """The researcher's CKKS public key goes with the study; every site encrypts
+    [n, n x accuracy, ...]; the coordinator stores only the sum of ciphertexts, which the
+    researcher's key turns into the same weighted means as a plaintext evaluation."""
+    researcher = ckks.ResearcherKeys.generate()
+    network.start_coordinator()
+    network.start_nodes()
+    pinned, init = prepare(small_study(rounds=2, name="ckks-eval", min_nodes=4))
+    study_id = network.admin.submit(pinned, init, he_public_context=researcher.public_context())
+    status = network.wait_done(study_id, timeout_s=120)
+    assert status.state == "completed", status.message
+
+    last = status.rounds[-1]
+    assert all(not m.metrics for m in last.per_node)  # no plaintext metric left any hospital
+    assert "accuracy" not in last.metrics
+    sealed = last.encrypted_eval
+    assert sealed.sites == len(HOSPITALS) and sealed.names[0] == "num_examples"
+    stored_context = network.admin.download(status.spec.he_context_sha256)
+    public = ckks.blob_bytes(stored_context, ckks.CONTEXT_TENSOR)
+    ckks.check_public_context(public)  # the coordinator holds no secret key
+    with pytest.raises(ckks.CkksError):
+        ckks.ResearcherKeys.load(public)
+
+    rows = decrypted_rounds(network.admin, study_id, researcher)
+    assert [r[0] for r in rows] == [1, 2]
+    decrypted = rows[-1][2]
+    plain = simulate(pinned, heart_disease_centres(), init).evaluate()
+    n = sum(r.num_examples for r in plain.values())
+    assert decrypted["num_examples"] == n
+    for metric in ("accuracy", "loss"):
+        expected = sum(r.num_examples * r.metrics[metric] for r in plain.values()) / n
+        assert decrypted[metric] == pytest.approx(expected, abs=1e-4)

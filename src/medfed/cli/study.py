@@ -11,11 +11,12 @@ from rich.live import Live
 from safetensors.numpy import save_file
 
 from medfed.cli.common import medfed_errors, out
-from medfed.cli.tables import node_table, privacy_table, round_table
+from medfed.cli.tables import encrypted_eval_table, node_table, privacy_table, round_table
 from medfed.coordinator.client import AdminClient
 from medfed.coordinator.config import load_client_config
 from medfed.coordinator.spec import StudySpec, load_spec
 from medfed.protocol import tensors
+from medfed.secagg import ckks
 
 app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
@@ -41,12 +42,19 @@ def submit(
     spec: Annotated[Path, typer.Argument(help="Study spec (TOML).")],
     config: ConfigOption,
     watch: Annotated[bool, typer.Option(help="Follow progress until the study ends.")] = False,
+    encrypt_metrics: Annotated[
+        Path | None,
+        typer.Option(help="Your CKKS key (medfed study keygen): sites encrypt their metrics."),
+    ] = None,
 ) -> None:
     """Submit a study; prints its id."""
     with medfed_errors():
         pinned, weights = prepare(load_spec(spec))
+        public = b""
+        if encrypt_metrics is not None:
+            public = ckks.ResearcherKeys.load(encrypt_metrics.read_bytes()).public_context()
         with _client(config) as client:
-            study_id = client.submit(pinned, weights)
+            study_id = client.submit(pinned, weights, he_public_context=public)
             out.print(study_id)
             if watch:
                 _follow(client, study_id)
@@ -124,3 +132,42 @@ def download(
         weights = client.download(sha)
     save_file({k: v.copy() for k, v in weights.items()}, str(out_file), metadata={"sha256": sha})
     out.print(f"wrote {out_file} ({sha})")
+
+
+@app.command()
+def keygen(
+    key_file: Annotated[Path, typer.Argument(help="Where to write the secret key (mode 0600).")],
+) -> None:
+    """Make a CKKS key pair for encrypted evaluation metrics; only this file can decrypt them."""
+    with medfed_errors():
+        keys = ckks.ResearcherKeys.generate()
+        key_file.touch(mode=0o600, exist_ok=False)
+        key_file.write_bytes(keys.secret_context())
+    out.print(f"wrote {key_file} (public fingerprint {keys.fingerprint[:16]})")
+
+
+@app.command()
+def decrypt(
+    study_id: str,
+    config: ConfigOption,
+    key: Annotated[Path, typer.Option(help="The secret key from medfed study keygen.")],
+) -> None:
+    """Decrypt a study's encrypted evaluation sums, round by round."""
+    with medfed_errors():
+        keys = ckks.ResearcherKeys.load(key.read_bytes())
+        with _client(config) as client:
+            rows = decrypted_rounds(client, study_id, keys)
+    out.print(encrypted_eval_table(rows))
+
+
+def decrypted_rounds(
+    client: AdminClient, study_id: str, keys: ckks.ResearcherKeys
+) -> list[tuple[int, int, dict[str, float]]]:
+    """(round, sites, weighted means) for every round with an encrypted evaluation."""
+    rows = []
+    for r in client.status(study_id).rounds:
+        sealed = r.encrypted_eval
+        if sealed.sha256:
+            blob = ckks.blob_bytes(client.download(sealed.sha256), ckks.SUM_TENSOR)
+            rows.append((r.round, sealed.sites, ckks.weighted_means(keys, blob, sealed.names)))
+    return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from rich.table import Table
 
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -59,4 +61,14 @@ def node_table(nodes: list[pb.NodeInfo]) -> Table:
     table = Table("node", "online", "datasets")
     for n in nodes:
         table.add_row(n.name, "yes" if n.online else "no", ", ".join(n.datasets))
+    return table
+
+
+def encrypted_eval_table(rows: Sequence[tuple[int, int, Mapping[str, float]]]) -> Table:
+    """Decrypted evaluation sums: example-weighted means over the sites, per round."""
+    metrics = sorted({k for _, _, values in rows for k in values} - {"num_examples"})
+    table = Table("round", "sites", "examples", *metrics, title="encrypted evaluation (CKKS)")
+    for round_no, sites, values in rows:
+        cells = [f"{values[k]:.4f}" if k in values else "-" for k in metrics]
+        table.add_row(str(round_no), str(sites), str(int(values["num_examples"])), *cells)
     return table

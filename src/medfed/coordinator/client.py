@@ -41,11 +41,21 @@ class AdminClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, spec: StudySpec, initial: tensors.Weights, timeout_s: float = 120.0) -> str:
+    def submit(
+        self,
+        spec: StudySpec,
+        initial: tensors.Weights,
+        timeout_s: float = 120.0,
+        he_public_context: bytes = b"",
+    ) -> str:
+        """Submit a study; ``he_public_context`` (the researcher's CKKS public key) makes every
+        site send its evaluation metrics encrypted to the researcher."""
         manifest, chunks = tensors.encode_model(initial)
 
         def messages() -> Iterator[pb.SubmitStudyChunk]:
             yield pb.SubmitStudyChunk(spec=spec_to_proto(spec))
+            if he_public_context:
+                yield pb.SubmitStudyChunk(he_public_context=he_public_context)
             yield pb.SubmitStudyChunk(manifest=manifest)
             for data in chunks:
                 yield pb.SubmitStudyChunk(data=bytes(data))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medfed.coordinator import encrypted_eval
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
@@ -260,6 +261,16 @@ class StudyRunner(threading.Thread):
         self._p.state.add_eval(
             self.study_id, round_no, round_.per_node, eval_metrics(round_.per_node, len(nodes))
         )
+        if spec.he_context_sha256:
+            try:
+                result = encrypted_eval.aggregate(
+                    self._p.models, spec.he_context_sha256, round_.encrypted
+                )
+            except SecAggError as exc:
+                log.warning("study %s: encrypted evaluation failed: %s", self.study_id, exc)
+                result = None
+            if result is not None:
+                self._p.state.add_encrypted_eval(self.study_id, round_no, result)
         self._p.events.bump(self.study_id)
 
     def _dispatch(
@@ -291,6 +302,8 @@ class StudyRunner(threading.Thread):
                 deadline_unix_ms=deadline_ms,
                 max_update_bytes=cap,
             )
+            if round_.kind == pb.TASK_KIND_EVALUATE:
+                task.he_context_sha256 = spec.he_context_sha256
             if stage is not None:
                 task.secagg.CopyFrom(stage(node))
             round_.slots[task.task_id] = TaskSlot(task, node)

@@ -69,6 +69,8 @@ class OpenRound:
     per_node: list[NodeRoundMetrics] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
     answers: dict[str, pb.SecAggAnswer] = field(default_factory=dict)
+    encrypted: dict[str, tuple[tuple[str, ...], bytes]] = field(default_factory=dict)
+    """Evaluation under CKKS: each site's metric names and ciphertext."""
     """Secure-aggregation stages: each node's answer."""
     closed: bool = False
     started: float = field(default_factory=time.monotonic)
@@ -116,11 +118,19 @@ class OpenRound:
             self._finish(slot, TaskStatus.ACCEPTED)
             self.per_node.append(NodeRoundMetrics(slot.node, "train", num_examples, dict(metrics)))
 
-    def accept_eval(self, slot: TaskSlot, num_examples: int, metrics: Mapping[str, float]) -> None:
+    def accept_eval(
+        self,
+        slot: TaskSlot,
+        num_examples: int,
+        metrics: Mapping[str, float],
+        encrypted: tuple[tuple[str, ...], bytes] | None = None,
+    ) -> None:
         with self.cond:
             if self.closed:
                 slot.status = TaskStatus.REJECTED
                 raise Rejected(f"evaluation of round {self.round} already closed")
+            if encrypted is not None:
+                self.encrypted[slot.node] = encrypted
             self._finish(slot, TaskStatus.ACCEPTED)
             self.per_node.append(NodeRoundMetrics(slot.node, "eval", num_examples, dict(metrics)))
 
@@ -177,7 +187,10 @@ class TaskBoard:
             for task_id, slot in round_.slots.items():
                 self._rounds[task_id] = round_
                 self._queues.setdefault(slot.node, deque()).append(task_id)
-                self._models.setdefault(slot.node, set()).add(slot.task.model_sha256)
+                fetchable = self._models.setdefault(slot.node, set())
+                fetchable.add(slot.task.model_sha256)
+                if slot.task.he_context_sha256:
+                    fetchable.add(slot.task.he_context_sha256)
             self._cond.notify_all()
 
     def close(self, round_: OpenRound) -> None:

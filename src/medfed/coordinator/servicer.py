@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import grpc
 
 from medfed.coordinator import uploads
 from medfed.coordinator.directory import NodeDirectory
+from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.replies import build_strategy
@@ -21,6 +23,7 @@ from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.store.records import EncryptedEval
 from medfed.store.state import RoundRecord, StateStore, StudyRecord
 from medfed.transport.auth import PeerAuthorizer, abort
 
@@ -170,10 +173,11 @@ class AdminServicer:
     ) -> pb.StudyRef:
         me = self._auth.require(context, Role.ADMIN)
         try:
-            spec, weights = _read_submission(request_iterator)
+            spec, weights, he_context = _read_submission(request_iterator)
+            he_sha = store_context(self._models, he_context) if he_context else ""
         except MedfedError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-
+        spec = dataclasses.replace(spec, he_context_sha256=he_sha)  # never the client's word
         sha = self._models.put(weights)
         study_id = "s-" + secrets.token_hex(6)
         self._state.create_study(study_id, spec.name, spec.to_json(), sha, now=time.time())
@@ -229,16 +233,24 @@ class AdminServicer:
             record = self._state.study(study_id)
         except StoreError as exc:
             abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
-        return _status_message(record, self._state.rounds(study_id))
+        encrypted = self._state.encrypted_evals(study_id)
+        return _status_message(record, self._state.rounds(study_id), encrypted)
 
 
-def _read_submission(chunks: Iterator[pb.SubmitStudyChunk]) -> tuple[StudySpec, tensors.Weights]:
+def _read_submission(
+    chunks: Iterator[pb.SubmitStudyChunk],
+) -> tuple[StudySpec, tensors.Weights, bytes]:
+    """Spec, then optionally the researcher's CKKS public context, then the initial model."""
     first = next(chunks, None)
     if first is None or first.WhichOneof("part") != "spec":
         raise ProtocolError("a study submission starts with its spec")
     spec = spec_from_proto(first.spec)
     build_strategy(spec)
     second = next(chunks, None)
+    he_context = b""
+    if second is not None and second.WhichOneof("part") == "he_public_context":
+        he_context = second.he_public_context
+        second = next(chunks, None)
     if second is None or second.WhichOneof("part") != "manifest":
         raise ProtocolError("the spec must be followed by the initial model's manifest")
     manifest = tensors.manifest_from_proto(second.manifest, max_bytes=MAX_INITIAL_MODEL_BYTES)
@@ -255,10 +267,18 @@ def _read_submission(chunks: Iterator[pb.SubmitStudyChunk]) -> tuple[StudySpec, 
         raise ProtocolError("initial model does not match the SHA-256 in its manifest")
     if spec.min_nodes > 10_000:
         raise ConfigError("min_nodes is implausibly large")
-    return spec, weights
+    return spec, weights, he_context
 
 
-def _status_message(record: StudyRecord, rounds: list[RoundRecord]) -> pb.StudyStatus:
+def _status_message(
+    record: StudyRecord,
+    rounds: list[RoundRecord],
+    encrypted: Mapping[int, EncryptedEval] | None = None,
+) -> pb.StudyStatus:
+    sealed = {
+        n: pb.EncryptedEval(sha256=e.sha256, names=list(e.names), sites=e.sites)
+        for n, e in (encrypted or {}).items()
+    }
     return pb.StudyStatus(
         study_id=record.study_id,
         spec=spec_to_proto(StudySpec.from_json(record.spec_json)),
@@ -287,6 +307,7 @@ def _status_message(record: StudyRecord, rounds: list[RoundRecord]) -> pb.StudyS
                 rejections=list(r.rejections),
                 committed_unix_ms=int(r.committed_unix * 1000),
                 duration_s=r.duration_s,
+                encrypted_eval=sealed.get(r.round),
             )
             for r in rounds
         ],

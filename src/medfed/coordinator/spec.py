@@ -75,6 +75,9 @@ class StudySpec:
     secagg_clip: float = 1e4
     """Per-coordinate bound on num_examples x model change before fixed-point encoding."""
     secagg_stage_deadline_s: float = 30.0
+    he_context_sha256: str = ""
+    """Set by the coordinator when the researcher submitted a CKKS public context: sites then
+    send their evaluation metrics encrypted (medfed.coordinator.encrypted_eval)."""
 
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
@@ -287,6 +290,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
             clip=spec.secagg_clip,
             stage_deadline_s=spec.secagg_stage_deadline_s,
         ),
+        he_context_sha256=spec.he_context_sha256,
     )
 
 
@@ -328,6 +332,7 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         secagg_degree=message.secure_aggregation.degree,
         secagg_clip=message.secure_aggregation.clip or 1e4,
         secagg_stage_deadline_s=message.secure_aggregation.stage_deadline_s or 30.0,
+        he_context_sha256=message.he_context_sha256,
     )
 
 

@@ -101,7 +101,12 @@ def _apply(
     if slot.task.kind == pb.TASK_KIND_EVALUATE:
         if next(frames, None) is not None:
             raise Rejected("an evaluation reply carries no weights")
-        round_.accept_eval(slot, header.num_examples, metrics)
+        sealed = None
+        if slot.task.he_context_sha256:
+            if not header.encrypted_metrics or metrics:
+                raise Rejected("this study's evaluation metrics must arrive encrypted (CKKS) only")
+            sealed = (tuple(header.encrypted_metric_names), bytes(header.encrypted_metrics))
+        round_.accept_eval(slot, header.num_examples, metrics, sealed)
         return
     if header.num_examples == 0:
         raise Rejected("a training update must report at least one example")

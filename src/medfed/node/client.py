@@ -69,6 +69,7 @@ class CoordinatorClient:
         metrics: Mapping[str, float],
         weights: tensors.Weights | None,
         timeout_s: float = 300.0,
+        encrypted: tuple[list[str], bytes] | None = None,
     ) -> pb.SubmitReply:
         header = pb.UpdateHeader(
             task_id=task.task_id,
@@ -77,6 +78,9 @@ class CoordinatorClient:
             num_examples=num_examples,
             metrics=dict(metrics),
         )
+        if encrypted is not None:
+            header.encrypted_metric_names.extend(encrypted[0])
+            header.encrypted_metrics = encrypted[1]
         with rpc_errors("submit update"):
             reply: pb.SubmitReply = self._submit(_update_frames(header, weights), timeout=timeout_s)
         return reply

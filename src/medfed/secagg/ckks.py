@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -401,3 +401,33 @@ def _sum(context: Any, digest: bytes, blobs: Sequence[bytes], min_sites: int) ->
 def _chunk_sizes(length: int, slots: int) -> list[int]:
     full, rest = divmod(length, slots)
     return [slots] * full + ([rest] if rest else [])
+
+
+# -- blobs: ciphertexts and contexts stored and fetched as uint8 tensors ---------------------
+
+CONTEXT_TENSOR = "ckks_public_context"
+SUM_TENSOR = "ckks"
+
+
+def as_blob(name: str, data: bytes) -> dict[str, npt.NDArray[np.generic]]:
+    return {name: np.frombuffer(data, dtype=np.uint8).copy()}
+
+
+def blob_bytes(weights: Mapping[str, npt.NDArray[Any]], name: str) -> bytes:
+    if list(weights) != [name] or weights[name].dtype != np.uint8:
+        raise CkksError(f"expected one uint8 tensor {name!r}")
+    return weights[name].tobytes()
+
+
+def weighted_means(keys: ResearcherKeys, total: bytes, names: Sequence[str]) -> dict[str, float]:
+    """The researcher's view of an encrypted evaluation sum: the total example count and each
+    metric's example-weighted mean (``names`` start with ``num_examples``)."""
+    if not names or names[0] != "num_examples":
+        raise CkksError("an encrypted evaluation must start with num_examples")
+    values = keys.decrypt(total, len(names))
+    n = values[0]
+    if not n > 0.5:
+        raise CkksError(f"the decrypted example count is {n:.3f}")
+    return {"num_examples": round(n)} | {
+        k: v / n for k, v in zip(names[1:], values[1:], strict=True)
+    }

@@ -102,6 +102,18 @@ class RoundNodeMetricsRow(Base):
     metrics_json: Mapped[str] = mapped_column(Text)
 
 
+class EncryptedEvalRow(Base):
+    """The sum of a round's CKKS-encrypted evaluation vectors (the blob lives in the model store
+    by hash); only the researcher's secret key decrypts it."""
+
+    __tablename__ = "encrypted_evals"
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.study_id"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    names_json: Mapped[str] = mapped_column(Text)
+    sites: Mapped[int] = mapped_column(Integer)
+
+
 class RejectionRow(Base):
     """A node's reply or task refused in a round.
 

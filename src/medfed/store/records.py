@@ -48,6 +48,15 @@ class NodeRoundMetrics:
 
 
 @dataclass(frozen=True)
+class EncryptedEval:
+    """Where a round's encrypted evaluation sum is stored, what it holds, and over how many."""
+
+    sha256: str
+    names: tuple[str, ...]
+    sites: int
+
+
+@dataclass(frozen=True)
 class RoundRecord:
     """A committed round. ``metrics`` are the aggregated ones (evaluation may add to them later);
     ``rejections`` read ``"node: reason"``."""

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from medfed.errors import StoreError
 from medfed.store.db import (
+    EncryptedEvalRow,
     NodeRow,
     RejectionRow,
     RoundNodeMetricsRow,
@@ -36,6 +37,7 @@ from medfed.store.db import (
 )
 from medfed.store.models import check_sha256
 from medfed.store.records import (
+    EncryptedEval,
     MetricsKind,
     NodeRecord,
     NodeRoundMetrics,
@@ -232,6 +234,28 @@ class StateStore:
             merged = json.loads(row.metrics_json) | float_metrics(metrics)
             row.metrics_json = json.dumps(merged)
             session.add_all(node_rows(study_id, round, per_node))
+
+    def add_encrypted_eval(self, study_id: str, round: int, result: EncryptedEval) -> None:
+        check_sha256(result.sha256)
+        with self._writing() as session:
+            if session.get(RoundRow, (study_id, round)) is None:
+                raise StoreError(f"study {study_id!r} has no committed round {round} to evaluate")
+            session.merge(
+                EncryptedEvalRow(
+                    study_id=study_id, round=round, sha256=result.sha256,
+                    names_json=json.dumps(list(result.names)), sites=result.sites,
+                )
+            )  # fmt: skip
+
+    def encrypted_evals(self, study_id: str) -> dict[int, EncryptedEval]:
+        with self._reading() as session:
+            rows = session.scalars(
+                select(EncryptedEvalRow).where(EncryptedEvalRow.study_id == study_id)
+            ).all()
+            return {
+                r.round: EncryptedEval(r.sha256, tuple(json.loads(r.names_json)), r.sites)
+                for r in rows
+            }
 
     def rounds(self, study_id: str) -> list[RoundRecord]:
         """The study's committed rounds in order, each with its per-node rows and own rejections."""

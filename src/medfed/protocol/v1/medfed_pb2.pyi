@@ -304,6 +304,7 @@ class StudySpec(_message.Message):
     FINETUNE_STEPS_FIELD_NUMBER: _builtins.int
     RECORD_DP_FIELD_NUMBER: _builtins.int
     SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
+    HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -322,6 +323,8 @@ class StudySpec(_message.Message):
     personalization: _builtins.str
     """"none" | "fedbn" """
     finetune_steps: _builtins.int
+    he_context_sha256: _builtins.str
+    """set by the coordinator: evaluation metrics under CKKS"""
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -362,10 +365,11 @@ class StudySpec(_message.Message):
         finetune_steps: _builtins.int = ...,
         record_dp: Global___RecordDp | None = ...,
         secure_aggregation: Global___SecureAggregation | None = ...,
+        he_context_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -559,6 +563,7 @@ class Task(_message.Message):
     DEADLINE_UNIX_MS_FIELD_NUMBER: _builtins.int
     MAX_UPDATE_BYTES_FIELD_NUMBER: _builtins.int
     SECAGG_FIELD_NUMBER: _builtins.int
+    HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
@@ -566,6 +571,8 @@ class Task(_message.Message):
     model_sha256: _builtins.str
     deadline_unix_ms: _builtins.int
     max_update_bytes: _builtins.int
+    he_context_sha256: _builtins.str
+    """EVALUATE: encrypt the metrics under this CKKS context"""
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -590,10 +597,11 @@ class Task(_message.Message):
         deadline_unix_ms: _builtins.int = ...,
         max_update_bytes: _builtins.int = ...,
         secagg: Global___SecAggStage | None = ...,
+        he_context_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -937,12 +945,20 @@ class UpdateHeader(_message.Message):
     ROUND_FIELD_NUMBER: _builtins.int
     NUM_EXAMPLES_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_METRICS_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_METRIC_NAMES_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
     num_examples: _builtins.int
+    encrypted_metrics: _builtins.bytes
+    """CKKS ciphertext of [n, n x metric ...]"""
     @_builtins.property
     def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def encrypted_metric_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"num_examples", then the metric names"""
+
     def __init__(
         self,
         *,
@@ -951,10 +967,12 @@ class UpdateHeader(_message.Message):
         round: _builtins.int = ...,
         num_examples: _builtins.int = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        encrypted_metrics: _builtins.bytes = ...,
+        encrypted_metric_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "num_examples", b"num_examples", "round", b"round", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted_metric_names", b"encrypted_metric_names", "encrypted_metrics", b"encrypted_metrics", "metrics", b"metrics", "num_examples", b"num_examples", "round", b"round", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1064,7 +1082,10 @@ class SubmitStudyChunk(_message.Message):
     SPEC_FIELD_NUMBER: _builtins.int
     MANIFEST_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    HE_PUBLIC_CONTEXT_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
+    he_public_context: _builtins.bytes
+    """the researcher's CKKS public context (no secret key)"""
     @_builtins.property
     def spec(self) -> Global___StudySpec: ...
     @_builtins.property
@@ -1075,12 +1096,13 @@ class SubmitStudyChunk(_message.Message):
         spec: Global___StudySpec | None = ...,
         manifest: Global___ModelManifest | None = ...,
         data: _builtins.bytes = ...,
+        he_public_context: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "manifest", b"manifest", "part", b"part", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "he_public_context", b"he_public_context", "manifest", b"manifest", "part", b"part", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "manifest", b"manifest", "part", b"part", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "he_public_context", b"he_public_context", "manifest", b"manifest", "part", b"part", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["spec", "manifest", "data"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["spec", "manifest", "data", "he_public_context"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
@@ -1186,6 +1208,7 @@ class RoundSummary(_message.Message):
     COMMITTED_UNIX_MS_FIELD_NUMBER: _builtins.int
     DURATION_S_FIELD_NUMBER: _builtins.int
     TRAIN_PER_NODE_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_EVAL_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     model_sha256: _builtins.str
     selected: _builtins.int
@@ -1203,6 +1226,8 @@ class RoundSummary(_message.Message):
     def train_per_node(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeMetrics]:
         """each site's training metrics (e.g. its epsilon)"""
 
+    @_builtins.property
+    def encrypted_eval(self) -> Global___EncryptedEval: ...
     def __init__(
         self,
         *,
@@ -1217,14 +1242,44 @@ class RoundSummary(_message.Message):
         committed_unix_ms: _builtins.int = ...,
         duration_s: _builtins.float = ...,
         train_per_node: _abc.Iterable[Global___NodeMetrics] | None = ...,
+        encrypted_eval: Global___EncryptedEval | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["encrypted_eval", b"encrypted_eval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "committed_unix_ms", b"committed_unix_ms", "duration_s", b"duration_s", "metrics", b"metrics", "model_sha256", b"model_sha256", "per_node", b"per_node", "rejected", b"rejected", "rejections", b"rejections", "round", b"round", "selected", b"selected", "train_per_node", b"train_per_node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "committed_unix_ms", b"committed_unix_ms", "duration_s", b"duration_s", "encrypted_eval", b"encrypted_eval", "metrics", b"metrics", "model_sha256", b"model_sha256", "per_node", b"per_node", "rejected", b"rejected", "rejections", b"rejections", "round", b"round", "selected", b"selected", "train_per_node", b"train_per_node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoundSummary: _TypeAlias = RoundSummary  # noqa: Y015
+
+@_typing.final
+class EncryptedEval(_message.Message):
+    """The sum of the sites' encrypted evaluation vectors; only the researcher's key decrypts it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    SITES_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.str
+    """download with DownloadModel: tensor "ckks" (uint8)"""
+    sites: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.str = ...,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+        sites: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names", "sha256", b"sha256", "sites", b"sites"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EncryptedEval: _TypeAlias = EncryptedEval  # noqa: Y015
 
 @_typing.final
 class StudyStatus(_message.Message):
