@@ -153,7 +153,7 @@ class SecureRound:
         dispatch(train, u2, lambda n: self._stage(
             3, survivors=list(u2), shares=wire.shares_to_pb(routed[n])
         ))  # fmt: skip
-        u3 = server.survivors
+        u3 = server.close_inputs()
         if len(u3) < p.threshold:
             raise SecAggError(
                 f"only {len(u3)} masked inputs arrived, under the threshold {p.threshold}: "

@@ -196,6 +196,7 @@ class ServerRound:
     _u2: tuple[str, ...] = field(default=(), init=False)
     _sum: U32 | None = field(default=None, init=False)
     _u3: list[str] = field(default_factory=list, init=False)
+    _inputs_closed: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -231,6 +232,8 @@ class ServerRound:
         return u2, routed
 
     def add_masked(self, node: str, masked: MaskedInput) -> None:
+        if self._inputs_closed:
+            raise SecAggError(f"the masked input of {node!r} came after the survivors were fixed")
         if node not in self._u2 or node in self._u3:
             raise SecAggError(f"no masked input expected from {node!r}")
         y = np.asarray(masked)
@@ -246,6 +249,12 @@ class ServerRound:
     def survivors(self) -> tuple[str, ...]:
         """U3: the nodes whose masked input arrived (in name order)."""
         return tuple(sorted(self._u3))
+
+    def close_inputs(self) -> tuple[str, ...]:
+        """Fix U3 before asking for reveals: a late input is refused from now on (its owner's
+        mask-key seed is about to be revealed, so it must never enter the sum)."""
+        self._inputs_closed = True
+        return self.survivors
 
     def unmask(self, reveals: Mapping[str, Reveal]) -> U32:
         """The exact modular sum of the survivors' encoded inputs."""

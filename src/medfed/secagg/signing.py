@@ -69,8 +69,13 @@ class CaVerifier:
         moment = now or datetime.now(UTC)
         if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:
             raise SecAggError(f"the certificate of {name!r} is not valid now")
-        if identity.name != name or identity.role is not Role.NODE:
+        if identity.name != name:
             raise SecAggError(f"a certificate of {identity.name!r} was sent for {name!r}")
+        if identity.role is not Role.NODE:
+            raise SecAggError(
+                f"the certificate sent for {name!r} is a {identity.role.value} certificate, "
+                "not a node's"
+            )
         public = cert.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey):
             raise SecAggError(f"the certificate of {name!r} has no EC key")
