@@ -53,11 +53,13 @@ class FixedPoint:
         x = np.asarray(values, dtype=np.float64).ravel()
         if not bool(np.isfinite(x).all()):
             raise SecAggError("an update to be securely aggregated holds NaN or infinity")
-        clipped = int(np.count_nonzero(np.abs(x) > self.clip))
-        scaled = np.clip(x, -self.clip, self.clip) * self.scale
-        floor = np.floor(scaled)
-        rounded = floor + (rng.random(x.size) < (scaled - floor))
-        return rounded.astype(np.int64).astype(np.uint32), clipped
+        scaled = np.clip(x, -self.clip, self.clip)
+        clipped = x.size - int(np.count_nonzero(scaled == x))
+        scaled *= self.scale
+        rounded = np.floor(scaled)
+        scaled -= rounded  # the fractional part: round up with that probability
+        rounded += rng.random(x.size) < scaled
+        return rounded.astype(np.int32).view(np.uint32), clipped
 
     def decode(self, total: U32) -> F64:
         """The real-valued sum behind a modular sum of encoded vectors."""

@@ -8,6 +8,8 @@ never expand a mask: a masked update is exactly as secret as this keystream is u
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -24,11 +26,15 @@ def expand(seed: bytes, count: int) -> npt.NDArray[np.uint32]:
         raise SecAggError(f"a mask seed must be {SEED_BYTES} bytes, got {len(seed)}")
     if count < 0:
         raise SecAggError(f"cannot expand a mask of {count} words")
+    if count == 0:
+        return np.zeros(0, dtype=np.uint32)
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
     out = bytearray(4 * count + 15)  # update_into wants block-size headroom
-    written = encryptor.update_into(bytes(4 * count), out)
-    return np.frombuffer(out, dtype="<u4", count=count) if written else _empty()
+    encryptor.update_into(_zeros(4 * count), out)
+    return np.frombuffer(out, dtype="<u4", count=count)
 
 
-def _empty() -> npt.NDArray[np.uint32]:
-    return np.zeros(0, dtype=np.uint32)
+@functools.lru_cache(maxsize=2)
+def _zeros(size: int) -> memoryview:
+    """The all-zero plaintext, kept for the vector sizes in use (CTR keystream = AES(0...))."""
+    return memoryview(bytes(size))
