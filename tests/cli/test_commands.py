@@ -121,3 +121,29 @@ def test_the_data_steward_sets_and_reads_a_privacy_budget(network: Network) -> N
     assert "epsilon budget 2.5" in raised
     assert "spent 0.0000 of 2.5" in again
     assert "no privacy budget set" in missing
+
+
+def test_researcher_encrypts_evaluation_with_a_key_only_they_hold(
+    network: Network, tmp_path: Path
+) -> None:
+    key = tmp_path / "researcher.ckks"
+    assert "public fingerprint" in _invoke("study", "keygen", str(key))
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(root, ["study", "keygen", str(key)])
+    assert again.exit_code != 0  # never overwrites a key
+
+    network.start_coordinator()
+    network.start_nodes()
+    config = str(network.consortium.admin_config)
+    spec = tmp_path / "study.toml"
+    spec.write_text(STUDY_SPEC.read_text().replace("rounds = ", "rounds = 1 #", 1))
+    study_id = _invoke(
+        "study", "submit", str(spec), "--config", config, "--encrypt-metrics", str(key)
+    ).strip()
+    assert network.wait_done(study_id, timeout_s=120).state == "completed"
+    shown = runner.invoke(
+        root, ["study", "decrypt", study_id, "--config", config, "--key", str(key)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "encrypted evaluation (CKKS)" in shown.output and "accuracy" in shown.output
