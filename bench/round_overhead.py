@@ -1,4 +1,4 @@
-"""Round overhead: coordinator + 4 hospital nodes over mutual TLS on loopback, no training.
+"""Round overhead: coordinator + hospital nodes over mutual TLS on loopback, no training.
 
 Each node runs the ``passthrough`` plan (returns the model + 0.001), so what is measured is the
 network core alone: dispatch, model download, update upload, validation, streaming FedAvg, the
@@ -6,6 +6,12 @@ atomic commit. Everything runs as separate processes, exactly as deployed.
 
     python bench/round_overhead.py [--dims 1000000 10000000] [--rounds 10] [--reps 1]
                                    [--compression none|q8|topk] [--topk-ratio 0.01]
+                                   [--nodes 4] [--secure]
+
+``--secure`` runs every size twice, side by side in one run: plain FedAvg, then the same study
+under secure aggregation (SecAgg+: key advertisement, encrypted shares, masked input, unmasking:
+three more exchanges per round), and prints the ratio. ``--nodes N`` adds hospitals beyond the
+four UCI ones, each serving a copy of Cleveland's rows (the plan does not look at them).
 
 Prints, per model size: median seconds per round (commit to commit, rounds 2..R), the median of the
 engine's own round duration (dispatch to last reply), the coordinator's peak RSS (VmHWM), and the
@@ -32,12 +38,30 @@ import itertools
 from medfed.cli.study import prepare
 from medfed.coordinator.client import AdminClient, wait_for_ready
 from medfed.coordinator.config import load_client_config
-from medfed.demo.consortium import create_consortium
+from medfed.data.registry import DatasetRegistry
+from medfed.demo.consortium import Consortium, create_consortium
 from medfed.demo.heart import heart_study, provision_heart_nodes
 from medfed.demo.processes import spawn, stop, stop_all, wait_for_nodes
 from medfed.node.policy import LocalPolicy
 
 NODES = ["cleveland", "hungary", "switzerland", "va_long_beach"]
+
+
+def node_names(count: int) -> list[str]:
+    return NODES[:count] + [f"hospital-{i:02d}" for i in range(len(NODES), count)]
+
+
+def provision_extra_nodes(consortium: Consortium, names: list[str]) -> None:
+    """Hospitals beyond the UCI four serve a copy of Cleveland's registration."""
+    spec = heart_study()
+    source = DatasetRegistry(consortium.node_state("cleveland")).get(spec.dataset)
+    for name in names[len(NODES) :]:
+        state = consortium.node_state(name)
+        DatasetRegistry(state).add(
+            spec.dataset, source.path, label=source.label, features=list(source.features),
+            split_column="split", now=time.time(),
+        )  # fmt: skip
+        LocalPolicy(state).approve(spec.plan, spec.plan_version)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -62,10 +86,12 @@ def run_once(
     lean: bool = False,
     compression: str = "none",
     topk_ratio: float = 0.01,
+    names: list[str] = NODES,
+    secure: bool = False,
 ) -> dict[str, float]:
     consortium = create_consortium(
         root,
-        NODES,
+        names,
         heartbeat_interval_s=1.0,
         poll_wait_s=10.0,
         coordinator_extra=LEAN if lean else "",
@@ -78,13 +104,16 @@ def run_once(
         plan_options={"dim": float(dim)},
         rounds=rounds,
         eval_every=0,
-        min_nodes=len(NODES),
+        min_nodes=len(names),
         round_deadline_s=120.0,
         compression=compression,
         topk_ratio=topk_ratio,
+        secure_aggregation=secure,
+        secagg_clip=1.0,  # the passthrough change is 0.001 per element
     )
     provision_heart_nodes(consortium, heart_study())
-    for node in NODES:
+    provision_extra_nodes(consortium, names)
+    for node in names:
         LocalPolicy(consortium.node_state(node)).approve("passthrough", "1")
     logs = root / "logs"
     coordinator = spawn(
@@ -100,7 +129,7 @@ def run_once(
                 spawn(["node", "start", "--config", str(c)], logs / f"{n}.log")
                 for n, c in consortium.node_configs.items()
             ]
-            wait_for_nodes(admin, NODES, 120)
+            wait_for_nodes(admin, names, 120)
             pinned, weights = prepare(spec)
             started = time.monotonic()
             study_id = admin.submit(pinned, weights)
@@ -108,6 +137,9 @@ def run_once(
                 time.sleep(0.2)
             total = time.monotonic() - started
             status = admin.status(study_id)
+            if status.state == "completed":  # every element must be rounds x 0.001
+                final = admin.download(status.model_sha256)["w"].astype("float64")
+                error = float(abs(final - rounds * 0.001).max())
             rss = peak_rss_mib(coordinator.pid)
             children_rss = max(peak_rss_mib(p.pid) for p in nodes)
             coord_cpu = cpu_seconds(coordinator.pid)
@@ -130,6 +162,7 @@ def run_once(
         "coordinator_cpu_s": coord_cpu,
         "nodes_cpu_s": nodes_cpu,
         "upload_mb": statistics.median(r.metrics["upload_bytes"] for r in status.rounds) / 1e6,
+        "max_error": error,
     }
 
 
@@ -144,6 +177,7 @@ COLUMNS = (
     "study wall s",
     "CPU s coordinator / 4 nodes",
     "uploaded MB/round",
+    "max error",
 )
 
 
@@ -159,6 +193,7 @@ def row(dim: int, rep: str, r: dict[str, float]) -> str:
         f"{r['study_wall_s']:.1f}",
         f"{r['coordinator_cpu_s']:.1f} / {r['nodes_cpu_s']:.1f}",
         f"{r['upload_mb']:.2f}",
+        f"{r['max_error']:.1e}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -175,28 +210,49 @@ def main() -> None:
     )
     parser.add_argument("--compression", choices=["none", "q8", "topk"], default="none")
     parser.add_argument("--topk-ratio", type=float, default=0.01)
+    parser.add_argument("--nodes", type=int, default=len(NODES), help="hospitals (>= 4)")
+    parser.add_argument(
+        "--secure", action="store_true", help="plain and secure aggregation, side by side"
+    )
     args = parser.parse_args()
+    names = node_names(max(args.nodes, len(NODES)))
     print(
         f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
     )
     print(f"coordinator profile: {'lean' if args.lean else 'default'}")
     print(f"update compression: {args.compression} (top-k ratio {args.topk_ratio})")
+    print(f"hospitals: {len(names)} node processes")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
+    modes = [False, True] if args.secure else [False]
     for dim in args.dims:
-        runs = []
-        for rep in range(args.reps):
-            with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
-                runs.append(
-                    run_once(
-                        dim, args.rounds, Path(tmp), args.lean, args.compression, args.topk_ratio
-                    )
-                )
-            print(row(dim, str(rep + 1), runs[-1]), flush=True)
-        if len(runs) > 1:
-            medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-            print(row(dim, "median", medians), flush=True)
+        by_mode: dict[bool, list[dict[str, float]]] = {}
+        for secure in modes:
+            runs = by_mode.setdefault(secure, [])
+            label = "secure" if secure else "plain"
+            for rep in range(args.reps):
+                with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
+                    runs.append(
+                        run_once(
+                            dim, args.rounds, Path(tmp), args.lean, args.compression,
+                            args.topk_ratio, names, secure,
+                        )
+                    )  # fmt: skip
+                print(row(dim, f"{label} {rep + 1}", runs[-1]), flush=True)
+            if len(runs) > 1:
+                medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                print(row(dim, f"{label} median", medians), flush=True)
+        if args.secure:
+            plain, secure_runs = (
+                statistics.median(r["round_s"] for r in by_mode[m]) for m in modes
+            )
+            ratio = secure_runs / plain
+            print(
+                f"\n{dim:,} params, {len(names)} hospitals: secure / plain round = "
+                f"{secure_runs:.3f} / {plain:.3f} s = {ratio:.2f}x\n",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -234,8 +234,9 @@ class StudyRunner(threading.Thread):
 
         try:
             secure_sum = SecureRound(
-                spec, self.study_id, round_.round, nodes, model, example_weighted(strategy)
-            )
+                spec, self.study_id, round_.round, nodes, model, example_weighted(strategy),
+                strategy.reply_extras(tensors.manifest_of(model)),
+            )  # fmt: skip
             reply = secure_sum.run(round_, dispatch)
         except SecAggError as exc:
             if self._halt.is_set():

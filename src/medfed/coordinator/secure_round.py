@@ -16,6 +16,8 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+
 from medfed.coordinator.rounds import OpenRound
 from medfed.coordinator.spec import StudySpec
 from medfed.errors import SecAggError, StrategyError
@@ -34,7 +36,9 @@ from medfed.strategies.dpfedavg import DpFedAvg
 Stages = Callable[[str], pb.SecAggStage]
 Dispatch = Callable[[OpenRound, Sequence[str], Stages], None]
 """Send each node its task (with its stage payload) and wait for the round to close."""
-SUPPORTED = frozenset({"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "dpfedavg"})
+SUPPORTED = frozenset(
+    {"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "dpfedavg", "scaffold"}
+)
 """Strategies whose aggregate is a function of the (example-weighted) sum alone; DP-FedAvg
 only with its noise added by the sites (``distributed = 1``) and a fixed clip."""
 
@@ -106,9 +110,11 @@ class SecureRound:
         nodes: Sequence[str],
         model: Mapping[str, NDArray],
         weighted: bool = True,
+        extras: tensors.Manifest | None = None,
     ) -> None:
         self.model = model
-        self.params = round_params(spec, study_id, round_no, nodes, dimension(model))
+        self.extras = extras
+        self.params = round_params(spec, study_id, round_no, nodes, dimension(model, extras))
         self._pb_params = wire.params_to_pb(self.params)
         self._pb_params.example_weighted = weighted
         self._spec = spec
@@ -162,5 +168,14 @@ class SecureRound:
         answers = self._run_stage(train, dispatch, u3, lambda n: self._stage(4, survivors=list(u3)))
         reveals = {n: wire.reveal_from_pb(n, a) for n, a in answers.items()}
         total = server.unmask(reveals)
-        mean, weight = decode_sum(total, self.model, FixedPoint(p.clip, len(p.nodes)))
-        return Reply("secure-sum", cast_like(mean, self.model), weight, represents=len(u3))
+        encoding = FixedPoint(p.clip, len(p.nodes))
+        mean, extras, weight = decode_sum(total, self.model, encoding, len(u3), self.extras)
+        return Reply(
+            "secure-sum",
+            cast_like(mean, self.model),
+            weight,
+            extras={t.name: extras[t.name].astype(np.float32) for t in self.extras.tensors}
+            if self.extras
+            else {},
+            represents=len(u3),
+        )

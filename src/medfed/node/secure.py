@@ -18,7 +18,7 @@ from medfed.secagg import wire
 from medfed.secagg.messages import RoundParams
 from medfed.secagg.protocol import ClientRound, Signer, Verifier
 from medfed.secagg.quantize import FixedPoint
-from medfed.secagg.updates import MASKED, NDArray, encode_update
+from medfed.secagg.updates import MASKED, NDArray, encode_update, split_reply
 
 
 class SecureAggregationClient:
@@ -73,12 +73,14 @@ class SecureAggregationClient:
             raise SecAggError("a secure TRAIN task must carry stage 3")
         client = self._round(task, 3)
         params: RoundParams = client.params
+        fetched, local, extras = split_reply(global_model, local_model)
         words, clipped = encode_update(
-            global_model,
-            local_model,
+            fetched,
+            local,
             num_examples if task.secagg.params.example_weighted else 1,
             FixedPoint(params.clip, len(params.nodes)),
             np.random.default_rng(secrets.randbits(128)),
+            extras,
         )
         sealed = wire.shares_from_pb(task.secagg.shares)
         masked = client.mask(list(task.secagg.survivors), sealed, words)

@@ -46,8 +46,8 @@ class ScaffoldSums:
         change = {CONTROL + k[len(CONTROL_CHANGE) :]: v for k, v in reply.extras.items()}
         if manifest_of(change) != self.controls.manifest:
             raise StrategyError("SCAFFOLD reply lacks a matching control-variate change")
-        self.models.add(reply.weights, float(reply.num_examples))
-        self.controls.add(change, 1.0)
+        self.models.add(reply.weights, float(reply.num_examples), reply.represents)
+        self.controls.add(change, float(reply.represents), reply.represents)
 
 
 class Scaffold(StrategyDefaults):
