@@ -1,31 +1,18 @@
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "dp_heart.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(BENCH.parent))  # dp_heart imports flamby_heart's helpers
-    spec = importlib.util.spec_from_file_location("bench_dp_heart", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.loading import load_bench
 
 
 @pytest.mark.timeout(120)
 def test_quick_run_accounts_every_step_and_prints_flambys_sweep(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bench = _load(monkeypatch)
+    bench = load_bench("dp_heart", monkeypatch)
     out_json = tmp_path / "dp.json"
     result = bench.main(["--quick", "--json", str(out_json)])
     text = capsys.readouterr().out

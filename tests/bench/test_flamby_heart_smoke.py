@@ -1,30 +1,12 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "flamby_heart.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_flamby_heart", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def _row(text: str, label: str) -> list[str]:
-    found = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
-    assert len(found) == 1, f"expected one {label!r} row in:\n{text}"
-    return [cell.strip() for cell in found[0].strip("|").split("|")]
+from tests.bench.loading import load_bench, table_row
 
 
 @pytest.mark.timeout(60)
@@ -32,11 +14,11 @@ def test_quick_run_prints_both_tables_side_by_side(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     out_json = tmp_path / "heart.json"
-    result = _load(monkeypatch).main(["--quick", "--json", str(out_json)])
+    result = load_bench("flamby_heart", monkeypatch).main(["--quick", "--json", str(out_json)])
     text = capsys.readouterr().out
 
     for label in ("FedAvg", "SCAFFOLD"):
-        cells = _row(text, label)
+        cells = table_row(text, label)
         ours = [float(x) for x in re.findall(r"\d+\.\d+", " ".join(cells[2:4]))]
         theirs = [float(x) for x in re.findall(r"\d+\.\d+", " ".join(cells[4:6]))]
         assert len(ours) == 4  # mean ± std, pooled test (site / pooled normalization)

@@ -1,38 +1,18 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "secagg.py"
-
-
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_secagg", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def _row(text: str, label: str) -> list[str]:
-    found = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
-    assert len(found) == 1, f"expected one {label!r} row in:\n{text}"
-    return [cell.strip() for cell in found[0].strip("|").split("|")]
+from tests.bench.loading import load_bench, table_row
 
 
 @pytest.mark.timeout(60)
 def test_quick_run_prints_one_row_with_sane_numbers(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    results = _load(monkeypatch).main(["--quick"])
+    results = load_bench("secagg", monkeypatch).main(["--quick"])
     text = capsys.readouterr().out
 
-    cells = _row(text, "4")
+    cells = table_row(text, "4")
     assert cells[1] == "10,000" and cells[2] == "3 / 3"
     assert cells[-3:] == ["—", "—", "—"]  # Flower has no n=4, d=10,000 anchor
     assert "Flower" in text and "machine:" in text
@@ -46,6 +26,6 @@ def test_quick_run_prints_one_row_with_sane_numbers(
 
 
 def test_flower_anchors_are_the_quoted_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    anchors = _load(monkeypatch).FLOWER_SECAGG_PLUS
+    anchors = load_bench("secagg", monkeypatch).FLOWER_SECAGG_PLUS
     assert anchors[(10, 1_000_000)] == (0.348, 2.585)
     assert anchors[(4, 1_000_000)] == (0.224, 1.040)
