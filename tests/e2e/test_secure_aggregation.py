@@ -27,8 +27,13 @@ def _secure(**changes: object) -> StudySpec:
     return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "strategy",
+    [{}, {"strategy": "fedprox", "strategy_params": {"mu": 0.1}}],
+    ids=["fedavg", "fedprox"],
+)
 def test_secure_study_matches_plain_fedavg_within_quantization_error(
-    network: Network, monkeypatch: pytest.MonkeyPatch
+    network: Network, monkeypatch: pytest.MonkeyPatch, strategy: dict[str, object]
 ) -> None:
     seen: list[np.ndarray] = []
     add_masked = ServerRound.add_masked
@@ -40,7 +45,7 @@ def test_secure_study_matches_plain_fedavg_within_quantization_error(
     monkeypatch.setattr(ServerRound, "add_masked", spy)
     network.start_coordinator()
     network.start_nodes()
-    pinned, init = prepare(_secure())
+    pinned, init = prepare(_secure(**strategy))
     status = network.wait_done(network.admin.submit(pinned, init), timeout_s=180)
     assert status.state == "completed", status.message
     assert all(r.accepted == len(HOSPITALS) for r in status.rounds)

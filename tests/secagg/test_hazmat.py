@@ -82,9 +82,13 @@ def test_fewer_than_t_shares_look_the_same_whatever_the_secret(threshold: int) -
             rows.append(np.frombuffer(b"".join([*few, xor]), dtype=np.uint8))
         samples[secret] = rows
     zero, ones = (np.stack(samples[s]) for s in (bytes(16), b"\xff" * 16))
-    for column in range(zero.shape[1] // 16):
-        a = np.bincount(zero[:, 16 * column : 16 * (column + 1)].ravel(), minlength=256)
-        b = np.bincount(ones[:, 16 * column : 16 * (column + 1)].ravel(), minlength=256)
+    # A share is a value mod 2^130 - 5 in 17 bytes: its top byte holds 2 bits; the low 16 bytes
+    # of each share (and of the XOR) are uniform.
+    size = shamir.SHARE_BYTES
+    for column in range(zero.shape[1] // size):
+        low = slice(size * column + 1, size * (column + 1))
+        a = np.bincount(zero[:, low].ravel(), minlength=256)
+        b = np.bincount(ones[:, low].ravel(), minlength=256)
         assert stats.chi2_contingency(np.stack([a, b])).pvalue > 1e-6
         assert stats.chisquare(a).pvalue > 1e-6 and stats.chisquare(b).pvalue > 1e-6
 
@@ -95,9 +99,11 @@ def test_shamir_refuses_malformed_input() -> None:
     with pytest.raises(SecAggError, match="between 1 and"):
         shamir.split(bytes(16), 4, 3)
     with pytest.raises(SecAggError, match="malformed"):
-        shamir.combine([(1, bytes(16)), (0, bytes(16))], 2)
+        shamir.combine([(1, bytes(17)), (0, bytes(17))], 2)
     with pytest.raises(SecAggError, match="malformed"):
-        shamir.combine([(1, bytes(16)), (2, bytes(15))], 2)
+        shamir.combine([(1, bytes(17)), (2, bytes(16))], 2)
+    with pytest.raises(SecAggError, match="malformed"):
+        shamir.combine([(1, b"\xff" * 17), (2, bytes(17))], 2)  # not a field element
 
 
 @PROPERTY
