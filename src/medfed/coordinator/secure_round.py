@@ -11,6 +11,7 @@ round before anything is committed; the engine retries it with fresh keys.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -33,6 +34,7 @@ from medfed.strategies.accumulators import cast_like
 from medfed.strategies.base import NDArray, Reply, Strategy
 from medfed.strategies.dpfedavg import DpFedAvg
 
+log = logging.getLogger("medfed.coordinator")
 Stages = Callable[[str], pb.SecAggStage]
 Dispatch = Callable[[OpenRound, Sequence[str], Stages], None]
 """Send each node its task (with its stage payload) and wait for the round to close."""
@@ -143,13 +145,16 @@ class SecureRound:
         """All four stages; returns the survivors' aggregate as one reply (the weighted mean
         model, weight = their total examples) for the strategy's accumulator."""
         server, p = self.server, self.params
+        clock = [time.perf_counter()]
         answers = self._run_stage(train, dispatch, p.nodes, lambda n: self._stage(1))
+        clock.append(time.perf_counter())
         ads = {n: wire.ad_from_pb(a.advertisement) for n, a in answers.items()}
         forwarded = server.forward_advertisements(ads)
 
         answers = self._run_stage(train, dispatch, sorted(forwarded), lambda n: self._stage(
             2, advertisements=[wire.ad_to_pb(a) for _, a in sorted(forwarded[n].items())]
         ))  # fmt: skip
+        clock.append(time.perf_counter())
         u2, routed = server.route_shares(
             {n: wire.shares_from_pb(a.shares) for n, a in answers.items()}
         )
@@ -159,6 +164,7 @@ class SecureRound:
         dispatch(train, u2, lambda n: self._stage(
             3, survivors=list(u2), shares=wire.shares_to_pb(routed[n])
         ))  # fmt: skip
+        clock.append(time.perf_counter())
         u3 = server.close_inputs()
         if len(u3) < p.threshold:
             raise SecAggError(
@@ -167,7 +173,13 @@ class SecureRound:
             )
         answers = self._run_stage(train, dispatch, u3, lambda n: self._stage(4, survivors=list(u3)))
         reveals = {n: wire.reveal_from_pb(n, a) for n, a in answers.items()}
+        clock.append(time.perf_counter())
         total = server.unmask(reveals)
+        clock.append(time.perf_counter())
+        stages = ("advertise", "share", "train+mask", "reveal", "unmask")
+        spans = zip(stages, clock[:-1], clock[1:], strict=True)
+        log.info("study %s round %d secure aggregation: %s", train.study_id, train.round,
+                 ", ".join(f"{s} {b - a:.3f} s" for s, a, b in spans))  # fmt: skip
         encoding = FixedPoint(p.clip, len(p.nodes))
         mean, extras, weight = decode_sum(total, self.model, encoding, len(u3), self.extras)
         return Reply(

@@ -118,7 +118,10 @@ class NodeAgent:
     def _handle(self, task: pb.Task) -> None:
         what = f"study {task.study_id} round {task.round}"
         try:
-            plan, data = self._executor.admit(task)
+            if task.kind == pb.TASK_KIND_SECAGG:
+                self._executor.admit_stage(task)
+            else:
+                plan, data = self._executor.admit(task)
         except PolicyError as exc:
             log.warning("refusing %s: %s (%s)", what, exc, exc.code)
             self._client.refuse(task, exc.code, str(exc))

@@ -68,13 +68,9 @@ class TaskExecutor:
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, TabularDataset]:
         """Check the task against local policy and data; PolicyError says why it is refused."""
-        if task.kind not in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE, pb.TASK_KIND_SECAGG):
+        if task.kind not in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE):
             raise PolicyError("unknown_task_kind", f"task kind {task.kind} is not supported")
-        try:
-            plan = get_plan(task.plan.name, task.plan.version)
-        except TrainingError as exc:
-            raise PolicyError("unknown_plan", str(exc)) from exc
-        self._policy.check(task.plan.name, task.plan.version, task.plan.sha256)
+        plan = self.admit_stage(task)
         try:
             entry = self._datasets.get(task.dataset.name)
             data = self._datasets.load(task.dataset.name)
@@ -94,6 +90,21 @@ class TaskExecutor:
             )
         client_settings(task.config)  # refuse settings this node cannot honour before training
         return plan, data
+
+    def admit_stage(self, task: pb.Task) -> TrainingPlan:
+        """The checks a secure-aggregation stage needs (approved plan, registered dataset),
+        without reading the data: a stage moves keys and shares, never patient rows."""
+        try:
+            plan = get_plan(task.plan.name, task.plan.version)
+        except TrainingError as exc:
+            raise PolicyError("unknown_plan", str(exc)) from exc
+        self._policy.check(task.plan.name, task.plan.version, task.plan.sha256)
+        if task.kind == pb.TASK_KIND_SECAGG:
+            try:
+                self._datasets.get(task.dataset.name)
+            except DatasetError as exc:
+                raise PolicyError("dataset_unavailable", str(exc)) from exc
+        return plan
 
     def run(
         self, task: pb.Task, plan: TrainingPlan, data: TabularDataset, weights: tensors.Weights

@@ -62,13 +62,12 @@ class Verifier(Protocol):
         ...
 
 
-def _pair_mask(own: X25519PrivateKey, peer_public: bytes, params: RoundParams) -> U32:
-    seed = keys.agree(own, peer_public, keys.MASK_INFO, params.context)
-    return prg.expand(seed, params.dimension)
+def _pair_seed(own: X25519PrivateKey, peer_public: bytes, params: RoundParams) -> bytes:
+    return keys.agree(own, peer_public, keys.MASK_INFO, params.context)
 
 
-def _self_mask(seed: bytes, params: RoundParams) -> U32:
-    return prg.expand(keys.derive(seed, keys.SELF_MASK_INFO, params.context), params.dimension)
+def _self_seed(seed: bytes, params: RoundParams) -> bytes:
+    return keys.derive(seed, keys.SELF_MASK_INFO, params.context)
 
 
 def _share_aad(params: RoundParams, owner: str, holder: str) -> bytes:
@@ -164,10 +163,11 @@ class ClientRound:
                 f"the encoded update has {vector.size} words, the round {self.params.dimension}"
             )
         self._u2 = u2
-        out = vector + _self_mask(self._self_seed, self.params)
+        out = vector.copy()
+        prg.add_into(_self_seed(self._self_seed, self.params), out)
         for peer in sorted(peers):
-            m = _pair_mask(self._mask_key, self._ads[peer].mask_public, self.params)
-            (np.add if self.me < peer else np.subtract)(out, m, out=out)  # wraps mod 2^32
+            seed = _pair_seed(self._mask_key, self._ads[peer].mask_public, self.params)
+            prg.add_into(seed, out, subtract=self.me > peer)  # wraps mod 2^32
         return out
 
     def reveal(self, survivors: Sequence[str]) -> Reveal:
@@ -267,7 +267,7 @@ class ServerRound:
         total = self._sum.copy()
         for owner in sorted(u3):
             seed = self._recover(owner, [r.self_mask_shares for r in responders.values()])
-            np.subtract(total, _self_mask(seed, self.params), out=total)
+            prg.add_into(_self_seed(seed, self.params), total, subtract=True)
         for gone in sorted(set(self._u2) - u3):
             seed = self._recover(gone, [r.key_seed_shares for r in responders.values()])
             key = keys.private_key_from_seed(seed, self.params.context)
@@ -275,8 +275,8 @@ class ServerRound:
                 raise SecAggError(f"the shares of {gone!r} do not rebuild its advertised key")
             for peer in self._graph[gone]:
                 if peer in u3:
-                    m = _pair_mask(key, self._ads[peer].mask_public, self.params)
-                    (np.subtract if peer < gone else np.add)(total, m, out=total)
+                    seed = _pair_seed(key, self._ads[peer].mask_public, self.params)
+                    prg.add_into(seed, total, subtract=peer < gone)
         return total
 
     def _recover(self, owner: str, held: Sequence[Mapping[str, tuple[int, bytes]]]) -> bytes:

@@ -10,12 +10,14 @@ under one step 1/s), plus whatever the clip removed, which each node counts and 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from medfed.errors import SecAggError
+from medfed.secagg.hazmat import prg
 
 U32 = npt.NDArray[np.uint32]
 F64 = npt.NDArray[np.float64]
@@ -51,16 +53,31 @@ class FixedPoint:
     def encode(self, values: npt.ArrayLike, rng: np.random.Generator) -> tuple[U32, int]:
         """``values`` clipped, scaled and stochastically rounded; also how many were clipped."""
         x = np.asarray(values, dtype=np.float64).ravel()
-        if not bool(np.isfinite(x).all()):
+        if not math.isfinite(float(x.sum())) and not bool(np.isfinite(x).all()):
             raise SecAggError("an update to be securely aggregated holds NaN or infinity")
-        scaled = np.clip(x, -self.clip, self.clip)
+        scaled, rounded = _scratch(x.size)  # reused per thread: 1M-word updates, no page faults
+        np.clip(x, -self.clip, self.clip, out=scaled)
         clipped = x.size - int(np.count_nonzero(scaled == x))
         scaled *= self.scale
-        rounded = np.floor(scaled)
+        np.floor(scaled, out=rounded)
         scaled -= rounded  # the fractional part: round up with that probability
-        rounded += rng.random(x.size) < scaled
+        scaled *= 2.0**32
+        uniform = prg.expand(rng.bytes(prg.SEED_BYTES), x.size)  # 32 uniform bits per word
+        rounded += uniform < scaled
         return rounded.astype(np.int32).view(np.uint32), clipped
 
     def decode(self, total: U32) -> F64:
         """The real-valued sum behind a modular sum of encoded vectors."""
         return np.asarray(total, dtype=np.uint32).view(np.int32).astype(np.float64) / self.scale
+
+
+_local = threading.local()
+
+
+def _scratch(size: int) -> tuple[F64, F64]:
+    """Two float64 work vectors of ``size`` for this thread, kept for the next update."""
+    held: tuple[F64, F64] | None = getattr(_local, "buffers", None)
+    if held is None or held[0].size != size:
+        held = (np.empty(size, np.float64), np.empty(size, np.float64))
+        _local.buffers = held
+    return held

@@ -9,6 +9,7 @@ never expand a mask: a masked update is exactly as secret as this keystream is u
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,32 @@ def expand(seed: bytes, count: int) -> npt.NDArray[np.uint32]:
     out = bytearray(4 * count + 15)  # update_into wants block-size headroom
     encryptor.update_into(_zeros(4 * count), out)
     return np.frombuffer(out, dtype="<u4", count=count)
+
+
+def add_into(seed: bytes, out: npt.NDArray[np.uint32], subtract: bool = False) -> None:
+    """``out`` += (or -=) the keystream of ``seed``, mod 2^32, in place: the keystream is made in
+    a per-thread scratch buffer, so masking a vector allocates (and page-faults) nothing new."""
+    if len(seed) != SEED_BYTES:
+        raise SecAggError(f"a mask seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    count = out.size
+    if count == 0:
+        return
+    scratch = _scratch(4 * count + 15)
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
+    encryptor.update_into(_zeros(4 * count), scratch)
+    words = np.frombuffer(scratch, dtype="<u4", count=count)
+    (np.subtract if subtract else np.add)(out, words, out=out)
+
+
+_local = threading.local()
+
+
+def _scratch(size: int) -> bytearray:
+    buffer: bytearray | None = getattr(_local, "buffer", None)
+    if buffer is None or len(buffer) != size:
+        buffer = bytearray(size)
+        _local.buffer = buffer
+    return buffer
 
 
 @functools.lru_cache(maxsize=2)
