@@ -175,7 +175,7 @@ COLUMNS = (
     "coordinator peak RSS MiB",
     "node peak RSS MiB",
     "study wall s",
-    "CPU s coordinator / 4 nodes",
+    "CPU s coordinator / all nodes",
     "uploaded MB/round",
     "max error",
 )
