@@ -47,7 +47,6 @@ on this 2-core machine with the recipe grid (95 DP studies), about 10 with ``--n
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import csv
@@ -57,7 +56,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -71,7 +69,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flamby_heart import _markdown, _seeds, machine  # the same report helpers and machine line
+from flamby_heart import (  # the same report helpers and machine line
+    _markdown,
+    _seeds,
+    bench_setup,
+    machine,
+)
 
 from medfed.coordinator.replies import task_config
 from medfed.coordinator.spec import Accountant, StudySpec
@@ -555,23 +558,10 @@ def report(setup: Setup, result: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 42 .. 46")
-    parser.add_argument(
-        "--quick", action="store_true", help="1 seed, 2 rounds, ε in {1, inf}, no grid (smoke)"
-    )
-    parser.add_argument("--no-tune", action="store_true", help="skip the recipe check grid")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="processes (default: every CPU; 1 with --quick)"
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write every number here")
-    args = parser.parse_args(argv)
-    setup = QUICK if args.quick else Setup()
-    if args.seeds is not None:
-        setup = dataclasses.replace(setup, seeds=tuple(args.seeds))
-    if args.no_tune:
-        setup = dataclasses.replace(setup, tune=False)
-    workers = args.workers or (1 if args.quick else os.cpu_count() or 1)
+    setup, workers, args = bench_setup(
+        argv, __doc__ or "", Setup(), QUICK,
+        "1 seed, 2 rounds, ε in {1, inf}, no grid (smoke)", "skip the recipe check grid",
+    )  # fmt: skip
     started = time.perf_counter()
     result = run_benchmark(setup, workers)
     wall = time.perf_counter() - started

@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psutil
@@ -601,24 +601,36 @@ def report(setup: Setup, result: Mapping[str, Any]) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+S = TypeVar("S")
+
+
+def bench_setup(
+    argv: Sequence[str] | None, doc: str, full: S, quick: S, quick_help: str, tune_help: str
+) -> tuple[S, int, argparse.Namespace]:
+    """The command line the heart benches share: the setup (full or quick, seeds, tuning) and
+    how many worker processes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 42 .. 46")
-    parser.add_argument(
-        "--quick", action="store_true", help="1 seed, 3 rounds, a few rows, no tuning (smoke test)"
-    )
-    parser.add_argument("--no-tune", action="store_true", help="skip table 2")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--no-tune", action="store_true", help=tune_help)
     parser.add_argument(
         "--workers", type=int, default=None, help="processes (default: every CPU; 1 with --quick)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
     args = parser.parse_args(argv)
-    setup = QUICK if args.quick else Setup()
+    setup = quick if args.quick else full
     if args.seeds is not None:
-        setup = dataclasses.replace(setup, seeds=tuple(args.seeds))
+        setup = dataclasses.replace(setup, seeds=tuple(args.seeds))  # type: ignore[type-var]
     if args.no_tune:
-        setup = dataclasses.replace(setup, tune=False)
-    workers = args.workers or (1 if args.quick else os.cpu_count() or 1)
+        setup = dataclasses.replace(setup, tune=False)  # type: ignore[type-var]
+    return setup, args.workers or (1 if args.quick else os.cpu_count() or 1), args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    setup, workers, args = bench_setup(
+        argv, __doc__ or "", Setup(), QUICK,
+        "1 seed, 3 rounds, a few rows, no tuning (smoke test)", "skip table 2",
+    )  # fmt: skip
     started = time.perf_counter()
     result = run_benchmark(setup, workers)
     wall = time.perf_counter() - started

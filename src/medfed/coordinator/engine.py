@@ -174,7 +174,7 @@ class StudyRunner(threading.Thread):
         extra = strategy.configure_train(round_no)
         client = strategy.client_settings()
         if spec.secure_aggregation:
-            if not self._secure(spec, strategy, round_, nodes, model, served_sha, extra):
+            if not self._secure(spec, strategy, round_, nodes, model, served_sha, extra, client):
                 return None
         else:
             self._dispatch(spec, round_, nodes, served_sha, extra, client)
@@ -221,11 +221,11 @@ class StudyRunner(threading.Thread):
         model: tensors.Weights,
         sha: str,
         extra: Mapping[str, float],
+        client: Mapping[str, str],
     ) -> bool:
         """Run the round under SecAgg+; on success ``round_.acc`` holds the strategy's
         accumulator with the survivors' sum. False (nothing committed) when it aborts."""
         strategy_acc = round_.acc
-        client = strategy.client_settings()
 
         def dispatch(r: OpenRound, to: Sequence[str], stage: Stages) -> None:
             self._dispatch(spec, r, to, sha, extra, client, stage)

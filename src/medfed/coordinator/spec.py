@@ -222,9 +222,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             dp_noise_multiplier=float(privacy.get("noise_multiplier", 0.0)),
             dp_max_grad_norm=float(privacy.get("max_grad_norm", 1.0)),
             dp_accountant=cast(Accountant, str(privacy.get("accountant", "rdp"))),
-            secure_aggregation=_bool(secure.get("enabled", True), "secure_aggregation.enabled")
-            if secure
-            else False,
+            secure_aggregation=_bool(secure.get("enabled", True), "secure_aggregation.enabled"),
             secagg_threshold=float(secure.get("threshold", 2 / 3)),
             secagg_degree=int(secure.get("degree", 0)),
             secagg_clip=float(secure.get("clip", 1e4)),
@@ -237,9 +235,10 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
 
 
 def _secure_aggregation(value: Any, source: str) -> Mapping[str, Any]:
-    """``secure_aggregation = true`` or a ``[secure_aggregation]`` table; {} when off."""
+    """``secure_aggregation = true``/``false`` or a ``[secure_aggregation]`` table (on unless
+    it says ``enabled = false``)."""
     if isinstance(value, bool):
-        return {"enabled": True} if value else {}
+        return {"enabled": value}
     if not isinstance(value, Mapping) or set(value) - _SECAGG_KEYS:
         raise ConfigError(
             f"{source}: secure_aggregation is true/false or a table of {sorted(_SECAGG_KEYS)}"

@@ -157,13 +157,12 @@ class ClientRound:
             self._held[owner] = ShareSet.decode(plain, owner, self.me)
         if len(peers) + 1 < self.params.threshold:
             raise SecAggError("fewer than the threshold of neighbours shared their keys")
-        vector = np.asarray(encoded, dtype=np.uint32)
-        if vector.shape != (self.params.dimension,):
+        out = np.array(encoded, dtype=np.uint32)  # our own copy, masked in place
+        if out.shape != (self.params.dimension,):
             raise SecAggError(
-                f"the encoded update has {vector.size} words, the round {self.params.dimension}"
+                f"the encoded update has {out.size} words, the round {self.params.dimension}"
             )
         self._u2 = u2
-        out = vector.copy()
         prg.add_into(_self_seed(self._self_seed, self.params), out)
         for peer in sorted(peers):
             seed = _pair_seed(self._mask_key, self._ads[peer].mask_public, self.params)

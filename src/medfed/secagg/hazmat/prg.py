@@ -23,31 +23,26 @@ _ZERO_COUNTER = bytes(16)
 
 def expand(seed: bytes, count: int) -> npt.NDArray[np.uint32]:
     """``count`` little-endian ``uint32`` words of AES-256-CTR keystream under ``seed``."""
-    if len(seed) != SEED_BYTES:
-        raise SecAggError(f"a mask seed must be {SEED_BYTES} bytes, got {len(seed)}")
     if count < 0:
         raise SecAggError(f"cannot expand a mask of {count} words")
-    if count == 0:
-        return np.zeros(0, dtype=np.uint32)
-    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
     out = bytearray(4 * count + 15)  # update_into wants block-size headroom
-    encryptor.update_into(_zeros(4 * count), out)
-    return np.frombuffer(out, dtype="<u4", count=count)
+    return _keystream_into(seed, count, out)
 
 
 def add_into(seed: bytes, out: npt.NDArray[np.uint32], subtract: bool = False) -> None:
     """``out`` += (or -=) the keystream of ``seed``, mod 2^32, in place: the keystream is made in
     a per-thread scratch buffer, so masking a vector allocates (and page-faults) nothing new."""
+    words = _keystream_into(seed, out.size, _scratch(4 * out.size + 15))
+    (np.subtract if subtract else np.add)(out, words, out=out)
+
+
+def _keystream_into(seed: bytes, count: int, buffer: bytearray) -> npt.NDArray[np.uint32]:
     if len(seed) != SEED_BYTES:
         raise SecAggError(f"a mask seed must be {SEED_BYTES} bytes, got {len(seed)}")
-    count = out.size
-    if count == 0:
-        return
-    scratch = _scratch(4 * count + 15)
-    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
-    encryptor.update_into(_zeros(4 * count), scratch)
-    words = np.frombuffer(scratch, dtype="<u4", count=count)
-    (np.subtract if subtract else np.add)(out, words, out=out)
+    if count:
+        encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_COUNTER)).encryptor()
+        encryptor.update_into(_zeros(4 * count), buffer)
+    return np.frombuffer(buffer, dtype="<u4", count=count)
 
 
 _local = threading.local()
