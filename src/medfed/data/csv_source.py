@@ -76,7 +76,7 @@ def parse_csv(
     wanted = _resolve_columns(source, header, features, label, split_column)
     x, y, splits = _read_rows(reader, source, header, wanted, label, split_column)
     if split_column is None:
-        train = _random_split(source, y, test_fraction, seed)
+        train = random_split(source, y, test_fraction, seed)
     else:
         train = np.array([s == "train" for s in splits], dtype=bool)
     for name, mask in (("train", train), ("test", ~train)):
@@ -170,7 +170,7 @@ def _label(cell: str, where: str, column: str) -> float:
     return value
 
 
-def _random_split(
+def random_split(
     source: str, y: npt.NDArray[np.float32], test_fraction: float, seed: int
 ) -> npt.NDArray[np.bool_]:
     """Train mask of a seeded split, stratified when each class has more than two rows (FLamby)."""

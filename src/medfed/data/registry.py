@@ -7,17 +7,21 @@ steward looks at it again, instead of silently joining a study with different da
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from medfed.data.csv_source import parse_csv
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
+from medfed.data.dicom.connector import DicomSource
+from medfed.data.images import image_feature
 from medfed.errors import DatasetError, StoreError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -25,10 +29,16 @@ _FILE_NAME = "datasets.json"
 _FORMAT_VERSION = 1
 
 
+Kind = Literal["csv", "dicom"]
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
+    """``path`` is the CSV file, or the DICOM folder; ``sha256`` the file's hash, or the
+    DICOM manifest's (labels file and every image). The ``dicom`` fields are unset for CSV."""
+
     name: str
-    kind: Literal["csv"]
+    kind: Kind
     path: Path
     label: str
     features: tuple[str, ...]
@@ -36,6 +46,21 @@ class DatasetEntry:
     sha256: str
     rows: int
     added_unix: float
+    labels: Path | None = None
+    image_size: int = 0
+    skipped: tuple[str, ...] = ()
+
+    def dicom_source(self) -> DicomSource:
+        if self.kind != "dicom" or self.labels is None:
+            raise DatasetError(f"dataset {self.name!r} is not a DICOM dataset")
+        return DicomSource(
+            folder=self.path,
+            labels=self.labels,
+            label=self.label,
+            split_column=self.split_column,
+            size=self.image_size,
+            allow_bad=bool(self.skipped),
+        )
 
 
 class DatasetRegistry:
@@ -55,14 +80,7 @@ class DatasetRegistry:
         now: float,
     ) -> DatasetEntry:
         """Register ``csv_path`` after loading it once; pins its hash and resolved features."""
-        if not NAME_PATTERN.fullmatch(name):
-            raise DatasetError(
-                f"dataset name {name!r} must match {NAME_PATTERN.pattern} "
-                "(lower-case letters, digits, '_', '.', '-'; at most 63 characters)"
-            )
-        entries = self._read()
-        if name in entries:
-            raise DatasetError(f"a dataset named {name!r} is already registered; remove it first")
+        entries = self._free(name)
         path = csv_path.resolve()
         data = _read_bytes(path)
         dataset = parse_csv(
@@ -83,12 +101,57 @@ class DatasetRegistry:
         self._write(entries)
         return entry
 
+    def add_dicom(self, name: str, source: DicomSource, *, now: float) -> DatasetEntry:
+        """Register a DICOM folder after decoding and PHI-gating every labelled image once;
+        pins the manifest and fills the pixel cache, so the first round does not decode."""
+        from medfed.data.dicom.connector import scan, write_cache
+
+        entries = self._free(name)
+        source = dataclasses.replace(
+            source, folder=source.folder.resolve(), labels=source.labels.resolve()
+        )
+        result = scan(source)
+        write_cache(self._cache_dir(name), result.manifest_sha256, source, result.dataset)
+        entry = DatasetEntry(
+            name=name,
+            kind="dicom",
+            path=source.folder,
+            label=source.label,
+            features=(image_feature(*result.dataset.image_shape),),
+            split_column=source.split_column,
+            sha256=result.manifest_sha256,
+            rows=result.dataset.rows,
+            added_unix=float(now),
+            labels=source.labels,
+            image_size=source.size,
+            skipped=tuple(f"{file}: {reason}" for file, reason in result.bad),
+        )
+        entries[name] = entry
+        self._write(entries)
+        return entry
+
+    def _free(self, name: str) -> dict[str, DatasetEntry]:
+        """The registry's entries, after checking ``name`` is valid and not taken."""
+        if not NAME_PATTERN.fullmatch(name):
+            raise DatasetError(
+                f"dataset name {name!r} must match {NAME_PATTERN.pattern} "
+                "(lower-case letters, digits, '_', '.', '-'; at most 63 characters)"
+            )
+        entries = self._read()
+        if name in entries:
+            raise DatasetError(f"a dataset named {name!r} is already registered; remove it first")
+        return entries
+
+    def _cache_dir(self, name: str) -> Path:
+        return self._file.parent / "cache" / name
+
     def remove(self, name: str) -> None:
         entries = self._read()
         if name not in entries:
             raise DatasetError(_unknown(name, entries))
         del entries[name]
         self._write(entries)
+        shutil.rmtree(self._cache_dir(name), ignore_errors=True)
 
     def list(self) -> list[DatasetEntry]:
         return sorted(self._read().values(), key=lambda e: e.name)
@@ -99,9 +162,13 @@ class DatasetRegistry:
             raise DatasetError(_unknown(name, entries))
         return entries[name]
 
-    def load(self, name: str) -> TabularDataset:
+    def load(self, name: str) -> Dataset:
         """The dataset, after checking the file is byte-for-byte the one the steward registered."""
         entry = self.get(name)
+        if entry.kind == "dicom":
+            from medfed.data.dicom.connector import load
+
+            return load(entry.dicom_source(), entry.sha256, self._cache_dir(name))
         data = _read_bytes(entry.path)
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.sha256:
@@ -173,15 +240,25 @@ def _entry_to_json(entry: DatasetEntry) -> dict[str, Any]:
         "sha256": entry.sha256,
         "rows": entry.rows,
         "added_unix": entry.added_unix,
-    }
+    } | (
+        {}
+        if entry.kind == "csv"
+        else {
+            "labels": str(entry.labels),
+            "image_size": entry.image_size,
+            "skipped": list(entry.skipped),
+        }
+    )
 
 
 def _entry_from_json(doc: dict[str, Any]) -> DatasetEntry:
-    if doc["kind"] != "csv":
-        raise ValueError(f"dataset {doc['name']!r} has unknown kind {doc['kind']!r}")
+    kind = doc["kind"]
+    if kind not in ("csv", "dicom"):
+        raise ValueError(f"dataset {doc['name']!r} has unknown kind {kind!r}")
+    dicom = kind == "dicom"
     return DatasetEntry(
         name=str(doc["name"]),
-        kind="csv",
+        kind=kind,
         path=Path(doc["path"]),
         label=str(doc["label"]),
         features=tuple(str(f) for f in doc["features"]),
@@ -189,4 +266,7 @@ def _entry_from_json(doc: dict[str, Any]) -> DatasetEntry:
         sha256=str(doc["sha256"]),
         rows=int(doc["rows"]),
         added_unix=float(doc["added_unix"]),
+        labels=Path(doc["labels"]) if dicom else None,
+        image_size=int(doc["image_size"]) if dicom else 0,
+        skipped=tuple(str(s) for s in doc["skipped"]) if dicom else (),
     )

@@ -13,8 +13,8 @@ from typing import cast
 import numpy as np
 
 from medfed.compression.codec import Compression, CompressionConfig
+from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetRegistry
-from medfed.data.tabular import TabularDataset
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.client_state import FileClientState
 from medfed.node.policy import LocalPolicy
@@ -66,7 +66,7 @@ class TaskExecutor:
         self._wall = wall
         self._memory: dict[str, MemoryClientState] = {}
 
-    def admit(self, task: pb.Task) -> tuple[TrainingPlan, TabularDataset]:
+    def admit(self, task: pb.Task) -> tuple[TrainingPlan, Dataset]:
         """Check the task against local policy and data; PolicyError says why it is refused."""
         if task.kind not in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE):
             raise PolicyError("unknown_task_kind", f"task kind {task.kind} is not supported")
@@ -107,7 +107,7 @@ class TaskExecutor:
         return plan
 
     def run(
-        self, task: pb.Task, plan: TrainingPlan, data: TabularDataset, weights: tensors.Weights
+        self, task: pb.Task, plan: TrainingPlan, data: Dataset, weights: tensors.Weights
     ) -> Outcome:
         config = local_config(task.config)
         settings = client_settings(task.config)
@@ -134,7 +134,7 @@ class TaskExecutor:
         return Outcome(update.num_examples, metrics, update.wire)
 
     def _spend_privacy(
-        self, task: pb.Task, data: TabularDataset, config: LocalTrainConfig
+        self, task: pb.Task, data: Dataset, config: LocalTrainConfig
     ) -> tuple[LocalTrainConfig, dict[str, float]]:
         """Derive this site's DP-SGD noise, and book the round's steps in the ledger *before*
         training: a round that would exceed the data steward's budget never touches the data."""

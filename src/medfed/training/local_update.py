@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medfed.compression.codec import CompressionConfig, encode
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan
@@ -184,7 +184,7 @@ def personalized_start(
 
 def local_update(
     plan: TrainingPlan,
-    data: TabularDataset,
+    data: Dataset,
     received: Mapping[str, NDArray],
     config: LocalTrainConfig,
     settings: ClientSettings,
@@ -292,7 +292,7 @@ def scaffold_client_control(
 
 def local_evaluate(
     plan: TrainingPlan,
-    data: TabularDataset,
+    data: Dataset,
     received: Mapping[str, NDArray],
     config: LocalTrainConfig,
     settings: ClientSettings,

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
 from medfed.errors import ConfigError
 from medfed.protocol.tensors import Weights
 
@@ -98,7 +98,7 @@ class EvalResult:
 
 
 class TrainingPlan(Protocol):
-    """The contract every installed plan meets (binary classification on a ``TabularDataset``)."""
+    """The contract every installed plan meets: binary classification, tables or images."""
 
     name: str
     version: str
@@ -107,13 +107,11 @@ class TrainingPlan(Protocol):
         """Fresh weights, a pure function of the arguments."""
         ...
 
-    def train(
-        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
-    ) -> TrainResult:
+    def train(self, weights: Weights, data: Dataset, config: LocalTrainConfig) -> TrainResult:
         """Train from ``weights`` on ``data.x_train``; deterministic given ``config.seed``."""
         ...
 
-    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+    def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         """Metrics of ``weights`` on ``data.x_test``: ``accuracy``, ``auc``, ``loss``."""
         ...
 

@@ -15,16 +15,26 @@ from pathlib import Path
 
 from medfed.errors import TrainingError
 from medfed.training.plan import TrainingPlan
+from medfed.training.plans.cnn import CnnPlan
 from medfed.training.plans.logistic_regression import LogisticRegressionPlan
 from medfed.training.plans.mlp import MlpPlan
 from medfed.training.plans.passthrough import PassthroughPlan
+from medfed.training.plans.resnet import ResNetPlan
 
-_PLANS: tuple[TrainingPlan, ...] = (LogisticRegressionPlan(), MlpPlan(), PassthroughPlan())
+_PLANS: tuple[TrainingPlan, ...] = (
+    LogisticRegressionPlan(),
+    MlpPlan(),
+    CnnPlan(),
+    ResNetPlan(),
+    PassthroughPlan(),
+)
 _SHARED_MODULES = (
     "medfed.training.plan",
     "medfed.training.metrics",
     "medfed.training.standardize",
     "medfed.training.plans._torch",
+    "medfed.training.plans._vision",
+    "medfed.training.plans._networks",
 )
 _HASH_DOMAIN = b"medfed/plan/v1\n"
 

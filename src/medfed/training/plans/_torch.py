@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
+from medfed.data.images import ImageDataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
 from medfed.training.metrics import binary_metrics
@@ -31,6 +32,11 @@ from medfed.training.standardize import fit_standardizer, standardize
 
 OPTIMIZER_OPTIONS = frozenset({"weight_decay", "momentum"})
 """Options every torch plan accepts in ``LocalTrainConfig.options``, besides its own."""
+EVAL_BATCH = 512
+"""Rows per forward pass outside training: a whole image set at once would not fit in memory."""
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""A per-batch training-time augmentation, drawing its randomness from the loop's generator."""
 
 
 def check_options(options: Mapping[str, float], plan_options: frozenset[str]) -> None:
@@ -41,8 +47,20 @@ def check_options(options: Mapping[str, float], plan_options: frozenset[str]) ->
         raise TrainingError(f"unknown plan options {unknown}; this plan accepts {known}")
 
 
+def table_width(data: Dataset, plan: str) -> int:
+    """The number of feature columns, for plans that train on tables only."""
+    if isinstance(data, ImageDataset):
+        raise TrainingError(
+            f"plan {plan!r} trains on tables, but this dataset holds images "
+            f"({data.features[0]}); use an imaging plan (cnn or resnet)"
+        )
+    return data.n_features
+
+
 def init_weights(model: nn.Module, seed: int) -> Weights:
-    """PyTorch's default ``nn.Linear`` init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from ``seed``."""
+    """From ``seed`` alone: ``nn.Linear`` as PyTorch's default, U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)); ``nn.Conv2d`` weights with He (Kaiming) normal init for ReLU networks (He et
+    al. 2015), biases zero; norm layers keep their identity init (scale 1, shift 0)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -51,6 +69,11 @@ def init_weights(model: nn.Module, seed: int) -> Weights:
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:
                     module.bias.uniform_(-bound, bound, generator=generator)
+            elif isinstance(module, nn.Conv2d):
+                fan_out = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+                module.weight.normal_(0.0, math.sqrt(2.0 / fan_out), generator=generator)
+                if module.bias is not None:
+                    module.bias.zero_()
     return to_weights(model)
 
 
@@ -78,13 +101,17 @@ def load_weights(model: nn.Module, weights: Mapping[str, npt.NDArray[np.generic]
 
 
 def train(
-    model: nn.Module, weights: Weights, data: TabularDataset, config: LocalTrainConfig
+    model: nn.Module,
+    weights: Weights,
+    data: Dataset,
+    config: LocalTrainConfig,
+    transform: Transform | None = None,
 ) -> TrainResult:
+    """Local training; ``transform`` augments each training batch (images only)."""
     load_weights(model, weights)
     if config.dp is not None:
         _check_dp_compatible(model, config)
-    mean, std = fit_standardizer(data.x_train)
-    x = torch.from_numpy(standardize(data.x_train, mean, std))
+    x = torch.from_numpy(_inputs(data, data.x_train))
     y = torch.from_numpy(np.array(data.y_train, dtype=np.float32, copy=True))
     anchor = [p.detach().clone() for p in model.parameters()]
     optimizer = _optimizer(model, config)
@@ -94,19 +121,18 @@ def train(
     total = config.steps if config.steps > 0 else config.epochs * math.ceil(n / config.batch_size)
     correction = _correction(model, config)
     model.eval()  # BatchNorm: measure with running statistics, do not update them
-    with torch.no_grad():
-        initial = float(loss_fn(model(x).squeeze(-1), y))
+    initial = float(loss_fn(_logits(model, x), y))
     model.train()
     dp_metrics: dict[str, float] = {}
     if config.dp is not None:
         taken, dp_metrics = _dp_sgd(
-            model, optimizer, x, y, config.dp, config.batch_size, total, generator
+            model, optimizer, x, y, config.dp, config.batch_size, total, generator, transform
         )
     else:
-        taken = _sgd(model, optimizer, x, y, config, total, generator, anchor, correction)
+        step = _Step(optimizer, config.proximal_mu, anchor, correction, transform)
+        taken = _sgd(model, step, x, y, config.batch_size, total, generator)
     model.eval()
-    with torch.no_grad():
-        final = float(loss_fn(model(x).squeeze(-1), y))
+    final = float(loss_fn(_logits(model, x), y))
     if not math.isfinite(final):
         raise TrainingError("training diverged (non-finite loss); lower the learning rate")
     # initial_loss: the global model's loss on this site's data, which q-FedAvg weights by.
@@ -115,45 +141,77 @@ def train(
     return TrainResult(weights=to_weights(model), num_examples=n, metrics=metrics)
 
 
+class _Step:
+    """What one plain minibatch step does besides the loss: FedProx's proximal term,
+    SCAFFOLD's gradient correction, the batch augmentation."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        proximal_mu: float,
+        anchor: list[torch.Tensor],
+        correction: list[tuple[torch.Tensor, torch.Tensor]],
+        transform: Transform | None,
+    ) -> None:
+        self.optimizer = optimizer
+        self.proximal_mu = proximal_mu
+        self.anchor = anchor
+        self.correction = correction
+        self.transform = transform
+
+
 def _sgd(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    step: _Step,
     x: torch.Tensor,
     y: torch.Tensor,
-    config: LocalTrainConfig,
+    batch_size: int,
     total: int,
     generator: torch.Generator,
-    anchor: list[torch.Tensor],
-    correction: list[tuple[torch.Tensor, torch.Tensor]],
 ) -> int:
     """The plain loop: ``total`` shuffled minibatch steps; returns how many were taken."""
     loss_fn = nn.BCEWithLogitsLoss()
     batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     taken = 0
-    for index in _batches(len(y), config.batch_size, total, generator):
+    for index in _batches(len(y), batch_size, total, generator):
         if batch_norm and len(index) < 2:
             continue  # BatchNorm cannot normalise a batch of one row; skip that step
         taken += 1
-        optimizer.zero_grad()
-        loss = loss_fn(model(x[index]).squeeze(-1), y[index])
-        if config.proximal_mu > 0:
-            loss = loss + 0.5 * config.proximal_mu * _squared_distance(model, anchor)
+        rows = x[index] if step.transform is None else step.transform(x[index], generator)
+        step.optimizer.zero_grad()
+        loss = loss_fn(model(rows).squeeze(-1), y[index])
+        if step.proximal_mu > 0:
+            loss = loss + 0.5 * step.proximal_mu * _squared_distance(model, step.anchor)
         loss.backward()
-        for param, fix in correction:
+        for param, fix in step.correction:
             param.grad.add_(fix)  # type: ignore[union-attr]
-        optimizer.step()
+        step.optimizer.step()
     return taken
 
 
-def evaluate(model: nn.Module, weights: Weights, data: TabularDataset) -> EvalResult:
-    """Test metrics, inputs standardized with the *training* split's statistics."""
+def evaluate(model: nn.Module, weights: Weights, data: Dataset) -> EvalResult:
+    """Test metrics, inputs prepared with the *training* split's statistics."""
     load_weights(model, weights)
-    mean, std = fit_standardizer(data.x_train)
-    x = torch.from_numpy(standardize(data.x_test, mean, std))
+    x = torch.from_numpy(_inputs(data, data.x_test))
     model.eval()
-    with torch.no_grad():
-        logits = model(x).squeeze(-1).numpy().astype(np.float64)
+    logits = _logits(model, x).numpy().astype(np.float64)
     return EvalResult(num_examples=len(data.y_test), metrics=binary_metrics(data.y_test, logits))
+
+
+def _inputs(data: Dataset, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Model inputs: table columns standardized with the training split's mean and std; image
+    pixels in [0, 1] mapped to [-1, 1] (a fixed scale, the same at every hospital)."""
+    if isinstance(data, ImageDataset):
+        return (x - np.float32(0.5)) / np.float32(0.5)
+    mean, std = fit_standardizer(data.x_train)
+    return standardize(x, mean, std)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One logit per row, ``EVAL_BATCH`` rows at a time, without gradients."""
+    with torch.no_grad():
+        parts = [model(x[i : i + EVAL_BATCH]).squeeze(-1) for i in range(0, len(x), EVAL_BATCH)]
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
 def _correction(
@@ -235,6 +293,7 @@ def _dp_sgd(
     batch_size: int,
     total: int,
     generator: torch.Generator,
+    transform: Transform | None = None,
 ) -> tuple[int, dict[str, float]]:
     """``total`` DP-SGD steps on Poisson lots of expected size ``min(batch_size, n)``.
 
@@ -269,7 +328,8 @@ def _dp_sgd(
             dp_optimizer.zero_grad()
             # An input that requires grad keeps the layer hooks Opacus installs on their
             # documented path (torch warns otherwise); the input gradient itself is unused.
-            rows = x[index].requires_grad_()
+            rows = x[index] if transform is None else transform(x[index], generator)
+            rows = rows.requires_grad_()
             loss_fn(per_sample(rows).squeeze(-1), y[index]).backward()
             dp_optimizer.step()
     finally:

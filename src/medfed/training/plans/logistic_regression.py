@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
 
@@ -28,18 +28,16 @@ class LogisticRegressionPlan:
         _torch.check_options(options, _OPTIONS)
         return _torch.init_weights(_model(n_features), seed)
 
-    def train(
-        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
-    ) -> TrainResult:
+    def train(self, weights: Weights, data: Dataset, config: LocalTrainConfig) -> TrainResult:
         from medfed.training.plans import _torch
 
         _torch.check_options(config.options, _OPTIONS)
-        return _torch.train(_model(data.n_features), weights, data, config)
+        return _torch.train(_model(_torch.table_width(data, self.name)), weights, data, config)
 
-    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+    def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         from medfed.training.plans import _torch
 
-        return _torch.evaluate(_model(data.n_features), weights, data)
+        return _torch.evaluate(_model(_torch.table_width(data, self.name)), weights, data)
 
 
 def _model(n_features: int) -> nn.Module:

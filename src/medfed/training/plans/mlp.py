@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
@@ -33,21 +33,21 @@ class MlpPlan:
         _torch.check_options(options, _OPTIONS)
         return _torch.init_weights(_model(n_features, _hidden(options), _bn(options)), seed)
 
-    def train(
-        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
-    ) -> TrainResult:
+    def train(self, weights: Weights, data: Dataset, config: LocalTrainConfig) -> TrainResult:
         from medfed.training.plans import _torch
 
         _torch.check_options(config.options, _OPTIONS)
-        model = _model(data.n_features, _hidden(config.options), _bn(config.options))
+        model = _model(
+            _torch.table_width(data, self.name), _hidden(config.options), _bn(config.options)
+        )
         return _torch.train(model, weights, data, config)
 
-    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+    def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         from medfed.training.plans import _torch
 
         first = weights.get("0.weight")
         hidden = int(first.shape[0]) if first is not None and first.ndim == 2 else DEFAULT_HIDDEN
-        model = _model(data.n_features, hidden, "1.running_mean" in weights)
+        model = _model(_torch.table_width(data, self.name), hidden, "1.running_mean" in weights)
         return _torch.evaluate(model, weights, data)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
@@ -32,9 +32,7 @@ class PassthroughPlan:
             raise TrainingError(f"option 'dim' must be a positive integer, got {dim}")
         return {"w": np.zeros(int(dim), dtype=np.float32)}
 
-    def train(
-        self, weights: Weights, data: TabularDataset, config: LocalTrainConfig
-    ) -> TrainResult:
+    def train(self, weights: Weights, data: Dataset, config: LocalTrainConfig) -> TrainResult:
         _check(config.options)
         w = weights.get("w")
         if list(weights) != ["w"] or w is None or w.ndim != 1 or w.dtype != np.float32:
@@ -44,7 +42,7 @@ class PassthroughPlan:
         out = np.add(w, delta, dtype=np.float32)
         return TrainResult(weights={"w": out}, num_examples=max(1, len(data.y_train)), metrics={})
 
-    def evaluate(self, weights: Weights, data: TabularDataset) -> EvalResult:
+    def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         return EvalResult(num_examples=len(data.y_test), metrics={"loss": 0.0})
 
 

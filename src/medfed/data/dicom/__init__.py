@@ -1,0 +1,1 @@
+"""DICOM: read chest radiographs into training arrays, and keep identifying headers out."""
