@@ -22,13 +22,23 @@ def demo(
     out: str = typer.Option("reports/demo", "--out", help="Report folder."),
     rounds: int | None = typer.Option(None, help="Override the study's rounds."),
     workdir: str | None = typer.Option(None, help="Keep the consortium here (default: temp)."),
+    imaging: bool = typer.Option(
+        False, "--imaging", help="The imaging pilot: a pneumonia detector on DICOM chest X-rays."
+    ),
 ) -> None:
-    """Run a FedAvg study across four hospitals over mTLS on loopback and report it."""
+    """Run a federated study across four hospitals over mTLS on loopback and report it: the
+    UCI Heart Disease hospitals, or with --imaging chest X-rays as DICOM files."""
     from pathlib import Path
 
+    where = Path(workdir) if workdir else None
+    if imaging:
+        from medfed.cli.demo_imaging import run_imaging_demo
+
+        run_imaging_demo(Path(out), rounds, where)
+        return
     from medfed.cli.demo import run_demo  # heavy (torch, sklearn): only when asked for
 
-    run_demo(Path(out), rounds, Path(workdir) if workdir else None)
+    run_demo(Path(out), rounds, where)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -60,11 +61,14 @@ def run_demo(out_dir: Path, rounds: int | None, workdir: Path | None) -> None:
         consortium = create_consortium(root, list(HEART_HOSPITALS))
         provision_heart_nodes(consortium, spec)
         out.print(f"consortium ready in {root} (CA, coordinator, {len(HEART_HOSPITALS)} hospitals)")
-        status = _run_study(consortium, spec, stack)
+        status = run_study(consortium, spec, stack, HEART_HOSPITALS)
         _report(spec, status, consortium, out_dir, time.monotonic() - started)
 
 
-def _run_study(consortium: Consortium, spec: StudySpec, stack: ExitStack) -> pb.StudyStatus:
+def run_study(
+    consortium: Consortium, spec: StudySpec, stack: ExitStack, hospitals: Mapping[str, str]
+) -> pb.StudyStatus:
+    """Start the coordinator and every node as processes, submit ``spec``, follow it to the end."""
     logs = consortium.root / "logs"
     coordinator = spawn(
         ["coordinator", "start", "--config", str(consortium.coordinator_config)],
@@ -80,9 +84,7 @@ def _run_study(consortium: Consortium, spec: StudySpec, stack: ExitStack) -> pb.
     ]
     stack.callback(stop_all, nodes)
     wait_for_nodes(admin, list(consortium.node_configs), timeout_s=60)
-    out.print(
-        f"coordinator on {consortium.address}; nodes online: {', '.join(HEART_HOSPITALS.values())}"
-    )
+    out.print(f"coordinator on {consortium.address}; nodes online: {', '.join(hospitals.values())}")
     pinned, weights = prepare(spec)
     study_id = admin.submit(pinned, weights)
     return _follow(admin, study_id, spec.rounds)

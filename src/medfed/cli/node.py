@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from medfed.cli import dicom
 from medfed.cli.common import err, medfed_errors, out, setup_logging
 from medfed.errors import AuthError
 from medfed.node.config import load_node_config
@@ -27,6 +28,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(plan_app, name="plan")
 privacy_app = typer.Typer(help="Privacy budgets per dataset (data steward).", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(dicom.app, name="dicom")
 
 ConfigOption = Annotated[Path, typer.Option(help="Node TOML config.")]
 
@@ -68,37 +70,64 @@ def start(
 def dataset_add(
     name: str,
     config: ConfigOption,
-    csv: Annotated[Path, typer.Option(help="CSV file with a header row.")],
-    label: Annotated[str, typer.Option(help="Label column (0/1).")],
+    csv: Annotated[Path | None, typer.Option(help="CSV file with a header row.")] = None,
+    dicom: Annotated[
+        Path | None, typer.Option(help="Folder of DICOM radiographs (CR/DX); needs --labels.")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --dicom: CSV keyed by 'file' (relative path) or 'sop_instance_uid'."
+        ),
+    ] = None,
+    label: Annotated[str, typer.Option(help="Label column (0/1).")] = "label",
     features: Annotated[
-        str | None, typer.Option(help="Comma-separated feature columns (default: all others).")
+        str | None, typer.Option(help="CSV: comma-separated feature columns (default: all others).")
     ] = None,
     split_column: Annotated[
         str | None, typer.Option(help="Column holding train/test per row.")
     ] = None,
+    image_size: Annotated[int, typer.Option(help="DICOM: images are resized to N x N.")] = 28,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="DICOM: leave out unreadable images (listed).")
+    ] = False,
     epsilon_budget: Annotated[
         float | None,
         typer.Option(help="Record-level DP budget for this dataset, across all studies."),
     ] = None,
     delta: Annotated[float, typer.Option(help="The largest delta a study may use.")] = 1e-5,
 ) -> None:
-    """Register a local CSV dataset; its schema is checked now and on every load."""
+    """Register a local dataset -- a CSV file, or a DICOM folder plus a labels file. It is
+    checked now (schema; for DICOM: every image decoded and PHI-gated) and on every load."""
+    from medfed.data.dicom.connector import DicomSource
     from medfed.data.registry import DatasetRegistry
+    from medfed.errors import ConfigError
 
     with medfed_errors():
+        if (csv is None) == (dicom is None):
+            raise ConfigError("give exactly one of --csv FILE or --dicom DIR")
+        if dicom is not None and labels is None:
+            raise ConfigError("--dicom needs --labels (a CSV of file or sop_instance_uid, label)")
         state_dir = load_node_config(config).state_dir
+        registry = DatasetRegistry(state_dir)
+        if dicom is not None and labels is not None:
+            source = DicomSource(dicom, labels, label, split_column, image_size, skip_bad)
+            entry = registry.add_dicom(name, source, now=time.time())
+        elif csv is not None:
+            entry = registry.add(
+                name,
+                csv.resolve(),
+                label=label,
+                features=features.split(",") if features else None,
+                split_column=split_column,
+                now=time.time(),
+            )
         if epsilon_budget is not None:
             _ledger(state_dir).set_budget(name, epsilon_budget, delta, now=time.time())
-        registry = DatasetRegistry(state_dir)
-        entry = registry.add(
-            name,
-            csv.resolve(),
-            label=label,
-            features=features.split(",") if features else None,
-            split_column=split_column,
-            now=time.time(),
-        )
-    out.print(f"registered {entry.name}: {entry.rows} rows, {len(entry.features)} features")
+    for skipped in entry.skipped:
+        err.print(f"[yellow]left out:[/yellow] {escape(skipped)}")
+    what = entry.features[0] if entry.kind == "dicom" else f"{len(entry.features)} features"
+    out.print(f"registered {entry.name}: {entry.rows} rows, {what}")
 
 
 def _ledger(state_dir: Path) -> PrivacyLedger:
@@ -151,9 +180,10 @@ def dataset_list(config: ConfigOption) -> None:
 
     with medfed_errors():
         entries = DatasetRegistry(load_node_config(config).state_dir).list()
-    table = Table("name", "rows", "features", "label", "file")
+    table = Table("name", "kind", "rows", "features", "label", "source")
     for e in entries:
-        table.add_row(e.name, str(e.rows), str(len(e.features)), e.label, str(e.path))
+        what = e.features[0] if e.kind == "dicom" else str(len(e.features))
+        table.add_row(e.name, e.kind, str(e.rows), what, e.label, str(e.path))
     out.print(table)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from medfed.coordinator.replies import build_strategy, reply_unpacker, task_config
 from medfed.coordinator.spec import StudySpec
-from medfed.data.tabular import TabularDataset
+from medfed.data.dataset import Dataset
 from medfed.errors import TrainingError
 from medfed.node.executor import client_settings, local_config, record_dp_request
 from medfed.privacy.record_level import plan_record_dp
@@ -45,7 +45,7 @@ Tamper = Callable[[int, Mapping[str, Weights], Weights], Mapping[str, Weights]]
 @dataclass
 class Simulation:
     spec: StudySpec
-    sites: Mapping[str, TabularDataset]
+    sites: Mapping[str, Dataset]
     model: Weights
     state: Weights = field(default_factory=dict)
     site_state: dict[str, MemoryClientState] = field(default_factory=dict)
@@ -86,7 +86,7 @@ class Simulation:
 
 def simulate(
     spec: StudySpec,
-    sites: Mapping[str, TabularDataset],
+    sites: Mapping[str, Dataset],
     init: Weights,
     tamper: Tamper | None = None,
     after_round: Callable[[int, Simulation], None] | None = None,

@@ -14,6 +14,7 @@ replaced by random ones and cannot be told apart by value, so they are not judge
 
 from __future__ import annotations
 
+import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import pydicom
 from dicomanonymizer import simpledicomanonymizer as library
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import BaseTag
 
 from medfed.errors import DatasetError
@@ -41,6 +42,19 @@ PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 """Float, double-float and integer Pixel Data: never read by the gate."""
 
 _SHOWN_CHARS = 16
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_UNREADABLE = (
+    InvalidDicomError,
+    BytesLengthException,
+    OSError,
+    EOFError,
+    struct.error,
+    ValueError,
+    TypeError,
+    KeyError,
+    UserWarning,
+)
+"""What pydicom raises on bytes that are not DICOM (UserWarning: when warnings are errors)."""
 _DEFER_BYTES = 1 << 20
 """Values longer than this are left on disk until asked for, so pixel data is never loaded."""
 
@@ -76,6 +90,7 @@ _ACTION_NAMES: dict[Callable[..., None], str] = {
 # The dummies dicom-anonymizer 2.1.0 writes: ``replace_element`` (D) and ``empty_element`` (Z)
 # in dicomanonymizer/simpledicomanonymizer.py. tests/data/dicom/test_phi.py checks this table
 # against the library itself, so a new library version that changes a dummy fails a test.
+_PRIVATE_RULE = "the Basic Profile removes every private tag"
 _TEXT_DUMMY = frozenset({"ANONYMIZED"})
 _DUMMY_TEXT: dict[str, frozenset[str]] = {
     **dict.fromkeys(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"), _TEXT_DUMMY),
@@ -157,45 +172,57 @@ def files_under(path: Path) -> list[Path]:
 
 
 def read_dicom(path: Path, *, headers_only: bool) -> Dataset:
-    """Read a DICOM file, refusing what pydicom would quietly half-read.
+    """Read and parse a whole DICOM file, refusing what pydicom would quietly half-read.
 
     pydicom stops at the end of the bytes without complaint, so a copy cut short reads as a
-    smaller data set; here each element's declared end is measured against the file size.
-    ``headers_only`` leaves long values (pixel data) on disk instead of ``stop_before_pixels``,
-    which would hide both a cut in the pixel data and any attribute stored after it.
+    smaller data set; here the last element's declared end is measured against the file size.
+    ``headers_only`` leaves long values (pixel data) on disk, rather than ``stop_before_pixels``,
+    which would hide both a cut in the pixel data and any attribute stored after it. Every
+    other value is parsed here, so a corrupt one is reported as this file's fault.
     """
     try:
         with warnings.catch_warnings():
             # pydicom reports a sequence cut short with a UserWarning and carries on.
             warnings.filterwarnings("error", message=".*(EOF|[Ee]nd of file).*")
             ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES if headers_only else None)
-        size = path.stat().st_size
-    except (InvalidDicomError, OSError, EOFError, UserWarning, ValueError, TypeError) as exc:
+            _refuse_truncated(ds, path.stat().st_size)
+            for tag in PIXEL_TAGS & set(ds.keys()) if headers_only else ():
+                del ds[tag]  # still on disk: deleting it reads nothing
+            ds.walk(lambda _ds, _elem: None)
+    except _UNREADABLE as exc:
         raise DatasetError(f"{path}: not a readable DICOM file ({exc})") from exc
-    if len(ds) == 0:
-        raise DatasetError(f"{path}: no data set after the file meta header (truncated?)")
-    for tag in ds.keys():
-        raw = ds.get_item(tag, keep_deferred=True)
-        if isinstance(raw, RawDataElement) and _ends_past(raw, size):
-            raise DatasetError(f"{path}: truncated: {_tag(tag)} ends past the end of the file")
-    if headers_only:
-        for tag in PIXEL_TAGS & set(ds.keys()):
-            del ds[tag]  # still deferred: deleting it reads nothing
+    except _Truncated as exc:
+        raise DatasetError(f"{path}: truncated: {exc}") from None
     return ds
 
 
-def _ends_past(raw: RawDataElement, size: int) -> bool:
-    return not raw.is_undefined_length and raw.value_tell + raw.length > size
+class _Truncated(Exception):
+    """Internal: the file ends before its last element does."""
 
 
-def _walk(
-    ds: Dataset, path: tuple[str, ...], inherited: str | None
-) -> Iterator[PhiFinding]:
+def _refuse_truncated(ds: Dataset, size: int) -> None:
+    """A cut exactly between two header elements leaves a valid, shorter file: not caught."""
+    keys = set(ds.keys())
+    if not keys:
+        raise _Truncated("no data set after the file meta header")
+    last = ds.get_item(max(keys), keep_deferred=True)
+    # A sequence or encapsulated value has no length to check: pydicom found its delimiter.
+    if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH:
+        end = last.value_tell + last.length
+        if end > size:
+            raise _Truncated(f"{_tag(last.tag)} ends at byte {end}, the file at byte {size}")
+        if end < size:
+            raise _Truncated(f"{size - end} stray byte(s) after the last element (a cut header?)")
+    if 0x00280010 in keys and not PIXEL_TAGS & keys:
+        raise _Truncated("image attributes (Rows) but no pixel data")
+
+
+def _walk(ds: Dataset, path: tuple[str, ...], inherited: str | None) -> Iterator[PhiFinding]:
     """Judge each element; ``inherited`` is the action of an enclosing Z/D sequence, whose
     whole content the library empties or replaces."""
     for elem in ds:
         if elem.tag.is_private:
-            yield _finding(elem, "private attribute present", path, "all private tags: X")
+            yield _finding(elem, "private attribute present", path, _PRIVATE_RULE)
             continue
         action = inherited or annex_e_action(elem.tag)
         if action is None:
@@ -205,18 +232,18 @@ def _walk(
             continue  # replaced by a random UID: nothing to tell by the value
         elif action == "X":
             if not elem.is_empty:
-                yield _finding(elem, f"attribute to be removed is present ({_shown(elem)})",
-                               path, "X")  # fmt: skip
+                what = f"attribute to be removed is present ({_shown(elem)})"
+                yield _finding(elem, what, path, f"Annex E action {action}")
         elif elem.VR == "SQ":
             yield from _walk_items(elem, path, action)
         elif not _blank_or_dummy(elem):
-            yield _finding(elem, f"identifying attribute still filled ({_shown(elem)})",
-                           path, action)  # fmt: skip
+            what = f"identifying attribute still filled ({_shown(elem)})"
+            yield _finding(elem, what, path, f"Annex E action {action}")
 
 
-def _walk_items(elem: DataElement, path: tuple[str, ...], inherited: str | None) -> Iterator[
-    PhiFinding
-]:
+def _walk_items(
+    elem: DataElement, path: tuple[str, ...], inherited: str | None
+) -> Iterator[PhiFinding]:
     for index, item in enumerate(elem.value):
         yield from _walk(item, (*path, f"{_keyword(elem)}[{index}]"), inherited)
 
@@ -227,7 +254,7 @@ def _blank_or_dummy(elem: DataElement) -> bool:
         return True
     value: Any = elem.value
     if elem.VR in ("OB", "UN"):
-        return value == _BYTES_DUMMY
+        return bool(value == _BYTES_DUMMY)
     if elem.VR in _NUMBER_VRS:
         values = value if elem.VM > 1 else [value]
         return all(v == 0 for v in values)
@@ -235,25 +262,24 @@ def _blank_or_dummy(elem: DataElement) -> bool:
 
 
 def _attestations(ds: Dataset) -> Iterator[PhiFinding]:
-    removed = ds.get("PatientIdentityRemoved")
+    """What the header says of itself: trusted only to block, never to pass."""
+    removed = ds.get(0x00120062)
     if removed is None or removed.value != "YES":
         said = "absent" if removed is None else f"is {_shown(removed)}"
-        yield PhiFinding("(0012,0062)", "PatientIdentityRemoved",
-                         f"{said}; a de-identified file says YES", blocking=True)  # fmt: skip
-    burned = ds.get("BurnedInAnnotation")
+        reason = f"{said}; a de-identified file says YES"
+        yield PhiFinding("(0012,0062)", "PatientIdentityRemoved", reason, blocking=True)
+    burned = ds.get(0x00280301)
     if burned is None:
-        yield PhiFinding("(0028,0301)", "BurnedInAnnotation",
-                         "absent: pixel data not attested free of burned-in text", blocking=False)  # fmt: skip
+        reason = "absent: pixel data not attested free of burned-in text"
+        yield PhiFinding("(0028,0301)", "BurnedInAnnotation", reason, blocking=False)
     elif burned.value == "YES":
-        yield PhiFinding("(0028,0301)", "BurnedInAnnotation",
-                         "YES: the pixels show text, and the Basic Profile cannot clean pixels",
-                         blocking=True)  # fmt: skip
+        reason = "YES: text in the pixels, which the Basic Profile cannot clean"
+        yield PhiFinding("(0028,0301)", "BurnedInAnnotation", reason, blocking=True)
 
 
-def _finding(elem: DataElement, what: str, path: tuple[str, ...], action: str) -> PhiFinding:
+def _finding(elem: DataElement, what: str, path: tuple[str, ...], rule: str) -> PhiFinding:
     where = f" in {' > '.join(path)}" if path else ""
-    reason = f"{what}{where}; Annex E action {action}"
-    return PhiFinding(_tag(elem.tag), _keyword(elem), reason, blocking=True)
+    return PhiFinding(_tag(elem.tag), _keyword(elem), f"{what}{where}; {rule}", blocking=True)
 
 
 def _shown(elem: DataElement) -> str:
