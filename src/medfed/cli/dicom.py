@@ -72,6 +72,7 @@ def _report_file(path: Path) -> bool:
 
 def _table(findings: list[PhiFinding]) -> Table:
     table = Table("tag", "keyword", "finding", "blocks")
+    table.columns[1].overflow = "fold"  # a long keyword cut short names no attribute
     for finding in findings:
         table.add_row(
             finding.tag,

@@ -97,7 +97,7 @@ def phi_findings(header: pydicom.Dataset) -> list[str]:
     """Blocking PHI-gate findings of one header, as text."""
     from medfed.data.dicom.phi import check_dataset
 
-    return [f.reason for f in check_dataset(header) if f.blocking]
+    return [str(f) for f in check_dataset(header) if f.blocking]
 
 
 def load(source: DicomSource, manifest_sha256: str, cache_dir: Path) -> ImageDataset:
@@ -218,7 +218,7 @@ def _cache_meta(manifest: str, source: DicomSource) -> dict[str, str]:
 
 
 def _read_cache(path: Path, manifest: str, source: DicomSource) -> ImageDataset | None:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as handle:
@@ -226,7 +226,7 @@ def _read_cache(path: Path, manifest: str, source: DicomSource) -> ImageDataset 
                 return None
             arrays = {k: handle.get_tensor(k).astype(np.float32) for k in handle.keys()}  # noqa: SIM118
         return ImageDataset(label=source.label, **arrays)
-    except (OSError, ValueError, KeyError, TypeError, DatasetError):
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError, DatasetError):
         return None  # missing, partial or foreign: decode again
 
 

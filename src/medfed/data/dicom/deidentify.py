@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from dicomanonymizer import simpledicomanonymizer as library
@@ -89,8 +90,13 @@ def deidentify_file(src: Path, dst: Path) -> None:
         raise DatasetError(f"{src}: {exc}") from exc
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(dst.name + ".partial")
-    ds.save_as(partial)
-    os.replace(partial, dst)
+    try:
+        ds.save_as(partial)
+        os.replace(partial, dst)
+    except ValueError as exc:  # pydicom refuses a value it cannot encode
+        raise DatasetError(f"{src}: cannot be written after de-identification ({exc})") from exc
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def deidentify_tree(src_dir: Path, dst_dir: Path) -> DeidentifyReport:
@@ -110,7 +116,7 @@ def deidentify_tree(src_dir: Path, dst_dir: Path) -> DeidentifyReport:
         try:
             deidentify_file(path, dst / path.relative_to(src))
         except DatasetError as exc:
-            failed.append((path, str(exc).removeprefix(f"{path}: ")))
+            failed.append((src_dir / path.relative_to(src), str(exc).removeprefix(f"{path}: ")))
         else:
             written += 1
     return DeidentifyReport(written=written, failed=failed)
@@ -144,5 +150,10 @@ def _rules_for(ds: Dataset, *, top_level: bool) -> dict[tuple[int, ...], Callabl
     present: list[tuple[int, ...]] = [(tag.group, tag.element) for tag in tags]
     chosen = {tag: rules[tag] for tag in present if tag in rules}
     if top_level:
-        chosen.update((tag, action) for tag, action in rules.items() if len(tag) > 2)
+        chosen.update(_repeating_group_rules())
     return chosen
+
+
+@cache
+def _repeating_group_rules() -> tuple[tuple[tuple[int, ...], Callable[..., None]], ...]:
+    return tuple((tag, action) for tag, action in basic_profile_rules().items() if len(tag) > 2)

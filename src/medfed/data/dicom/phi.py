@@ -108,10 +108,7 @@ _BYTES_DUMMY = b"Anonymized"
 
 @cache
 def basic_profile_rules() -> dict[tuple[int, ...], Callable[..., None]]:
-    """The library's tag -> action map for the pinned edition (cached: built from ~660 tags).
-
-    Callers must not change it; :mod:`~medfed.data.dicom.deidentify` hands the library a copy.
-    """
+    """The library's tag -> action map for the pinned edition; cached, so never mutate it."""
     rules: dict[tuple[int, ...], Callable[..., None]] = library.initialize_actions(
         ANONYMIZER_TABLES
     )
@@ -147,7 +144,7 @@ def annex_e_action(tag: BaseTag) -> str | None:
 def check_dataset(ds: Dataset) -> list[PhiFinding]:
     """Every identifying attribute left in ``ds``, nested ones included, plus the attestations.
 
-    Reads headers only; pixel data is neither needed nor touched.
+    Reads headers only; pixel data is never decoded.
     """
     findings = list(_walk(ds, path=(), inherited=None))
     findings.extend(_attestations(ds))
