@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from medfed.cli.dicom import app
 from medfed.data.dicom.phi import PROFILE
 from tests.data.dicom.test_phi import write_cr
+from tests.e2e.harness import Network
 
 runner = CliRunner()
 
@@ -60,3 +61,39 @@ def test_deidentify_refuses_an_output_inside_the_input(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "overlap" in result.output
     assert not (tmp_path / "export" / "clean").exists()
+
+
+def test_a_data_steward_registers_a_dicom_folder(network: Network, tmp_path: Path) -> None:
+    from medfed.cli.app import root
+    from tests.data.dicom.conftest import write_folder
+
+    config = str(network.consortium.node_configs["cleveland"])
+    folder = tmp_path / "cxr"
+    labels = write_folder(folder, 8)
+    (folder / "img004.dcm").write_bytes((folder / "img004.dcm").read_bytes()[:200])
+    args = ["node", "dataset", "add", "cxr", "--config", config, "--dicom", str(folder),
+            "--labels", str(labels), "--split-column", "split", "--image-size", "16"]  # fmt: skip
+
+    refused = CliRunner().invoke(root, args)
+    added = CliRunner().invoke(root, [*args, "--skip-bad"])
+    listed = CliRunner().invoke(root, ["node", "dataset", "list", "--config", config])
+
+    assert refused.exit_code == 2 and "img004.dcm" in refused.output
+    assert added.exit_code == 0, added.output
+    assert "registered cxr: 7 rows, image:1x16x16" in added.output
+    assert "left out: img004.dcm" in added.output
+    assert "dicom" in listed.output and "image:1x16x16" in listed.output
+
+
+def test_dataset_add_needs_exactly_one_source(network: Network) -> None:
+    from medfed.cli.app import root
+
+    config = str(network.consortium.node_configs["cleveland"])
+
+    neither = CliRunner().invoke(root, ["node", "dataset", "add", "x", "--config", config])
+    no_labels = CliRunner().invoke(
+        root, ["node", "dataset", "add", "x", "--config", config, "--dicom", "."]
+    )
+
+    assert neither.exit_code == 2 and "exactly one of --csv" in neither.output
+    assert no_labels.exit_code == 2 and "--dicom needs --labels" in no_labels.output

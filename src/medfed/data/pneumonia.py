@@ -9,6 +9,7 @@ Attribution and licence (CC BY 4.0): builtin/pneumoniamnist/SOURCES.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,15 +56,20 @@ def load_split(split: str) -> Images:
 
 
 def split_hospitals(
-    hospitals: int = 4, *, seed: int = 0, limit: int | None = None
+    hospitals: int = 4,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    shares: tuple[Sequence[float], Sequence[float]] = (NORMAL_SHARE, PNEUMONIA_SHARE),
 ) -> list[HospitalImages]:
-    """Deal train (local training) and val (local test) images out with skewed prevalence;
-    ``limit`` caps each hospital's training images (for fast tests)."""
-    if not 2 <= hospitals <= len(NORMAL_SHARE):
-        raise DatasetError(f"between 2 and {len(NORMAL_SHARE)} hospitals, got {hospitals}")
+    """Deal train (local training) and val (local test) images out with skewed prevalence:
+    hospital i gets ``shares[0][i]`` of the normal and ``shares[1][i]`` of the pneumonia images
+    (renormalized over the first ``hospitals``); ``limit`` caps each one's training images."""
+    if not 2 <= hospitals <= min(len(shares[0]), len(shares[1])):
+        raise DatasetError(f"between 2 and {len(shares[0])} hospitals, got {hospitals}")
     rng = np.random.default_rng(seed)
-    normal = np.array(NORMAL_SHARE[:hospitals]) / sum(NORMAL_SHARE[:hospitals])
-    sick = np.array(PNEUMONIA_SHARE[:hospitals]) / sum(PNEUMONIA_SHARE[:hospitals])
+    normal = np.array(shares[0][:hospitals]) / sum(shares[0][:hospitals])
+    sick = np.array(shares[1][:hospitals]) / sum(shares[1][:hospitals])
     parts = [_deal(load_split(s), normal, sick, rng) for s in ("train", "val")]
     out = []
     for train, test in zip(*parts, strict=True):
