@@ -188,3 +188,33 @@ def test_skipped_files_are_remembered_in_the_registry(tmp_path: Path) -> None:
 
     assert entry.skipped == ("img003.dcm: not a DICOM file (no 'DICM' marker after the preamble)",)
     assert registry.load("cxr").rows == 7
+
+
+def test_the_real_radiographs_register_only_after_deidentification(
+    samples: Path, tmp_path: Path
+) -> None:
+    from medfed.data.dicom.deidentify import deidentify_tree
+
+    raw = tmp_path / "export"
+    raw.mkdir()
+    for name in ("CR_cspine_16x16_6154.dcm", "RG1_J2KI.dcm", "RG3_J2KI.dcm", "CT_small.dcm"):
+        shutil.copy(samples / name, raw / name)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\nCR_cspine_16x16_6154.dcm,0\nRG1_J2KI.dcm,1\nRG3_J2KI.dcm,0\n"
+                      "CT_small.dcm,1\n")  # fmt: skip
+    registry = DatasetRegistry(tmp_path / "state")
+
+    with pytest.raises(DatasetError) as gated:
+        registry.add_dicom("films", DicomSource(raw, labels, "label", None, 64, True), now=0.0)
+    report = deidentify_tree(raw, tmp_path / "research")
+    entry = registry.add_dicom(
+        "films", DicomSource(tmp_path / "research", labels, "label", None, 64, True), now=0.0
+    )
+
+    assert "PHI gate" in str(gated.value) and "RG1_J2KI.dcm" in str(gated.value)
+    assert report.written == 4 and report.failed == []
+    assert entry.rows == 3  # the CR cervical spine and the two JPEG 2000 films
+    assert entry.skipped == ("CT_small.dcm: modality CT is not a radiograph this dataset accepts "
+                             "(CR, DX)",)  # fmt: skip
+    data = registry.load("films")
+    assert isinstance(data, ImageDataset) and data.image_shape == (1, 64, 64)

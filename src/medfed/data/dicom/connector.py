@@ -64,7 +64,7 @@ def scan(source: DicomSource) -> Scan:
     images: dict[str, npt.NDArray[np.float32]] = {}
     uids: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
-    phi: list[str] = []
+    phi: dict[str, list[str]] = {}
     for name, data in files.items():
         if data is None:
             bad.append((name, "file not found or unreadable"))
@@ -74,14 +74,17 @@ def scan(source: DicomSource) -> Scan:
         except DicomReadError as exc:
             bad.append((name, exc.reason))
             continue
-        phi.extend(f"{name}: {finding}" for finding in phi_findings(image.header))
+        if findings := phi_findings(image.header):
+            phi[name] = findings
         images[name] = image.pixels
         uids[str(image.header.get("SOPInstanceUID", ""))] = name
     if phi:
+        per_file = [f"{name} ({', '.join(f)})" for name, f in phi.items()]
         raise DatasetError(
-            f"{source.folder}: {len(phi)} PHI gate finding(s) -- headers still identify patients "
-            f"or carry private data: {_listing(phi)}. De-identify first "
-            "(`medfed node dicom deidentify IN OUT`) and register OUT"
+            f"{source.folder}: {len(phi)} file(s) fail the PHI gate -- headers still identify "
+            f"patients or carry private data: {_listing(per_file)}. `medfed node dicom check DIR` "
+            "shows every finding; de-identify (`medfed node dicom deidentify IN OUT`) and "
+            "register OUT"
         )
     x, y, splits = _match(labels, images, uids, bad)
     if bad and not source.allow_bad:
@@ -94,10 +97,10 @@ def scan(source: DicomSource) -> Scan:
 
 
 def phi_findings(header: pydicom.Dataset) -> list[str]:
-    """Blocking PHI-gate findings of one header, as text."""
+    """The attributes behind one header's blocking PHI-gate findings, e.g. ``PatientName``."""
     from medfed.data.dicom.phi import check_dataset
 
-    return [str(f) for f in check_dataset(header) if f.blocking]
+    return [f.keyword or f.tag for f in check_dataset(header) if f.blocking]
 
 
 def load(source: DicomSource, manifest_sha256: str, cache_dir: Path) -> ImageDataset:
