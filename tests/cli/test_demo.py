@@ -26,3 +26,19 @@ def test_demo_runs_a_real_study_and_writes_its_report(tmp_path: Path) -> None:
     assert (out / "accuracy_per_round.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     logs = tmp_path / "consortium" / "logs"
     assert {p.name for p in logs.iterdir()} >= {"coordinator.log", "cleveland.log"}
+
+
+def test_imaging_demo_trains_on_dicom_folders_over_mtls(tmp_path: Path) -> None:
+    from medfed.cli.demo_imaging import run_imaging_demo
+
+    scores = run_imaging_demo(
+        tmp_path / "report", 2, tmp_path / "consortium", hospitals=2, limit=60
+    )
+
+    doc = json.loads((tmp_path / "report" / "imaging_metrics.json").read_text())
+    assert doc["state"] == "completed" and doc["rounds"] == 2 and doc["test_images"] == 624
+    assert set(scores) == {"federated", "centralised", "st_marys", "riverside"}
+    assert all(0.0 <= m["auc"] <= 1.0 for m in scores.values())
+    folder = tmp_path / "consortium" / "nodes" / "riverside" / "dicom"
+    assert len(list((folder / "train").glob("*.dcm"))) == 60
+    assert (folder / "labels.csv").read_text().startswith("file,pneumonia,split")

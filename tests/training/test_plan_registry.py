@@ -16,7 +16,13 @@ class TinyPlan:
 
 def test_installed_plans_by_name_and_version():
     names = [(p.name, p.version) for p in installed_plans()]
-    assert names == [("logistic_regression", "1"), ("mlp", "1"), ("passthrough", "1")]
+    assert names == [
+        ("logistic_regression", "1"),
+        ("mlp", "1"),
+        ("cnn", "1"),
+        ("resnet", "1"),
+        ("passthrough", "1"),
+    ]
     for name, version in names:
         assert get_plan(name, version).name == name
 
@@ -24,7 +30,8 @@ def test_installed_plans_by_name_and_version():
 @pytest.mark.parametrize(("name", "version"), [("svm", "1"), ("mlp", "2")])
 def test_unknown_plan_names_the_installed_ones(name, version):
     with pytest.raises(
-        TrainingError, match="installed: logistic_regression 1, mlp 1, passthrough 1"
+        TrainingError,
+        match="installed: logistic_regression 1, mlp 1, cnn 1, resnet 1, passthrough 1",
     ):
         get_plan(name, version)
 

@@ -67,12 +67,7 @@ def parse_csv(
     seed: int = 43,
 ) -> TabularDataset:
     """``load_csv`` on bytes already in memory (so a caller can hash and parse the same bytes)."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in next(reader, [])]
+    reader, header = open_csv(data, source)
     wanted = _resolve_columns(source, header, features, label, split_column)
     x, y, splits = _read_rows(reader, source, header, wanted, label, split_column)
     if split_column is None:
@@ -90,6 +85,16 @@ def parse_csv(
         x_test=x[~train],
         y_test=y[~train],
     )
+
+
+def open_csv(data: bytes, source: str) -> tuple[Reader, list[str]]:
+    """A reader over UTF-8 CSV bytes (a BOM allowed) and its header row, names stripped."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    return reader, [name.strip() for name in next(reader, [])]
 
 
 def _resolve_columns(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from medfed.data.tabular import check_split
 from medfed.errors import DatasetError
 
 _FEATURE = re.compile(r"^image:(\d+)x(\d+)x(\d+)$")
@@ -48,17 +49,12 @@ class ImageDataset:
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),
         ):
-            if x.dtype != np.float32 or y.dtype != np.float32:
-                raise DatasetError(f"{split} split must be float32, got x {x.dtype}, y {y.dtype}")
+            check_split(split, x, y)
             if x.ndim != 4 or x.shape[1:] != shape:
                 raise DatasetError(
                     f"{split} images have shape {x.shape}, expected (rows, channels, h, w) = "
                     f"(rows, {', '.join(map(str, shape))})"
                 )
-            if y.shape != (x.shape[0],):
-                raise DatasetError(f"{split} labels have shape {y.shape}, expected ({x.shape[0]},)")
-            if not bool(np.isin(y, (0.0, 1.0)).all()):
-                raise DatasetError(f"{split} labels must all be 0 or 1")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

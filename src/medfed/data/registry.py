@@ -111,6 +111,7 @@ class DatasetRegistry:
             source, folder=source.folder.resolve(), labels=source.labels.resolve()
         )
         result = scan(source)
+        source = dataclasses.replace(source, allow_bad=bool(result.bad))  # as entry.dicom_source()
         write_cache(self._cache_dir(name), result.manifest_sha256, source, result.dataset)
         entry = DatasetEntry(
             name=name,

@@ -34,16 +34,11 @@ class TabularDataset:
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),
         ):
-            if x.dtype != np.float32 or y.dtype != np.float32:
-                raise DatasetError(f"{split} split must be float32, got x {x.dtype}, y {y.dtype}")
+            check_split(split, x, y)
             if x.ndim != 2 or x.shape[1] != width:
                 raise DatasetError(
                     f"{split} features have shape {x.shape}, expected (rows, {width})"
                 )
-            if y.shape != (x.shape[0],):
-                raise DatasetError(f"{split} labels have shape {y.shape}, expected ({x.shape[0]},)")
-            if not bool(np.isin(y, (0.0, 1.0)).all()):
-                raise DatasetError(f"{split} labels must all be 0 or 1")
 
     @property
     def n_features(self) -> int:
@@ -52,3 +47,13 @@ class TabularDataset:
     @property
     def rows(self) -> int:
         return int(self.x_train.shape[0] + self.x_test.shape[0])
+
+
+def check_split(split: str, x: npt.NDArray[np.generic], y: npt.NDArray[np.generic]) -> None:
+    """What every split of every dataset kind must be: float32 inputs, one 0/1 label a row."""
+    if x.dtype != np.float32 or y.dtype != np.float32:
+        raise DatasetError(f"{split} split must be float32, got x {x.dtype}, y {y.dtype}")
+    if y.shape != (x.shape[0],):
+        raise DatasetError(f"{split} labels have shape {y.shape}, expected ({x.shape[0]},)")
+    if not bool(np.isin(y, (0.0, 1.0)).all()):
+        raise DatasetError(f"{split} labels must all be 0 or 1")

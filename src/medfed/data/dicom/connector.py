@@ -29,7 +29,7 @@ from medfed.errors import DatasetError
 TEST_FRACTION = 0.2
 SPLIT_SEED = 43
 _SHOWN = 20
-_CACHE_FORMAT = "medfed/dicom-cache/v1"
+_CACHE_FORMAT = "medfed/dicom-cache/v2"
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def _read_cache(path: Path, manifest: str, source: DicomSource) -> ImageDataset 
         with safe_open(str(path), framework="numpy") as handle:
             if handle.metadata() != _cache_meta(manifest, source):
                 return None
-            arrays = {k: handle.get_tensor(k).astype(np.float32) for k in handle.keys()}  # noqa: SIM118
+            arrays = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
         return ImageDataset(label=source.label, **arrays)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError, DatasetError):
         return None  # missing, partial or foreign: decode again
@@ -240,8 +240,8 @@ def _cache_path(cache_dir: Path, manifest: str, source: DicomSource) -> Path:
 def write_cache(
     cache_dir: Path, manifest: str, source: DicomSource, data: ImageDataset
 ) -> ImageDataset:
-    """Store decoded pixels (write-then-rename) and return them as every later load will see
-    them: float16 keeps steps of 1/2048, finer than an 8-bit display, and halves the file."""
+    """Store decoded pixels (write-then-rename), float32 as decoded, so a round that reads the
+    cache trains on exactly what the first decode gave (and what a simulation gives)."""
     from safetensors.numpy import save_file
 
     arrays: Collection[tuple[str, npt.NDArray[np.float32]]] = (
@@ -250,13 +250,12 @@ def write_cache(
         ("x_test", data.x_test),
         ("y_test", data.y_test),
     )
-    half = {k: v.astype(np.float16) for k, v in arrays}
     path = _cache_path(cache_dir, manifest, source)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(half, str(tmp), _cache_meta(manifest, source))
+    save_file(dict(arrays), str(tmp), _cache_meta(manifest, source))
     os.replace(tmp, path)
-    return ImageDataset(label=source.label, **{k: v.astype(np.float32) for k, v in half.items()})
+    return data
 
 
 def _listing(items: list[str]) -> str:

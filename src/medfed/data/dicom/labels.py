@@ -7,11 +7,10 @@ split column holding ``train`` or ``test``. Every problem names the file, row an
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from typing import Literal
 
+from medfed.data.csv_source import open_csv
 from medfed.errors import DatasetError
 
 KeyKind = Literal["file", "sop_instance_uid"]
@@ -32,12 +31,7 @@ class Labels:
 
 
 def parse_labels(data: bytes, *, source: str, label: str, split_column: str | None) -> Labels:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in next(reader, [])]
+    reader, header = open_csv(data, source)
     keys = [k for k in KEY_COLUMNS if k in header]
     if len(keys) != 1:
         raise DatasetError(

@@ -13,12 +13,14 @@ torch is imported inside the functions so that looking a plan up (or hashing it)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from medfed.data.dataset import Dataset
 from medfed.data.images import ImageDataset
 from medfed.errors import TrainingError
+from medfed.protocol.tensors import Weights
+from medfed.training.plan import LocalTrainConfig, TrainResult
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +46,24 @@ def images(data: Dataset, plan: str) -> ImageDataset:
     if min(data.image_shape[1:]) < 16:
         raise TrainingError(f"plan {plan!r} needs images of at least 16x16, got {data.features[0]}")
     return data
+
+
+def train(
+    plan: str,
+    accepted: frozenset[str],
+    build: Callable[[Mapping[str, float]], nn.Module],
+    weights: Weights,
+    data: Dataset,
+    config: LocalTrainConfig,
+) -> TrainResult:
+    """An imaging plan's ``train``: check the option names and the images, build the model
+    from the options, augment as they ask, run the shared loop."""
+    from medfed.training.plans import _torch
+
+    _torch.check_options(config.options, accepted)
+    pictures = images(data, plan)
+    model = build(config.options)
+    return _torch.train(model, weights, pictures, config, augmentation(config.options))
 
 
 def integer(options: Mapping[str, float], name: str, default: int, low: int, high: int) -> int:

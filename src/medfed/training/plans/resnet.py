@@ -34,13 +34,7 @@ class ResNetPlan:
         return _torch.init_weights(_model_from_options(options), seed)
 
     def train(self, weights: Weights, data: Dataset, config: LocalTrainConfig) -> TrainResult:
-        from medfed.training.plans import _torch
-
-        _torch.check_options(config.options, _OPTIONS)
-        images = _vision.images(data, self.name)
-        model = _model_from_options(config.options)
-        transform = _vision.augmentation(config.options)
-        return _torch.train(model, weights, images, config, transform)
+        return _vision.train(self.name, _OPTIONS, _model_from_options, weights, data, config)
 
     def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         """The architecture is read off the weights' names and shapes."""
