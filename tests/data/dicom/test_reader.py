@@ -133,3 +133,16 @@ def _bytes(ds: object) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def test_a_jpeg_ls_compressed_film_decodes_losslessly() -> None:
+    from pydicom.uid import JPEGLSLossless
+
+    pixels = np.arange(784, dtype=np.uint32).reshape(28, 28).astype(np.uint8)
+    ds = film(pixels)
+    ds.compress(JPEGLSLossless)  # pyjpegls (CharLS), the decoder the connector installs
+
+    image = read_radiograph(_bytes(ds), 28).pixels
+
+    assert ds.file_meta.TransferSyntaxUID == JPEGLSLossless
+    np.testing.assert_allclose(image, (pixels - 0.0) / 255.0, atol=1e-6)
