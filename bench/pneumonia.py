@@ -41,14 +41,10 @@ from typing import Any
 from flamby_heart import machine
 
 from medfed.data.pneumonia import HOSPITALS, load_split, split_hospitals
+from medfed.demo.anchors import MEDMNIST_PNEUMONIA
 from medfed.demo.imaging import as_dataset, baselines, imaging_study
 from medfed.simulation.runner import simulate
 from medfed.training.registry import get_plan
-
-PUBLISHED = (
-    ("MedMNIST v2 ResNet-18 (28), centralised", 0.854, 0.944),
-    ("MedMNIST v2 ResNet-50 (224), centralised", 0.884, 0.962),
-)
 
 
 def run_seed(seed: int, rounds: int, hospitals: int, limit: int | None) -> dict[str, Any]:
@@ -102,7 +98,7 @@ def table(runs: list[dict[str, Any]], hospitals: int) -> str:
             f"| {label} | {_cell([p['accuracy'] for p in pick])} | "
             f"{_cell([p['auc'] for p in pick])} | {_cell([p['seconds'] for p in pick], 1)} |"
         )
-    for name, acc, auc in PUBLISHED:
+    for name, acc, auc in MEDMNIST_PNEUMONIA:
         lines.append(f"| published: {name} | {acc:.3f} | {auc:.3f} | - |")
     return "\n".join(lines)
 

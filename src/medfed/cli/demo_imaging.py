@@ -25,15 +25,10 @@ from medfed.cli.tables import round_table
 from medfed.coordinator.client import AdminClient
 from medfed.coordinator.config import load_client_config
 from medfed.data.pneumonia import HOSPITALS, load_split, split_hospitals
+from medfed.demo.anchors import MEDMNIST_PNEUMONIA
 from medfed.demo.consortium import create_consortium
 from medfed.demo.imaging import as_dataset, baselines, imaging_study, provision_imaging_nodes
 from medfed.training.registry import get_plan
-
-MEDMNIST_PUBLISHED = (
-    ("MedMNIST v2 ResNet-18 (28), centralised", 0.854, 0.944),
-    ("MedMNIST v2 ResNet-50 (224), centralised", 0.884, 0.962),
-)
-"""PneumoniaMNIST test ACC / AUC, Yang et al., Scientific Data 10:41 (2023), Table 4."""
 
 
 def run_imaging_demo(
@@ -79,7 +74,7 @@ def run_imaging_demo(
         out_dir.mkdir(parents=True, exist_ok=True)
         doc = {"study_id": status.study_id, "state": status.state, "rounds": len(status.rounds),
                "test_images": len(test.labels), "scores": scores, "elapsed_s": elapsed,
-               "published": [list(p) for p in MEDMNIST_PUBLISHED]}  # fmt: skip
+               "published": [list(p) for p in MEDMNIST_PNEUMONIA]}  # fmt: skip
         (out_dir / "imaging_metrics.json").write_text(json.dumps(doc, indent=2))
         out.print(f"report: {out_dir / 'imaging_metrics.json'}  ({elapsed:.0f} s)")
         return scores
@@ -92,7 +87,7 @@ def _print(scores: dict[str, dict[str, float]], labels: dict[str, str], n: int) 
     table.add_column("AUC", justify="right")
     for key, metrics in scores.items():
         table.add_row(labels[key], f"{metrics['accuracy']:.3f}", f"{metrics['auc']:.3f}")
-    for name, acc, auc in MEDMNIST_PUBLISHED:
+    for name, acc, auc in MEDMNIST_PNEUMONIA:
         table.add_row(
             f"[dim]published: {name}[/dim]", f"[dim]{acc:.3f}[/dim]", f"[dim]{auc:.3f}[/dim]"
         )

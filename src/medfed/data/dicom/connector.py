@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,19 +53,30 @@ class Scan:
     """(file, reason) for each labelled image left out; empty unless ``allow_bad``."""
 
 
+@dataclass(frozen=True)
+class _Read:
+    """The labels and every image file's bytes, read once, and the manifest over them."""
+
+    labels: Labels
+    contents: dict[str, bytes | None]
+    manifest: str
+
+
 def scan(source: DicomSource) -> Scan:
     """Decode and gate every labelled image; refuse with every bad file named, or (when the
     steward allows it) leave the bad ones out and say which. PHI findings always refuse."""
     if not 8 <= source.size <= 1024:
         raise DatasetError(f"image size must be in [8, 1024] pixels, got {source.size}")
-    labels = _labels(source)
-    files = dict(_files(source, labels))
-    digest = _manifest(source, files)
+    return _decode(source, _read(source))
+
+
+def _decode(source: DicomSource, read: _Read) -> Scan:
+    labels = read.labels
     images: dict[str, npt.NDArray[np.float32]] = {}
     uids: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
     phi: dict[str, list[str]] = {}
-    for name, data in files.items():
+    for name, data in read.contents.items():
         if data is None:
             bad.append((name, "file not found or unreadable"))
             continue
@@ -93,7 +104,7 @@ def scan(source: DicomSource) -> Scan:
             f"{_listing([f'{n}: {r}' for n, r in bad])}. Fix or remove them, or register with "
             "--skip-bad to train on the others"
         )
-    return Scan(_split(source, x, y, splits), digest, tuple(bad))
+    return Scan(_split(source, x, y, splits), read.manifest, tuple(bad))
 
 
 def phi_findings(header: pydicom.Dataset) -> list[str]:
@@ -104,9 +115,10 @@ def phi_findings(header: pydicom.Dataset) -> list[str]:
 
 
 def load(source: DicomSource, manifest_sha256: str, cache_dir: Path) -> ImageDataset:
-    """The registered dataset, from the cache when the files are still the registered ones."""
-    labels = _labels(source)
-    digest = _manifest(source, dict(_files(source, labels)))
+    """The registered dataset, from the cache when the files are still the registered ones;
+    every file is read once, for the manifest and, on a cache miss, for decoding."""
+    read = _read(source)
+    digest = read.manifest
     if digest != manifest_sha256:
         raise DatasetError(
             f"{source.folder}: images or labels changed since registration (manifest "
@@ -116,17 +128,19 @@ def load(source: DicomSource, manifest_sha256: str, cache_dir: Path) -> ImageDat
     cached = _read_cache(_cache_path(cache_dir, manifest_sha256, source), manifest_sha256, source)
     if cached is not None:
         return cached
-    return write_cache(cache_dir, manifest_sha256, source, scan(source).dataset)
+    return write_cache(cache_dir, manifest_sha256, source, _decode(source, read).dataset)
 
 
-def _labels(source: DicomSource) -> Labels:
+def _read(source: DicomSource) -> _Read:
     try:
-        data = source.labels.read_bytes()
+        raw = source.labels.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{source.labels}: cannot read ({exc.strerror or exc})") from None
-    return parse_labels(
-        data, source=str(source.labels), label=source.label, split_column=source.split_column
+    labels = parse_labels(
+        raw, source=str(source.labels), label=source.label, split_column=source.split_column
     )
+    contents = dict(_files(source, labels))
+    return _Read(labels, contents, _manifest(raw, contents))
 
 
 def _files(source: DicomSource, labels: Labels) -> Iterator[tuple[str, bytes | None]]:
@@ -156,9 +170,9 @@ def _files(source: DicomSource, labels: Labels) -> Iterator[tuple[str, bytes | N
             yield name, None
 
 
-def _manifest(source: DicomSource, files: dict[str, bytes | None]) -> str:
+def _manifest(labels: bytes, files: dict[str, bytes | None]) -> str:
     digest = hashlib.sha256(b"medfed/dicom-manifest/v1\n")
-    digest.update(hashlib.sha256(source.labels.read_bytes()).digest())
+    digest.update(hashlib.sha256(labels).digest())
     for name in sorted(files):
         data = files[name]
         content = b"missing" if data is None else hashlib.sha256(data).digest()
@@ -244,16 +258,12 @@ def write_cache(
     cache trains on exactly what the first decode gave (and what a simulation gives)."""
     from safetensors.numpy import save_file
 
-    arrays: Collection[tuple[str, npt.NDArray[np.float32]]] = (
-        ("x_train", data.x_train),
-        ("y_train", data.y_train),
-        ("x_test", data.x_test),
-        ("y_test", data.y_test),
-    )
+    arrays = {"x_train": data.x_train, "y_train": data.y_train,
+              "x_test": data.x_test, "y_test": data.y_test}  # fmt: skip
     path = _cache_path(cache_dir, manifest, source)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(dict(arrays), str(tmp), _cache_meta(manifest, source))
+    save_file(arrays, str(tmp), _cache_meta(manifest, source))
     os.replace(tmp, path)
     return data
 

@@ -129,8 +129,9 @@ def train(
             model, optimizer, x, y, config.dp, config.batch_size, total, generator, transform
         )
     else:
-        step = _Step(optimizer, config.proximal_mu, anchor, correction, transform)
-        taken = _sgd(model, step, x, y, config.batch_size, total, generator)
+        taken = _sgd(
+            model, optimizer, x, y, config, total, generator, anchor, correction, transform
+        )
     model.eval()
     final = float(loss_fn(_logits(model, x), y))
     if not math.isfinite(final):
@@ -141,51 +142,35 @@ def train(
     return TrainResult(weights=to_weights(model), num_examples=n, metrics=metrics)
 
 
-class _Step:
-    """What one plain minibatch step does besides the loss: FedProx's proximal term,
-    SCAFFOLD's gradient correction, the batch augmentation."""
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        proximal_mu: float,
-        anchor: list[torch.Tensor],
-        correction: list[tuple[torch.Tensor, torch.Tensor]],
-        transform: Transform | None,
-    ) -> None:
-        self.optimizer = optimizer
-        self.proximal_mu = proximal_mu
-        self.anchor = anchor
-        self.correction = correction
-        self.transform = transform
-
-
 def _sgd(
     model: nn.Module,
-    step: _Step,
+    optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
-    batch_size: int,
+    config: LocalTrainConfig,
     total: int,
     generator: torch.Generator,
+    anchor: list[torch.Tensor],
+    correction: list[tuple[torch.Tensor, torch.Tensor]],
+    transform: Transform | None,
 ) -> int:
     """The plain loop: ``total`` shuffled minibatch steps; returns how many were taken."""
     loss_fn = nn.BCEWithLogitsLoss()
     batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     taken = 0
-    for index in _batches(len(y), batch_size, total, generator):
+    for index in _batches(len(y), config.batch_size, total, generator):
         if batch_norm and len(index) < 2:
             continue  # BatchNorm cannot normalise a batch of one row; skip that step
         taken += 1
-        rows = x[index] if step.transform is None else step.transform(x[index], generator)
-        step.optimizer.zero_grad()
+        rows = x[index] if transform is None else transform(x[index], generator)
+        optimizer.zero_grad()
         loss = loss_fn(model(rows).squeeze(-1), y[index])
-        if step.proximal_mu > 0:
-            loss = loss + 0.5 * step.proximal_mu * _squared_distance(model, step.anchor)
+        if config.proximal_mu > 0:
+            loss = loss + 0.5 * config.proximal_mu * _squared_distance(model, anchor)
         loss.backward()
-        for param, fix in step.correction:
+        for param, fix in correction:
             param.grad.add_(fix)  # type: ignore[union-attr]
-        step.optimizer.step()
+        optimizer.step()
     return taken
 
 
