@@ -1292,6 +1292,8 @@ class StudyStatus(_message.Message):
     MODEL_SHA256_FIELD_NUMBER: _builtins.int
     ROUNDS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    SITES_FIELD_NUMBER: _builtins.int
+    REFUSALS_FIELD_NUMBER: _builtins.int
     study_id: _builtins.str
     state: _builtins.str
     completed_rounds: _builtins.int
@@ -1301,6 +1303,14 @@ class StudyStatus(_message.Message):
     def spec(self) -> Global___StudySpec: ...
     @_builtins.property
     def rounds(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoundSummary]: ...
+    @_builtins.property
+    def sites(self) -> _containers.RepeatedCompositeFieldContainer[Global___SiteState]:
+        """every hospital the study could use, and why it is not ready"""
+
+    @_builtins.property
+    def refusals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refusal]:
+        """every refusal and rejection, committed rounds and retries"""
+
     def __init__(
         self,
         *,
@@ -1311,14 +1321,101 @@ class StudyStatus(_message.Message):
         model_sha256: _builtins.str = ...,
         rounds: _abc.Iterable[Global___RoundSummary] | None = ...,
         message: _builtins.str = ...,
+        sites: _abc.Iterable[Global___SiteState] | None = ...,
+        refusals: _abc.Iterable[Global___Refusal] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_rounds", b"completed_rounds", "message", b"message", "model_sha256", b"model_sha256", "rounds", b"rounds", "spec", b"spec", "state", b"state", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_rounds", b"completed_rounds", "message", b"message", "model_sha256", b"model_sha256", "refusals", b"refusals", "rounds", b"rounds", "sites", b"sites", "spec", b"spec", "state", b"state", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudyStatus: _TypeAlias = StudyStatus  # noqa: Y015
+
+@_typing.final
+class SiteState(_message.Message):
+    """One hospital as a study sees it now: ready, or the reason it is not taking part."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    status: _builtins.str
+    """"ready" | "offline" | "revoked" | "dataset_not_registered" | ... (sites.py)"""
+    reason: _builtins.str
+    """in words, in full"""
+    last_seen_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        status: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        last_seen_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SiteState: _TypeAlias = SiteState  # noqa: Y015
+
+@_typing.final
+class Refusal(_message.Message):
+    """A task a hospital refused, or a reply the coordinator rejected, in one round."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    round: _builtins.int
+    node: _builtins.str
+    reason: _builtins.str
+    code: _builtins.str
+    """the node's refusal code ("plan_not_approved", ...); empty for rejections"""
+    def __init__(
+        self,
+        *,
+        round: _builtins.int = ...,
+        node: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "node", b"node", "reason", b"reason", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refusal: _TypeAlias = Refusal  # noqa: Y015
+
+@_typing.final
+class CancelStudyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    study_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        study_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelStudyRequest: _TypeAlias = CancelStudyRequest  # noqa: Y015
 
 @_typing.final
 class StudyList(_message.Message):
@@ -1348,9 +1445,12 @@ class NodeInfo(_message.Message):
     ONLINE_FIELD_NUMBER: _builtins.int
     LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     online: _builtins.bool
     last_seen_unix_ms: _builtins.int
+    revoked: _builtins.bool
+    """the consortium CA revoked its certificate"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -1360,10 +1460,11 @@ class NodeInfo(_message.Message):
         online: _builtins.bool = ...,
         last_seen_unix_ms: _builtins.int = ...,
         datasets: _abc.Iterable[_builtins.str] | None = ...,
+        revoked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "last_seen_unix_ms", b"last_seen_unix_ms", "name", b"name", "online", b"online"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "last_seen_unix_ms", b"last_seen_unix_ms", "name", b"name", "online", b"online", "revoked", b"revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -351,6 +351,11 @@ class AdminServiceStub:
                 request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.FetchModelRequest.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.ModelChunk.FromString,
                 _registered_method=True)
+        self.CancelStudy = channel.unary_unary(
+                '/medfed.v1.AdminService/CancelStudy',
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.CancelStudyRequest.SerializeToString,
+                response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -392,6 +397,12 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -424,6 +435,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DownloadModel,
                     request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.FetchModelRequest.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.ModelChunk.SerializeToString,
+            ),
+            'CancelStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelStudy,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.CancelStudyRequest.FromString,
+                    response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -588,6 +604,33 @@ class AdminService:
             '/medfed.v1.AdminService/DownloadModel',
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.FetchModelRequest.SerializeToString,
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.ModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medfed.v1.AdminService/CancelStudy',
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.CancelStudyRequest.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyStatus.FromString,
             options,
             channel_credentials,
             insecure,

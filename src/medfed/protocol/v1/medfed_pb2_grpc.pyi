@@ -109,6 +109,7 @@ class AdminServiceStub:
     WatchStudy: _grpc.UnaryStreamMultiCallable[_medfed_pb2.StudyRef, _medfed_pb2.StudyStatus]
     ListNodes: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.Empty, _medfed_pb2.NodeList]
     DownloadModel: _grpc.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]
+    CancelStudy: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -119,6 +120,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     WatchStudy: _aio.UnaryStreamMultiCallable[_medfed_pb2.StudyRef, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
     ListNodes: _aio.UnaryUnaryMultiCallable[_medfed_pb2.Empty, _medfed_pb2.NodeList]  # type: ignore[assignment]
     DownloadModel: _aio.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]  # type: ignore[assignment]
+    CancelStudy: _aio.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -162,5 +164,12 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _medfed_pb2.FetchModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_medfed_pb2.ModelChunk], _abc.AsyncIterator[_medfed_pb2.ModelChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelStudy(
+        self,
+        request: _medfed_pb2.CancelStudyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_medfed_pb2.StudyStatus, _abc.Awaitable[_medfed_pb2.StudyStatus]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
