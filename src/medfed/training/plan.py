@@ -115,6 +115,11 @@ class TrainingPlan(Protocol):
         """Metrics of ``weights`` on ``data.x_test``: ``accuracy``, ``auc``, ``loss``."""
         ...
 
+    def predict(self, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+        """One logit per row of ``data.x_test``, through the same input preparation as
+        ``evaluate`` (statistics from ``data.x_train``): how a hospital uses the model."""
+        ...
+
 
 def round_seed(seed: int, server_round: int) -> int:
     """The local-training seed of a round, sent by the coordinator and used by simulations, so

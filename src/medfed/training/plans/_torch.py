@@ -176,11 +176,17 @@ def _sgd(
 
 def evaluate(model: nn.Module, weights: Weights, data: Dataset) -> EvalResult:
     """Test metrics, inputs prepared with the *training* split's statistics."""
+    logits = predict(model, weights, data)
+    return EvalResult(num_examples=len(data.y_test), metrics=binary_metrics(data.y_test, logits))
+
+
+def predict(model: nn.Module, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+    """One logit per row of ``data.x_test``, inputs prepared exactly as ``evaluate`` prepares
+    them: a deployed model must see what the node's evaluation saw, or its scores mean nothing."""
     load_weights(model, weights)
     x = torch.from_numpy(_inputs(data, data.x_test))
     model.eval()
-    logits = _logits(model, x).numpy().astype(np.float64)
-    return EvalResult(num_examples=len(data.y_test), metrics=binary_metrics(data.y_test, logits))
+    return _logits(model, x).numpy().astype(np.float64)
 
 
 def _inputs(data: Dataset, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from medfed.data.dataset import Dataset
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
@@ -40,10 +43,20 @@ class CnnPlan:
         from medfed.training.plans import _torch
 
         images = _vision.images(data, self.name)
-        first = weights.get("features.0.weight")
-        width = int(first.shape[0]) if first is not None else DEFAULT_WIDTH
-        batch_norm = any(name.endswith("running_mean") for name in weights)
-        return _torch.evaluate(_model(width, batch_norm), weights, images)
+        return _torch.evaluate(_model_of(weights), weights, images)
+
+    def predict(self, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+        from medfed.training.plans import _torch
+
+        images = _vision.images(data, self.name)
+        return _torch.predict(_model_of(weights), weights, images)
+
+
+def _model_of(weights: Weights) -> nn.Module:
+    """The network that ``weights`` fit, read off their names and shapes."""
+    first = weights.get("features.0.weight")
+    width = int(first.shape[0]) if first is not None else DEFAULT_WIDTH
+    return _model(width, any(name.endswith("running_mean") for name in weights))
 
 
 def _model_from_options(options: Mapping[str, float]) -> nn.Module:

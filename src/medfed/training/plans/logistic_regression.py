@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from medfed.data.dataset import Dataset
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
@@ -38,6 +41,11 @@ class LogisticRegressionPlan:
         from medfed.training.plans import _torch
 
         return _torch.evaluate(_model(_torch.table_width(data, self.name)), weights, data)
+
+    def predict(self, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+        from medfed.training.plans import _torch
+
+        return _torch.predict(_model(_torch.table_width(data, self.name)), weights, data)
 
 
 def _model(n_features: int) -> nn.Module:

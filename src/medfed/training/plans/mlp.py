@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from medfed.data.dataset import Dataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
@@ -45,10 +48,21 @@ class MlpPlan:
     def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         from medfed.training.plans import _torch
 
-        first = weights.get("0.weight")
-        hidden = int(first.shape[0]) if first is not None and first.ndim == 2 else DEFAULT_HIDDEN
-        model = _model(_torch.table_width(data, self.name), hidden, "1.running_mean" in weights)
-        return _torch.evaluate(model, weights, data)
+        return _torch.evaluate(_model_of(weights, data, self.name), weights, data)
+
+    def predict(self, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+        from medfed.training.plans import _torch
+
+        return _torch.predict(_model_of(weights, data, self.name), weights, data)
+
+
+def _model_of(weights: Weights, data: Dataset, plan: str) -> nn.Module:
+    """The network that ``weights`` fit, read off their names and shapes."""
+    from medfed.training.plans import _torch
+
+    first = weights.get("0.weight")
+    hidden = int(first.shape[0]) if first is not None and first.ndim == 2 else DEFAULT_HIDDEN
+    return _model(_torch.table_width(data, plan), hidden, "1.running_mean" in weights)
 
 
 def _hidden(options: Mapping[str, float]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from medfed.data.dataset import Dataset
 from medfed.errors import TrainingError
@@ -44,6 +45,9 @@ class PassthroughPlan:
 
     def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
         return EvalResult(num_examples=len(data.y_test), metrics={"loss": 0.0})
+
+    def predict(self, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+        raise TrainingError("the passthrough plan measures the network; it has no model to predict")
 
 
 def _check(options: Mapping[str, float]) -> None:

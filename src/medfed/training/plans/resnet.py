@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from medfed.data.dataset import Dataset
 from medfed.protocol.tensors import Weights
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainResult
@@ -37,17 +40,28 @@ class ResNetPlan:
         return _vision.train(self.name, _OPTIONS, _model_from_options, weights, data, config)
 
     def evaluate(self, weights: Weights, data: Dataset) -> EvalResult:
-        """The architecture is read off the weights' names and shapes."""
         from medfed.training.plans import _torch
-        from medfed.training.plans._networks import ResNet
 
         images = _vision.images(data, self.name)
-        stem = weights.get("stem.0.weight")
-        width = int(stem.shape[0]) if stem is not None else DEFAULT_WIDTH
-        large = stem is not None and int(stem.shape[-1]) == 7
-        blocks = len({n.split(".")[1] for n in weights if n.startswith("stages.")}) // 4
-        batch_norm = any(name.endswith("running_mean") for name in weights)
-        return _torch.evaluate(ResNet(width, max(blocks, 1), batch_norm, large), weights, images)
+        return _torch.evaluate(_model_of(weights), weights, images)
+
+    def predict(self, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
+        from medfed.training.plans import _torch
+
+        images = _vision.images(data, self.name)
+        return _torch.predict(_model_of(weights), weights, images)
+
+
+def _model_of(weights: Weights) -> nn.Module:
+    """The architecture that ``weights`` fit, read off their names and shapes."""
+    from medfed.training.plans._networks import ResNet
+
+    stem = weights.get("stem.0.weight")
+    width = int(stem.shape[0]) if stem is not None else DEFAULT_WIDTH
+    large = stem is not None and int(stem.shape[-1]) == 7
+    blocks = len({n.split(".")[1] for n in weights if n.startswith("stages.")}) // 4
+    batch_norm = any(name.endswith("running_mean") for name in weights)
+    return ResNet(width, max(blocks, 1), batch_norm, large)
 
 
 def _model_from_options(options: Mapping[str, float]) -> nn.Module:
