@@ -2,10 +2,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, log_loss, roc_auc_score
 
 from medfed.errors import TrainingError
-from medfed.training.metrics import accuracy, bce_loss, binary_metrics, roc_auc, sigmoid
+from medfed.training.metrics import (
+    accuracy,
+    average_precision,
+    balanced_accuracy,
+    bce_loss,
+    binary_metrics,
+    roc_auc,
+    sigmoid,
+)
 
 labels = st.lists(st.sampled_from([0.0, 1.0]), min_size=1, max_size=60)
 
@@ -26,6 +34,39 @@ def test_accuracy_and_loss_match_sklearn(y, draw):
     p = np.array(draw.draw(st.lists(st.floats(0.01, 0.99), min_size=len(y), max_size=len(y))))
     assert accuracy(y, p) == pytest.approx(accuracy_score(y, p > 0.5))
     assert bce_loss(y, p) == pytest.approx(log_loss(y, p, labels=[0, 1]), rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels, st.data())
+def test_average_precision_matches_sklearn_including_ties(y, draw):
+    y = np.array(y)
+    scores = np.array(draw.draw(st.lists(st.integers(0, 5), min_size=len(y), max_size=len(y))))
+    if y.sum() == 0:
+        assert average_precision(y, scores.astype(float)) is None
+        return
+    expected = average_precision_score(y, scores)
+    assert average_precision(y, scores.astype(float)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_always_negative_scores_high_accuracy_but_half_balanced_accuracy():
+    y = np.array([1.0] * 14 + [0.0] * 86)
+    never = np.full(100, 0.1)
+    assert accuracy(y, never) == pytest.approx(0.86)
+    assert balanced_accuracy(y, never) == pytest.approx(0.5)
+    assert average_precision(y, never) == pytest.approx(0.14)
+
+
+def test_balanced_accuracy_known_answer():
+    y = np.array([1, 1, 1, 1, 0, 0.0])
+    p = np.array([0.9, 0.8, 0.2, 0.5, 0.1, 0.7])  # 0.5 is not above the threshold
+    assert balanced_accuracy(y, p) == pytest.approx((2 / 4 + 1 / 2) / 2)
+
+
+def test_metrics_undefined_for_one_class_are_left_out():
+    negatives = binary_metrics(np.zeros(3), np.array([-1.0, 0.0, 2.0]))
+    assert "balanced_accuracy" not in negatives and "auprc" not in negatives
+    positives = binary_metrics(np.ones(3), np.array([-1.0, 0.0, 2.0]))
+    assert positives["auprc"] == 1.0 and "balanced_accuracy" not in positives
 
 
 def test_one_class_auc_is_half():

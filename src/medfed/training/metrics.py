@@ -34,6 +34,64 @@ def roc_auc(y_true: FloatArray, score: FloatArray) -> float:
     return (r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def balanced_accuracy(
+    y_true: FloatArray, probability: FloatArray, threshold: float = 0.5
+) -> float | None:
+    """Mean of sensitivity and specificity at ``probability > threshold`` (Brodersen et al.,
+    ICPR 2010): unlike accuracy it does not reward always predicting the majority class (with
+    14 % positives, "always negative" scores 0.86 accuracy but 0.5 balanced accuracy). None when
+    the set holds one class only, where one of the two rates is undefined."""
+    y, p = _check(y_true, probability)
+    positive, predicted = y == 1, p > threshold
+    n_pos = int(positive.sum())
+    if n_pos == 0 or n_pos == len(y):
+        return None
+    sensitivity = float((predicted & positive).sum()) / n_pos
+    specificity = float((~predicted & ~positive).sum()) / (len(y) - n_pos)
+    return (sensitivity + specificity) / 2.0
+
+
+def average_precision(y_true: FloatArray, score: FloatArray) -> float | None:
+    """Area under the precision-recall curve as average precision, the step sum
+    AP = sum_k (R_k - R_(k-1)) P_k over the distinct scores from high to low, tied scores forming
+    one step (scikit-learn's ``average_precision_score``; no interpolation, which Davis & Goadrich,
+    ICML 2006, show is optimistic). Its chance level is the prevalence, not 0.5. None without
+    positives (recall is undefined)."""
+    y, s = _check(y_true, score)
+    values, group = np.unique(s, return_inverse=True)
+    positives = np.bincount(group, weights=y, minlength=len(values))
+    negatives = np.bincount(group, weights=1.0 - y, minlength=len(values))
+    return average_precision_from_counts(positives, negatives)
+
+
+def auc_from_counts(positives: npt.ArrayLike, negatives: npt.ArrayLike) -> float | None:
+    """Mann-Whitney AUC of rows grouped by score, groups in increasing score order: each
+    positive beats the negatives of lower groups and ties those of its own at half credit.
+    None with one class only."""
+    pos = np.asarray(positives, dtype=np.float64)
+    neg = np.asarray(negatives, dtype=np.float64)
+    n_pos, n_neg = float(pos.sum()), float(neg.sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    below = np.cumsum(neg) - neg
+    return float(np.dot(pos, below + 0.5 * neg) / (n_pos * n_neg))
+
+
+def average_precision_from_counts(
+    positives: npt.ArrayLike, negatives: npt.ArrayLike
+) -> float | None:
+    """Average precision (see :func:`average_precision`) of rows grouped by score, groups in
+    increasing score order: each group is one threshold step. None without positives."""
+    pos = np.asarray(positives, dtype=np.float64)[::-1]
+    neg = np.asarray(negatives, dtype=np.float64)[::-1]
+    n_pos = float(pos.sum())
+    if n_pos == 0:
+        return None
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    steps = pos > 0  # recall moves only where a group holds positives, so tp + fp > 0 there
+    return float(np.sum(pos[steps] / n_pos * tp[steps] / (tp[steps] + fp[steps])))
+
+
 def bce_loss(y_true: FloatArray, probability: FloatArray) -> float:
     """Mean binary cross-entropy, probabilities clipped to [1e-12, 1 - 1e-12] to stay finite."""
     y, p = _check(y_true, probability)
@@ -53,13 +111,21 @@ def sigmoid(logits: FloatArray) -> npt.NDArray[np.float64]:
 
 
 def binary_metrics(y_true: FloatArray, logits: FloatArray) -> dict[str, float]:
-    """``accuracy``, ``auc`` and ``loss`` from raw model outputs (logits)."""
+    """``accuracy``, ``auc``, ``loss``, and ``balanced_accuracy`` and ``auprc`` where they are
+    defined (both classes present; at least one positive), from raw model outputs (logits)."""
     p = sigmoid(logits)
-    return {
+    out = {
         "accuracy": accuracy(y_true, p),
         "auc": roc_auc(y_true, p),
         "loss": bce_loss(y_true, p),
     }
+    balanced = balanced_accuracy(y_true, p)
+    if balanced is not None:
+        out["balanced_accuracy"] = balanced
+    auprc = average_precision(y_true, p)
+    if auprc is not None:
+        out["auprc"] = auprc
+    return out
 
 
 def _average_ranks(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
