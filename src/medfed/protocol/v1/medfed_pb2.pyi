@@ -618,6 +618,7 @@ class SecAggParams(_message.Message):
     CLIP_FIELD_NUMBER: _builtins.int
     DIMENSION_FIELD_NUMBER: _builtins.int
     EXAMPLE_WEIGHTED_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
     threshold: _builtins.int
     degree: _builtins.int
     graph_seed: _builtins.bytes
@@ -625,6 +626,8 @@ class SecAggParams(_message.Message):
     dimension: _builtins.int
     example_weighted: _builtins.bool
     """fold num_examples in (FedAvg); false: every site weighs 1"""
+    purpose: _builtins.str
+    """"" a training update; "evaluate" score histograms (bound into every key)"""
     @_builtins.property
     def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -637,10 +640,11 @@ class SecAggParams(_message.Message):
         clip: _builtins.float = ...,
         dimension: _builtins.int = ...,
         example_weighted: _builtins.bool = ...,
+        purpose: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip", b"clip", "degree", b"degree", "dimension", b"dimension", "example_weighted", b"example_weighted", "graph_seed", b"graph_seed", "nodes", b"nodes", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clip", b"clip", "degree", b"degree", "dimension", b"dimension", "example_weighted", b"example_weighted", "graph_seed", b"graph_seed", "nodes", b"nodes", "purpose", b"purpose", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -947,6 +951,7 @@ class UpdateHeader(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     ENCRYPTED_METRICS_FIELD_NUMBER: _builtins.int
     ENCRYPTED_METRIC_NAMES_FIELD_NUMBER: _builtins.int
+    SCORE_HISTOGRAM_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
@@ -959,6 +964,10 @@ class UpdateHeader(_message.Message):
     def encrypted_metric_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """"num_examples", then the metric names"""
 
+    @_builtins.property
+    def score_histogram(self) -> Global___ScoreHistogram:
+        """EVALUATE in the clear (masked or encrypted otherwise)"""
+
     def __init__(
         self,
         *,
@@ -969,14 +978,44 @@ class UpdateHeader(_message.Message):
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         encrypted_metrics: _builtins.bytes = ...,
         encrypted_metric_names: _abc.Iterable[_builtins.str] | None = ...,
+        score_histogram: Global___ScoreHistogram | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["score_histogram", b"score_histogram"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted_metric_names", b"encrypted_metric_names", "encrypted_metrics", b"encrypted_metrics", "metrics", b"metrics", "num_examples", b"num_examples", "round", b"round", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted_metric_names", b"encrypted_metric_names", "encrypted_metrics", b"encrypted_metrics", "metrics", b"metrics", "num_examples", b"num_examples", "round", b"round", "score_histogram", b"score_histogram", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateHeader: _TypeAlias = UpdateHeader  # noqa: Y015
+
+@_typing.final
+class ScoreHistogram(_message.Message):
+    """An evaluation's test rows per score bin, label-1 and label-0 rows apart, on the fixed grid of
+    medfed.training.score_histogram (1000 right-closed bins over the predicted probability): summed
+    over sites it gives the AUC over all hospitals' test patients.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITIVES_FIELD_NUMBER: _builtins.int
+    NEGATIVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def positives(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def negatives(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        positives: _abc.Iterable[_builtins.int] | None = ...,
+        negatives: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["negatives", b"negatives", "positives", b"positives"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreHistogram: _TypeAlias = ScoreHistogram  # noqa: Y015
 
 @_typing.final
 class UpdateChunk(_message.Message):
