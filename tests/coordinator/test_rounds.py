@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfed.coordinator.engine import eval_metrics
+from medfed.coordinator.round_metrics import eval_metrics
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot, TaskStatus
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb

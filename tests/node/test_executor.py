@@ -89,3 +89,17 @@ def test_a_crashing_plan_becomes_a_training_error(
             config=pb.TrainConfig(local_epochs=1, batch_size=8, optimizer="sgd", learning_rate=0.1)
         )
         executor.run(task, plan, data, {})
+
+
+def test_a_schema_mismatch_names_the_differing_columns_not_the_whole_list(
+    executor: TaskExecutor,
+) -> None:
+    wanted = [*[f for f in HEART_FEATURES if f != "chol"][::-1], "bmi"]
+
+    with pytest.raises(PolicyError) as info:
+        executor.admit(_task(dataset=pb.DatasetRef(name="heart", features=wanted)))
+
+    message = str(info.value)
+    assert "missing 1: 'bmi'" in message
+    assert "extra 1: 'chol'" in message
+    assert "reordered" in message and f"'{HEART_FEATURES[0]}' (study #" in message

@@ -75,6 +75,14 @@ class AdminClient:
         with rpc_errors("watch study"):
             yield from self._stub.WatchStudy(pb.StudyRef(study_id=study_id), timeout=timeout_s)
 
+    def cancel(self, study_id: str, reason: str = "", timeout_s: float = 30.0) -> pb.StudyStatus:
+        """Cancel a study (recorded with this certificate's name); returns its final status."""
+        with rpc_errors("cancel study"):
+            status: pb.StudyStatus = self._stub.CancelStudy(
+                pb.CancelStudyRequest(study_id=study_id, reason=reason), timeout=timeout_s
+            )
+        return status
+
     def studies(self) -> list[pb.StudyStatus]:
         with rpc_errors("list studies"):
             reply: pb.StudyList = self._stub.ListStudies(pb.Empty(), timeout=30.0)

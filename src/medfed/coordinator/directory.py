@@ -1,4 +1,8 @@
-"""Which nodes are online and which datasets they say they hold (liveness from heartbeats)."""
+"""Which nodes are online and which datasets they say they hold (liveness from heartbeats).
+
+The directory also remembers the serial of the certificate each node last called with, so a node
+the consortium CA revoked is reported as revoked (and never selected) rather than merely offline.
+"""
 
 from __future__ import annotations
 
@@ -14,37 +18,72 @@ class NodeStatus:
     last_seen: float  # wall-clock seconds
     datasets: tuple[str, ...]
     online: bool
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class _Seen:
+    monotonic: float
+    wall: float
+    datasets: tuple[str, ...]
+    serial: int | None
 
 
 class NodeDirectory:
-    def __init__(self, offline_after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        offline_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        is_revoked: Callable[[int], bool] | None = None,
+    ) -> None:
+        """``is_revoked``: whether a certificate serial is on the CA's current CRL."""
         self._offline_after = offline_after_s
         self._clock = clock
+        self._is_revoked = is_revoked
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[float, float, tuple[str, ...]]] = {}
+        self._seen: dict[str, _Seen] = {}
 
-    def seen(self, name: str, datasets: Sequence[str] | None = None, wall: float = 0.0) -> None:
+    def seen(
+        self,
+        name: str,
+        datasets: Sequence[str] | None = None,
+        wall: float = 0.0,
+        serial: int | None = None,
+    ) -> None:
         with self._lock:
             previous = self._seen.get(name)
-            held = tuple(datasets) if datasets is not None else (previous[2] if previous else ())
-            self._seen[name] = (self._clock(), wall or time.time(), held)
+            held = (
+                tuple(datasets) if datasets is not None else (previous.datasets if previous else ())
+            )
+            if serial is None and previous is not None:
+                serial = previous.serial
+            self._seen[name] = _Seen(self._clock(), wall or time.time(), held, serial)
 
     def online(self, dataset: str, allowed: Sequence[str] = ()) -> list[str]:
-        """Online nodes holding ``dataset`` (and in ``allowed``, when given), sorted by name."""
-        with self._lock:
-            now = self._clock()
-            return sorted(
-                name
-                for name, (seen, _, held) in self._seen.items()
-                if now - seen <= self._offline_after
-                and dataset in held
-                and (not allowed or name in allowed)
-            )
+        """Online, unrevoked nodes holding ``dataset`` (and in ``allowed``, when given), sorted."""
+        return [
+            s.name
+            for s in self.statuses()
+            if s.online
+            and not s.revoked
+            and dataset in s.datasets
+            and (not allowed or s.name in allowed)
+        ]
 
     def statuses(self) -> list[NodeStatus]:
         with self._lock:
             now = self._clock()
-            return [
-                NodeStatus(name, wall, held, now - seen <= self._offline_after)
-                for name, (seen, wall, held) in sorted(self._seen.items())
-            ]
+            seen = sorted(self._seen.items())
+        return [
+            NodeStatus(
+                name, s.wall, s.datasets, now - s.monotonic <= self._offline_after, self._revoked(s)
+            )
+            for name, s in seen
+        ]
+
+    def _revoked(self, seen: _Seen) -> bool:
+        return (
+            seen.serial is not None
+            and self._is_revoked is not None
+            and self._is_revoked(seen.serial)
+        )

@@ -12,32 +12,32 @@ killed at any instant restarts from the last committed round with bit-identical 
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from medfed.coordinator import encrypted_eval
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.models import ServedModels
+from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
+from medfed.coordinator.round_metrics import eval_metrics, train_metrics
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
+from medfed.coordinator.sites import waiting_message
 from medfed.coordinator.spec import StudySpec
 from medfed.errors import SecAggError, StrategyError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
-from medfed.store.state import NodeRoundMetrics, RoundRecord, StateStore
+from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore
 from medfed.strategies.base import Strategy
 
 log = logging.getLogger("medfed.coordinator")
 
-SPREAD_METRICS = ("accuracy", "auc", "loss")
-PER_SITE_ONLY = frozenset({"epsilon", "epsilon_budget_left", "delta"})
+WAITING_REFRESH_S = 1.0
+"""How often a waiting study looks again at why hospitals are missing."""
 MAX_FAILED_ATTEMPTS = 10
 """Consecutive attempts at one round that may fail (too few valid updates) before the study is
 marked failed: a consortium whose hospitals all refuse a plan should hear so, not retry forever."""
@@ -68,20 +68,28 @@ class EngineParts:
     board: TaskBoard
     directory: NodeDirectory
     events: StudyEvents
+    progress: StudyProgress
     wall: Callable[[], float] = time.time
 
 
 class StudyRunner(threading.Thread):
-    def __init__(self, study_id: str, parts: EngineParts, stop: threading.Event) -> None:
+    def __init__(self, study_id: str, parts: EngineParts) -> None:
         super().__init__(name=f"study-{study_id}", daemon=True)
         self.study_id = study_id
         self._p = parts
-        self._halt = stop
+        self._halt = threading.Event()
+
+    def halt(self) -> None:
+        """Stop at the next step: an open round closes without committing."""
+        self._halt.set()
 
     def run(self) -> None:
         try:
             self._run()
         except Exception as exc:  # a study failing must never take the coordinator down
+            if self._halt.is_set():  # cancelled or shutting down mid-step: nothing to report
+                log.info("study %s stopped (%s)", self.study_id, exc)
+                return
             log.exception("study %s failed", self.study_id)
             self._set_state("failed", f"{type(exc).__name__}: {exc}")
 
@@ -99,6 +107,11 @@ class StudyRunner(threading.Thread):
             state = strategy.init_state(model)
         sha = record.model_sha256
         next_round = record.completed_rounds + 1
+        self._p.progress.seed(
+            self.study_id,
+            ((node, why) for r, node, why in self._p.state.rejections(self.study_id)
+             if r == next_round),
+        )  # fmt: skip
         failures = 0
         while next_round <= spec.rounds and not self._halt.is_set():
             outcome = self._train_round(spec, strategy, next_round, model, state, sha)
@@ -131,17 +144,23 @@ class StudyRunner(threading.Thread):
         self._p.events.bump(self.study_id)
 
     def _select(self, spec: StudySpec) -> list[str] | None:
-        """Online nodes for the study, waiting (politely) until at least min_nodes are there."""
-        announced = False
+        """Online nodes for the study, waiting (politely) until at least min_nodes are there.
+
+        While it waits, the study's message names every hospital that cannot take part and why;
+        it is rewritten (and watchers woken) whenever that changes, and only then."""
+        shown = ""
+        look_at = 0.0
         while not self._halt.is_set():
             nodes = self._p.directory.online(spec.dataset, spec.nodes)
             if len(nodes) >= spec.min_nodes:
                 return nodes
-            if not announced:
-                self._set_state(
-                    "waiting", f"{len(nodes)} of at least {spec.min_nodes} nodes online"
-                )
-                announced = True
+            if time.monotonic() >= look_at:
+                sites = self._p.progress.sites(self.study_id, spec.dataset, spec.nodes)
+                message = waiting_message(sites, nodes, spec.min_nodes)
+                if message != shown:
+                    self._set_state("waiting", message)
+                    shown = message
+                look_at = time.monotonic() + WAITING_REFRESH_S
             self._halt.wait(0.2)
         return None
 
@@ -189,7 +208,7 @@ class StudyRunner(threading.Thread):
         round_.acc = None  # the float64 sums are no longer needed: free them before storing
         new_sha = self._p.models.put(new_model)
         state_sha = self._p.models.put_private(new_state) if new_state else ""
-        metrics = _train_metrics(round_.per_node, len(nodes))
+        metrics = train_metrics(round_.per_node, len(nodes))
         metrics["upload_bytes"] = float(round_.upload_bytes)
         metrics.update(strategy.round_metrics(new_state))
         self._p.state.commit_round(
@@ -259,6 +278,14 @@ class StudyRunner(threading.Thread):
             deadline=time.monotonic() + spec.round_deadline_s,
         )
         self._dispatch(spec, round_, nodes, sha, {}, {})
+        if self._halt.is_set():
+            return
+        now = self._p.wall()
+        for rejection in round_.rejections:  # a refused evaluation is a reason the researcher sees
+            node, _, cause = rejection.partition(": ")
+            self._p.state.record_rejection(
+                self.study_id, round_no, node, f"evaluation: {cause}", now=now
+            )
         self._p.state.add_eval(
             self.study_id, round_no, round_.per_node, eval_metrics(round_.per_node, len(nodes))
         )
@@ -313,6 +340,7 @@ class StudyRunner(threading.Thread):
             round_.wait(stop=self._halt)
         finally:
             self._p.board.close(round_)
+        self._p.progress.record(round_)
 
     def _record_failed(self, round_: OpenRound, needed: int, selected: int) -> None:
         self._record_aborted(
@@ -337,44 +365,6 @@ def _evaluates(spec: StudySpec, round_no: int) -> bool:
     return spec.eval_every > 0 and round_no % spec.eval_every == 0
 
 
-def _weighted(per_node: Sequence[NodeRoundMetrics], key: str) -> float | None:
-    pairs = [(m.metrics[key], m.num_examples) for m in per_node if key in m.metrics]
-    total = sum(n for _, n in pairs)
-    if not pairs or total == 0:
-        return None
-    return float(sum(v * n for v, n in pairs) / total)
-
-
-def _train_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[str, float]:
-    out = {"participation": len(per_node) / selected if selected else 0.0}
-    out["train_examples"] = float(sum(m.num_examples for m in per_node))
-    keys = sorted({k for m in per_node for k in m.metrics})
-    for key in PER_SITE_ONLY & set(keys):  # privacy spent is per hospital: report the worst
-        out[f"{key}_max"] = max(m.metrics[key] for m in per_node if key in m.metrics)
-    for key in sorted(set(keys) - PER_SITE_ONLY):
-        value = _weighted(per_node, key)
-        if value is not None:
-            out[f"train_{key}"] = value
-    return out
-
-
-def eval_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[str, float]:
-    """Example-weighted global metrics plus the spread across hospitals a consortium watches."""
-    out = {"eval_participation": len(per_node) / selected if selected else 0.0}
-    out["eval_examples"] = float(sum(m.num_examples for m in per_node))
-    for key in sorted({k for m in per_node for k in m.metrics}):
-        value = _weighted(per_node, key)
-        if value is None or not math.isfinite(value):
-            continue
-        out[key] = value
-        if key in SPREAD_METRICS:
-            values = np.array([m.metrics[key] for m in per_node if key in m.metrics])
-            out[f"{key}_min"] = float(values.min())
-            out[f"{key}_max"] = float(values.max())
-            out[f"{key}_std"] = float(values.std())
-    return out
-
-
 class Engine:
     """Starts, resumes and stops study runners."""
 
@@ -387,23 +377,40 @@ class Engine:
     def start_study(self, study_id: str) -> None:
         with self._lock:
             runner = self._runners.get(study_id)
-            if runner is not None and runner.is_alive():
+            if self._halt.is_set() or (runner is not None and runner.is_alive()):
                 return
-            runner = StudyRunner(study_id, self._parts, self._halt)
+            runner = StudyRunner(study_id, self._parts)
             self._runners[study_id] = runner
             runner.start()
 
     def resume_all(self) -> list[str]:
         resumed = []
         for record in self._parts.state.studies():
-            if record.state not in ("completed", "failed"):
+            if record.state not in FINISHED_STATES:
                 self.start_study(record.study_id)
                 resumed.append(record.study_id)
         return resumed
+
+    def cancel(self, study_id: str, timeout_s: float = 5.0) -> None:
+        """Stop a study the store already marks cancelled: its open round closes without
+        committing and its queued tasks are withdrawn before this returns (or ``timeout_s``)."""
+        with self._lock:
+            runner = self._runners.pop(study_id, None)
+        if runner is not None:
+            runner.halt()
+            runner.join(timeout=timeout_s)
+        self._parts.events.bump(study_id)
+
+    def is_running(self, study_id: str) -> bool:
+        with self._lock:
+            runner = self._runners.get(study_id)
+            return runner is not None and runner.is_alive()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._halt.set()
         with self._lock:
             runners = list(self._runners.values())
+        for runner in runners:
+            runner.halt()
         for runner in runners:
             runner.join(timeout=timeout_s)

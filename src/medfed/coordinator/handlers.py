@@ -69,5 +69,8 @@ def admin_service(servicer: AdminServicer) -> grpc.GenericRpcHandler[Any, Any]:
             "DownloadModel": stream_out(
                 servicer.DownloadModel, pb.FetchModelRequest.FromString, _RAW
             ),
+            "CancelStudy": unary(
+                servicer.CancelStudy, *_messages(pb.CancelStudyRequest, pb.StudyStatus)
+            ),
         },
     )

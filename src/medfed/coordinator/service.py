@@ -9,6 +9,7 @@ from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.engine import Engine, EngineParts, StudyEvents
 from medfed.coordinator.handlers import admin_service, node_service
 from medfed.coordinator.models import ServedModels
+from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.rounds import TaskBoard
 from medfed.coordinator.servicer import AdminServicer, NodeServicer
 from medfed.pki.revocation import CrlWatcher
@@ -27,11 +28,14 @@ class Coordinator:
         self.state = StateStore(config.database_url)
         self.models = ServedModels(ModelStore(config.models_dir))
         self.board = TaskBoard()
-        self.directory = NodeDirectory(config.node_offline_after_s)
-        self.events = StudyEvents()
         self.crl = CrlWatcher(config.crl, config.tls.ca)
+        self.directory = NodeDirectory(config.node_offline_after_s, is_revoked=self._revoked)
+        self.events = StudyEvents()
+        self.progress = StudyProgress(self.directory, self.state)
         self.engine = Engine(
-            EngineParts(self.state, self.models, self.board, self.directory, self.events)
+            EngineParts(
+                self.state, self.models, self.board, self.directory, self.events, self.progress
+            )
         )
         auth = PeerAuthorizer(self.crl)
         self.server, self.port = make_server(
@@ -47,12 +51,16 @@ class Coordinator:
             config.upload_buffers,
         )
         admin = AdminServicer(
-            auth, self.state, self.models, self.directory, self.engine, self.events
+            auth, self.state, self.models, self.directory, self.engine, self.events, self.progress
         )
         self.handlers = (node_service(node), admin_service(admin))
         """The coordinator's method tables; also what an in-memory channel dispatches to
         (:class:`medfed.transport.inmemory.InMemoryChannel`)."""
         self.server.add_generic_rpc_handlers(self.handlers)
+
+    def _revoked(self, serial: int) -> bool:
+        self.crl.refresh()
+        return self.crl.is_revoked(serial)
 
     def start(self) -> None:
         self.server.start()

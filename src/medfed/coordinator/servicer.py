@@ -16,21 +16,25 @@ from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
 from medfed.coordinator.models import ServedModels
+from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.replies import build_strategy
 from medfed.coordinator.rounds import Rejected, TaskBoard, TaskStatus
+from medfed.coordinator.sites import parse_refusal, refusal_reason
 from medfed.coordinator.spec import StudySpec, spec_from_proto, spec_to_proto
 from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.records import EncryptedEval
-from medfed.store.state import RoundRecord, StateStore, StudyRecord
+from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore, StudyRecord
 from medfed.transport.auth import PeerAuthorizer, abort
 
 log = logging.getLogger("medfed.coordinator")
 
 MAX_PULL_WAIT_S = 30.0
 MAX_INITIAL_MODEL_BYTES = 4 << 30
+MAX_REFUSAL_CHARS = 8000
+"""Long enough for a schema difference over hundreds of columns, which must arrive whole."""
 
 
 class NodeServicer:
@@ -58,7 +62,7 @@ class NodeServicer:
         me = self._auth.require(context, Role.NODE)
 
         now = time.time()
-        self._directory.seen(me.name, list(request.datasets), wall=now)
+        self._directory.seen(me.name, list(request.datasets), wall=now, serial=me.serial)
         self._state.node_seen(me.name, list(request.datasets), now=now)
         return pb.HeartbeatReply(
             node=me.name,
@@ -135,7 +139,7 @@ class NodeServicer:
                 grpc.StatusCode.NOT_FOUND,
                 f"no open task {request.task_id!r} for {me.name!r}",
             )
-        reason = f"refused ({request.code[:64]}): {request.message[:500]}"
+        reason = refusal_reason(request.code[:64], request.message[:MAX_REFUSAL_CHARS])
         log.warning("node %s refused task of study %s: %s", me.name, round_.study_id, reason)
         round_.reject(slot, reason, TaskStatus.REFUSED)
         return pb.Ack()
@@ -160,6 +164,7 @@ class AdminServicer:
         directory: NodeDirectory,
         engine: Engine,
         events: StudyEvents,
+        progress: StudyProgress,
     ) -> None:
         self._auth = auth
         self._state = state
@@ -167,6 +172,7 @@ class AdminServicer:
         self._directory = directory
         self._engine = engine
         self._events = events
+        self._progress = progress
 
     def SubmitStudy(
         self, request_iterator: Iterator[pb.SubmitStudyChunk], context: grpc.ServicerContext
@@ -205,8 +211,28 @@ class AdminServicer:
             seen = version
             status = self._status(request.study_id, context)
             yield status
-            if status.state in ("completed", "failed"):
+            if status.state in FINISHED_STATES:
                 return
+
+    def CancelStudy(
+        self, request: pb.CancelStudyRequest, context: grpc.ServicerContext
+    ) -> pb.StudyStatus:
+        """Record who cancelled and why, then stop the study's runner: an open round closes
+        without committing and its tasks are withdrawn from the nodes' queues."""
+        me = self._auth.require(context, Role.ADMIN)
+        try:
+            self._state.study(request.study_id)
+        except StoreError as exc:
+            abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        try:
+            self._state.cancel_study(
+                request.study_id, me.name, request.reason[:MAX_REFUSAL_CHARS], now=time.time()
+            )
+        except StoreError as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        log.info("study %s cancelled by %s", request.study_id, me.name)
+        self._engine.cancel(request.study_id)
+        return self._status(request.study_id, context)
 
     def ListNodes(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.NodeList:
         self._auth.require(context, Role.ADMIN)
@@ -217,6 +243,7 @@ class AdminServicer:
                     online=s.online,
                     last_seen_unix_ms=int(s.last_seen * 1000),
                     datasets=list(s.datasets),
+                    revoked=s.revoked,
                 )
                 for s in self._directory.statuses()
             ]
@@ -234,7 +261,22 @@ class AdminServicer:
         except StoreError as exc:
             abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
         encrypted = self._state.encrypted_evals(study_id)
-        return _status_message(record, self._state.rounds(study_id), encrypted)
+        status = _status_message(record, self._state.rounds(study_id), encrypted)
+        sites = self._progress.sites(study_id, status.spec.dataset.name, list(status.spec.nodes))
+        status.sites.extend(
+            pb.SiteState(
+                node=s.node,
+                status=s.status.value,
+                reason=s.reason,
+                last_seen_unix_ms=int(s.last_seen_unix * 1000),
+            )
+            for s in sites
+        )
+        status.refusals.extend(
+            pb.Refusal(round=r, node=node, reason=why, code=parse_refusal(why)[0])
+            for r, node, why in self._state.rejections(study_id)
+        )
+        return status
 
 
 def _read_submission(

@@ -15,6 +15,7 @@ import numpy as np
 from medfed.compression.codec import Compression, CompressionConfig
 from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetRegistry
+from medfed.data.schema import schema_diff
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.client_state import FileClientState
 from medfed.node.policy import LocalPolicy
@@ -78,10 +79,10 @@ class TaskExecutor:
             raise PolicyError("dataset_unavailable", str(exc)) from exc
         wanted = tuple(task.dataset.features)
         if wanted and wanted != entry.features:
+            diff = schema_diff(wanted, entry.features).describe()
             raise PolicyError(
                 "schema_mismatch",
-                f"study expects features {list(wanted)}, dataset {entry.name!r} declares "
-                f"{list(entry.features)}",
+                f"dataset {entry.name!r} does not match the study's features: {diff}",
             )
         if task.dataset.label and task.dataset.label != entry.label:
             raise PolicyError(

@@ -131,6 +131,16 @@ class RejectionRow(Base):
     in_commit: Mapped[bool] = mapped_column(Boolean)
 
 
+class CancellationRow(Base):
+    """Who cancelled a study, when and why (the study row itself says ``cancelled``)."""
+
+    __tablename__ = "cancellations"
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.study_id"), primary_key=True)
+    cancelled_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    cancelled_unix: Mapped[float] = mapped_column(Double)
+
+
 @dataclass(frozen=True)
 class Engines:
     """One pool, two transaction flavours; ``base`` owns the pool and is what ``dispose`` closes."""

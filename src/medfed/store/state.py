@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from medfed.errors import StoreError
 from medfed.store.db import (
+    CancellationRow,
     EncryptedEvalRow,
     NodeRow,
     RejectionRow,
@@ -53,7 +54,13 @@ from medfed.store.records import (
     study_record,
 )
 
+CANCELLED = "cancelled"
+FINISHED_STATES = ("completed", "failed", CANCELLED)
+"""States a study never leaves: its runner is not resumed and watchers stop."""
+
 __all__ = [
+    "CANCELLED",
+    "FINISHED_STATES",
     "MetricsKind",
     "NodeRecord",
     "NodeRoundMetrics",
@@ -158,19 +165,41 @@ class StateStore:
             return [study_record(r) for r in session.scalars(select(StudyRow).order_by(*order))]
 
     def set_state(self, study_id: str, state: str, message: str, now: float) -> None:
+        """A cancelled study stays cancelled: a runner finishing a step after the researcher
+        cancelled cannot overwrite it (the update then changes nothing)."""
         stmt = (
             update(StudyRow)
-            .where(StudyRow.study_id == study_id)
+            .where(StudyRow.study_id == study_id, StudyRow.state != CANCELLED)
             .values(state=state, message=message, updated_unix=now)
         )
         with self._writing() as session:
             if _rowcount(session.execute(stmt)) != 1:
-                raise _unknown_study(study_id)
+                _require_study(session, study_id)
+
+    def cancel_study(self, study_id: str, by: str, reason: str, now: float) -> None:
+        """Cancel a study that has not ended, recording who, when and why; StoreError if it is
+        unknown or already over. No round commits after this (see ``commit_round``)."""
+        message = f"cancelled by {by}" + (f": {reason}" if reason else "")
+        stmt = (
+            update(StudyRow)
+            .where(StudyRow.study_id == study_id, StudyRow.state.not_in(FINISHED_STATES))
+            .values(state=CANCELLED, message=message, updated_unix=now)
+        )
+        with self._writing() as session:
+            if _rowcount(session.execute(stmt)) != 1:
+                row = _require_study(session, study_id)
+                raise StoreError(f"study {study_id!r} is already {row.state}")
+            session.add(
+                CancellationRow(
+                    study_id=study_id, cancelled_by=by, reason=reason, cancelled_unix=now
+                )
+            )
 
     # -- rounds -----------------------------------------------------------------------------------
 
     def commit_round(self, record: RoundRecord) -> None:
-        """Commit ``record`` as the study's next round, atomically, or refuse it with StoreError.
+        """Commit ``record`` as the study's next round, atomically, or refuse it with StoreError
+        (also once the study is cancelled).
 
         The study row is advanced by ``UPDATE ... WHERE completed_rounds = round - 1``: on
         PostgreSQL a concurrent commit blocks on the row lock and then finds the condition false;
@@ -188,6 +217,7 @@ class StateStore:
             .where(
                 StudyRow.study_id == record.study_id,
                 StudyRow.completed_rounds == record.round - 1,
+                StudyRow.state != CANCELLED,
             )
             .values(
                 completed_rounds=record.round,
@@ -341,6 +371,8 @@ def _require_study(session: Session, study_id: str) -> StudyRow:
 
 def _round_refused(session: Session, record: RoundRecord) -> StoreError:
     row = _require_study(session, record.study_id)
+    if row.state == CANCELLED:
+        return StoreError(f"study {record.study_id!r} was cancelled: round {record.round} refused")
     return StoreError(
         f"study {record.study_id!r}: round {record.round} refused, {row.completed_rounds} rounds "
         f"are committed so the next must be round {row.completed_rounds + 1}"
