@@ -10,6 +10,7 @@ from medfed.training.plan import LocalTrainConfig
 from medfed.training.plans.logistic_regression import LogisticRegressionPlan
 from medfed.training.plans.mlp import MlpPlan
 from medfed.training.plans.passthrough import PassthroughPlan
+from medfed.training.score_histogram import histogram_metrics
 from tests.training.synthetic_data import synthetic
 
 TORCH_PLANS = [(LogisticRegressionPlan(), {}), (MlpPlan(), {"hidden": 8.0})]
@@ -69,6 +70,18 @@ def test_training_lowers_the_loss(plan, options, data):
     assert result.metrics["train_loss"] == pytest.approx(after, rel=1e-5)
     assert result.num_examples == len(data.y_train)
     assert plan.evaluate(result.weights, data).metrics["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize(("plan", "options"), TORCH_PLANS, ids=ids)
+def test_evaluation_histogram_counts_the_test_set_and_agrees_with_the_metrics(plan, options, data):
+    result = plan.evaluate(plan.init_weights(data.n_features, 0, options), data)
+    hist = result.histogram
+    assert hist is not None
+    assert hist.positives.sum() == int(data.y_test.sum())
+    assert hist.total == len(data.y_test) == result.num_examples
+    pooled = histogram_metrics(hist)  # one site: "pooled" is the site's own test set
+    assert pooled["balanced_accuracy"] == pytest.approx(result.metrics["balanced_accuracy"])
+    assert abs(pooled["auc"] - result.metrics["auc"]) <= pooled["auc_bin_error"] + 1e-9
 
 
 @pytest.mark.parametrize(("plan", "options"), TORCH_PLANS, ids=ids)

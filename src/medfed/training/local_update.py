@@ -299,7 +299,8 @@ def local_evaluate(
     state: ClientState,
 ) -> EvalResult:
     """The global model's test metrics, plus ``personal_*`` ones for the site's personalized
-    model when the study personalizes (FedBN layers and/or ``finetune_steps`` of local tuning)."""
+    model when the study personalizes (FedBN layers and/or ``finetune_steps`` of local tuning).
+    The score histogram stays the global model's: pooled metrics describe the one shared model."""
     model, _ = split_received(received)
     result = plan.evaluate(model, data)
     metrics = dict(result.metrics)
@@ -311,7 +312,7 @@ def local_evaluate(
         personal = plan.train(personal, data, tune).weights
     for key, value in plan.evaluate(personal, data).metrics.items():
         metrics[f"personal_{key}"] = value
-    return EvalResult(result.num_examples, metrics)
+    return EvalResult(result.num_examples, metrics, result.histogram)
 
 
 def _control_variates(

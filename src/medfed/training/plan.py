@@ -17,6 +17,7 @@ import numpy.typing as npt
 from medfed.data.dataset import Dataset
 from medfed.errors import ConfigError
 from medfed.protocol.tensors import Weights
+from medfed.training.score_histogram import ScoreHistogram
 
 Optimizer = Literal["sgd", "adam"]
 OPTIMIZERS: tuple[Optimizer, ...] = ("sgd", "adam")
@@ -93,8 +94,12 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class EvalResult:
+    """``histogram``: the test scores' bin counts, which sum across sites into pooled metrics
+    (:mod:`medfed.training.score_histogram`); None for a plan that scores nothing."""
+
     num_examples: int
     metrics: dict[str, float]
+    histogram: ScoreHistogram | None = None
 
 
 class TrainingPlan(Protocol):

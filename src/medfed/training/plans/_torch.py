@@ -26,8 +26,9 @@ from medfed.data.dataset import Dataset
 from medfed.data.images import ImageDataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
-from medfed.training.metrics import binary_metrics
+from medfed.training.metrics import binary_metrics, sigmoid
 from medfed.training.plan import DpSgdConfig, EvalResult, LocalTrainConfig, TrainResult
+from medfed.training.score_histogram import score_histogram
 from medfed.training.standardize import fit_standardizer, standardize
 
 OPTIMIZER_OPTIONS = frozenset({"weight_decay", "momentum"})
@@ -177,7 +178,9 @@ def _sgd(
 def evaluate(model: nn.Module, weights: Weights, data: Dataset) -> EvalResult:
     """Test metrics, inputs prepared with the *training* split's statistics."""
     logits = predict(model, weights, data)
-    return EvalResult(num_examples=len(data.y_test), metrics=binary_metrics(data.y_test, logits))
+    metrics = binary_metrics(data.y_test, logits)
+    histogram = score_histogram(data.y_test, sigmoid(logits))
+    return EvalResult(len(data.y_test), metrics, histogram)
 
 
 def predict(model: nn.Module, weights: Weights, data: Dataset) -> npt.NDArray[np.float64]:
