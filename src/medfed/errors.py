@@ -10,6 +10,7 @@
     ├── DatasetError           a local dataset is unknown or does not match its declared schema
     ├── PolicyError            the node's local policy refuses a task (unknown plan, dataset)
     ├── TrainingError          a training plan failed or is unknown
+    ├── BundleError            a model bundle is malformed, altered, or does not fit the data
     ├── StrategyError          aggregation cannot proceed (no replies, bad parameters)
     ├── SecAggError            secure aggregation must abort (bad signature, too few survivors)
     └── TransportError         the network failed
@@ -66,6 +67,10 @@ class PolicyError(MedfedError):
 
 class TrainingError(MedfedError):
     """A training plan failed or is not installed."""
+
+
+class BundleError(MedfedError):
+    """A downloaded model bundle is malformed or altered, or the data offered does not fit it."""
 
 
 class StrategyError(MedfedError):

@@ -155,6 +155,32 @@ def _read_rows(
     return np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32), splits
 
 
+def parse_features(
+    data: bytes, *, source: str, features: Sequence[str]
+) -> tuple[npt.NDArray[np.float32], list[int]]:
+    """The ``features`` columns of every data row, in file order, with each row's line number
+    (header = 1): rows to score with a trained model, which need no label or split column (a new
+    patient has neither). Cells are checked exactly as ``parse_csv`` checks them."""
+    reader, header = open_csv(data, source)
+    missing = [c for c in features if c not in header]
+    if missing:
+        raise DatasetError(f"{source} row 1: missing columns {missing}; the header has {header}")
+    columns = [header.index(c) for c in features]
+    xs: list[list[float]] = []
+    lines: list[int] = []
+    for row in reader:
+        where = f"{source} row {reader.line_num}"
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DatasetError(f"{where}: {len(row)} cells, the header has {len(header)}")
+        xs.append([_number(row[i], where, header[i]) for i in columns])
+        lines.append(reader.line_num)
+    if not xs:
+        raise DatasetError(f"{source}: no data rows")
+    return np.array(xs, dtype=np.float32), lines
+
+
 def _number(cell: str, where: str, column: str) -> float:
     text = cell.strip()
     if not text:
