@@ -29,8 +29,12 @@ def _secure(**changes: object) -> StudySpec:
 
 @pytest.mark.parametrize(
     "strategy",
-    [{}, {"strategy": "fedprox", "strategy_params": {"mu": 0.1}}],
-    ids=["fedavg", "fedprox"],
+    [
+        {},
+        {"strategy": "fedprox", "strategy_params": {"mu": 0.1}},
+        {"strategy": "normbound", "strategy_params": {"max_norm": 0.05}},  # each site clips
+    ],
+    ids=["fedavg", "fedprox", "normbound"],
 )
 def test_secure_study_matches_plain_fedavg_within_quantization_error(
     network: Network, monkeypatch: pytest.MonkeyPatch, strategy: dict[str, object]

@@ -29,20 +29,16 @@ from medfed.secagg.graph import default_degree
 from medfed.secagg.messages import RoundParams
 from medfed.secagg.protocol import ServerRound
 from medfed.secagg.quantize import FixedPoint
-from medfed.secagg.updates import MASKED, decode_sum, dimension
+from medfed.secagg.updates import MASKED, U32, decode_sum, dimension
 from medfed.strategies.accumulators import cast_like
 from medfed.strategies.base import NDArray, Reply, Strategy
 from medfed.strategies.dpfedavg import DpFedAvg
+from medfed.strategies.registry import STRATEGY_NAMES, secure_aggregation
 
 log = logging.getLogger("medfed.coordinator")
 Stages = Callable[[str], pb.SecAggStage]
 Dispatch = Callable[[OpenRound, Sequence[str], Stages], None]
 """Send each node its task (with its stage payload) and wait for the round to close."""
-SUPPORTED = frozenset(
-    {"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "dpfedavg", "scaffold"}
-)
-"""Strategies whose aggregate is a function of the (example-weighted) sum alone; DP-FedAvg
-only with its noise added by the sites (``distributed = 1``) and a fixed clip."""
 
 
 def example_weighted(strategy: Strategy) -> bool:
@@ -52,10 +48,12 @@ def example_weighted(strategy: Strategy) -> bool:
 
 def check_supported(spec: StudySpec, strategy: Strategy) -> None:
     """Refuse, at submission, what secure aggregation cannot run."""
-    if strategy.name not in SUPPORTED:
+    support = secure_aggregation(strategy.name)
+    if not support.composes:
+        usable = [name for name in STRATEGY_NAMES if secure_aggregation(name).composes]
         raise StrategyError(
             f"secure aggregation reveals only the weighted sum of the updates; strategy "
-            f"{strategy.name!r} needs more (use one of {sorted(SUPPORTED)})"
+            f"{strategy.name!r} {support.why} (use one of {', '.join(usable)})"
         )
     if isinstance(strategy, DpFedAvg) and (not strategy.distributed or strategy.adaptive):
         raise StrategyError(
@@ -71,7 +69,12 @@ def check_supported(spec: StudySpec, strategy: Strategy) -> None:
 
 
 def round_params(
-    spec: StudySpec, study_id: str, round_no: int, nodes: Sequence[str], dim: int
+    spec: StudySpec,
+    study_id: str,
+    round_no: int,
+    nodes: Sequence[str],
+    dim: int,
+    purpose: str = "",
 ) -> RoundParams:
     n = len(nodes)
     if n < 2:
@@ -82,7 +85,7 @@ def round_params(
     threshold = min(max(2, math.ceil(spec.secagg_threshold * (degree + 1))), degree + 1)
     return RoundParams(
         study_id, round_no, tuple(sorted(nodes)), threshold, degree, os.urandom(16),
-        spec.secagg_clip, dim,
+        spec.secagg_clip, dim, purpose,
     )  # fmt: skip
 
 
@@ -103,20 +106,13 @@ class MaskedSum:
             raise StrategyError(f"masked input refused: {exc}") from None
 
 
-class SecureRound:
-    def __init__(
-        self,
-        spec: StudySpec,
-        study_id: str,
-        round_no: int,
-        nodes: Sequence[str],
-        model: Mapping[str, NDArray],
-        weighted: bool = True,
-        extras: tensors.Manifest | None = None,
-    ) -> None:
-        self.model = model
-        self.extras = extras
-        self.params = round_params(spec, study_id, round_no, nodes, dimension(model, extras))
+class SecureSum:
+    """SecAgg+ over vectors of ``params.dimension`` words in Z_(2^32): stages 1, 2 and 4 are
+    SECAGG tasks of their own, stage 3 (the masked input) rides on the tasks of ``main``, the
+    round whose replies are summed (a TRAIN round, or an EVALUATE round's score histograms)."""
+
+    def __init__(self, spec: StudySpec, params: RoundParams, weighted: bool = True) -> None:
+        self.params = params
         self._pb_params = wire.params_to_pb(self.params)
         self._pb_params.example_weighted = weighted
         self._spec = spec
@@ -141,9 +137,8 @@ class SecureRound:
             train.upload_bytes += stage.upload_bytes
         return stage.answers
 
-    def run(self, train: OpenRound, dispatch: Dispatch) -> Reply:
-        """All four stages; returns the survivors' aggregate as one reply (the weighted mean
-        model, weight = their total examples) for the strategy's accumulator."""
+    def total(self, train: OpenRound, dispatch: Dispatch) -> tuple[U32, tuple[str, ...]]:
+        """All four stages: the sum of the survivors' vectors, and who they are."""
         server, p = self.server, self.params
         clock = [time.perf_counter()]
         answers = self._run_stage(train, dispatch, p.nodes, lambda n: self._stage(1))
@@ -176,10 +171,37 @@ class SecureRound:
         clock.append(time.perf_counter())
         total = server.unmask(reveals)
         clock.append(time.perf_counter())
-        stages = ("advertise", "share", "train+mask", "reveal", "unmask")
+        work = "evaluate" if train.kind == pb.TASK_KIND_EVALUATE else "train"
+        stages = ("advertise", "share", f"{work}+mask", "reveal", "unmask")
         spans = zip(stages, clock[:-1], clock[1:], strict=True)
         log.info("study %s round %d secure aggregation: %s", train.study_id, train.round,
                  ", ".join(f"{s} {b - a:.3f} s" for s, a, b in spans))  # fmt: skip
+        return total, u3
+
+
+class SecureRound(SecureSum):
+    """A training round under SecAgg+: the survivors' sum decoded into the weighted mean model."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study_id: str,
+        round_no: int,
+        nodes: Sequence[str],
+        model: Mapping[str, NDArray],
+        weighted: bool = True,
+        extras: tensors.Manifest | None = None,
+    ) -> None:
+        self.model = model
+        self.extras = extras
+        dim = dimension(model, extras)
+        super().__init__(spec, round_params(spec, study_id, round_no, nodes, dim), weighted)
+
+    def run(self, train: OpenRound, dispatch: Dispatch) -> Reply:
+        """All four stages; returns the survivors' aggregate as one reply (the weighted mean
+        model, weight = their total examples) for the strategy's accumulator."""
+        total, u3 = self.total(train, dispatch)
+        p = self.params
         encoding = FixedPoint(p.clip, len(p.nodes))
         mean, extras, weight = decode_sum(total, self.model, encoding, len(u3), self.extras)
         return Reply(

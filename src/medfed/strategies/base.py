@@ -56,9 +56,6 @@ class Accumulator(Protocol):
 
 class Strategy(Protocol):
     name: str
-    individual_updates: bool
-    """True when aggregation needs each hospital's own update (median, trimmed mean, Krum): such
-    a strategy cannot run under secure aggregation, which reveals only the sum."""
 
     def init_state(self, model: Mapping[str, NDArray]) -> Weights:
         """Server state before round 1 (empty for stateless strategies)."""
@@ -107,8 +104,6 @@ class Strategy(Protocol):
 
 class StrategyDefaults:
     """Stateless, every node trains, nothing extra travels: the defaults most strategies keep."""
-
-    individual_updates = False
 
     def init_state(self, model: Mapping[str, NDArray]) -> Weights:
         return {}

@@ -2,7 +2,7 @@
 
 The math is in ``robust.py``. Median, trimmed mean and Krum compare hospitals' models coordinate
 by coordinate or pairwise, so they keep every reply (O(nodes x model) memory) and cannot run
-under secure aggregation, which reveals only the sum (``individual_updates = True``). Norm
+under secure aggregation, which reveals only the sum (``registry.secure_aggregation``). Norm
 bounding clips each site's change to a norm before averaging; a site can clip its own update
 before masking, so it composes with secure aggregation and stays streaming.
 
@@ -31,8 +31,6 @@ from medfed.strategies.robust import coordinate_median, multi_krum, trimmed_mean
 
 
 class _KeepingStrategy(StrategyDefaults):
-    individual_updates = True
-
     def start_round(
         self, model: Mapping[str, NDArray], state: Mapping[str, NDArray]
     ) -> Accumulator:

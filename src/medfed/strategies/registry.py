@@ -15,6 +15,11 @@
 | krum | f; m = 1 (m > 1: Multi-Krum) | Blanchard et al. 2017 |
 | normbound | max_norm | Sun et al. 2019 |
 | dpfedavg | clip_norm, noise_multiplier; distributed = 0, adaptive = 0, ... | McMahan 2018 |
+
+Each entry also declares whether the strategy composes with secure aggregation, which reveals only
+the (example-weighted) sum of the updates. That one declaration is what submission enforces
+(``coordinator/secure_round.py``), what ``medfed study strategies`` prints, and what the README's
+strategy table must say (tests/strategies/test_strategy_registry.py compares them).
 """
 
 from __future__ import annotations
@@ -47,6 +52,36 @@ class StudyContext:
 
 
 Build = Callable[[Mapping[str, float], StudyContext], Strategy]
+
+
+@dataclass(frozen=True)
+class SecureAggregation:
+    """Whether a strategy runs when only the sum of the updates is visible, and why (not)."""
+
+    composes: bool
+    why: str
+
+
+def _sum_only(why: str) -> SecureAggregation:
+    return SecureAggregation(True, why)
+
+
+def _refused(why: str) -> SecureAggregation:
+    return SecureAggregation(False, why)
+
+
+_NEEDS_EACH = _refused("needs each hospital's own update, which secure aggregation hides")
+_FEDOPT_SUM = _sum_only("the server optimizer steps on the mean change, a function of the sum")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    required: frozenset[str]
+    optional: Mapping[str, float]
+    build: Build
+    secure: SecureAggregation
+
+
 _FEDOPT_DEFAULTS = {"beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
 
 
@@ -77,37 +112,66 @@ def _integer(p: Mapping[str, float], key: str) -> int:
     return int(value)
 
 
-_REGISTRY: dict[str, tuple[frozenset[str], Mapping[str, float], Build]] = {
-    "fedavg": (frozenset(), {}, lambda p, c: FedAvg()),
-    "fedprox": (frozenset({"mu"}), {}, lambda p, c: FedProx(p["mu"])),
-    "scaffold": (
+_REGISTRY: dict[str, _Entry] = {
+    "fedavg": _Entry(
+        frozenset(), {}, lambda p, c: FedAvg(), _sum_only("the weighted sum is all it needs")
+    ),
+    "fedprox": _Entry(
+        frozenset({"mu"}),
+        {},
+        lambda p, c: FedProx(p["mu"]),
+        _sum_only("the proximal term acts at the site; the server averages"),
+    ),
+    "scaffold": _Entry(
         frozenset(),
         {"server_learning_rate": 1.0},
         lambda p, c: Scaffold(p["server_learning_rate"]),
+        _sum_only("control-variate changes are summed like the model"),
     ),
-    "fednova": (frozenset(), {}, lambda p, c: FedNova()),
-    "fedadam": (frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("adam")),
-    "fedyogi": (frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("yogi")),
-    "fedadagrad": (frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("adagrad")),
-    "qfedavg": (
+    "fednova": _Entry(
+        frozenset(),
+        {},
+        lambda p, c: FedNova(),
+        _refused("normalizes each site's change by that site's local steps before averaging"),
+    ),
+    "fedadam": _Entry(
+        frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("adam"), _FEDOPT_SUM
+    ),
+    "fedyogi": _Entry(
+        frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("yogi"), _FEDOPT_SUM
+    ),
+    "fedadagrad": _Entry(
+        frozenset({"server_learning_rate"}), _FEDOPT_DEFAULTS, _fedopt("adagrad"), _FEDOPT_SUM
+    ),
+    "qfedavg": _Entry(
         frozenset({"q"}),
         {"lipschitz": 0.0},
         lambda p, c: QFedAvg(p["q"], p["lipschitz"] or _lipschitz(c)),
+        _refused("weighs each site by its own loss and update norm"),
     ),
-    "cyclic": (
+    "cyclic": _Entry(
         frozenset(),
         {"deterministic": 0.0},
         lambda p, c: Cyclic(c.seed, bool(p["deterministic"])),
+        _refused("one site per round: the sum of one update is that hospital's update"),
     ),
-    "median": (frozenset(), {}, lambda p, c: Median()),
-    "trimmed_mean": (frozenset({"trim"}), {}, lambda p, c: TrimmedMean(_integer(p, "trim"))),
-    "krum": (
+    "median": _Entry(frozenset(), {}, lambda p, c: Median(), _NEEDS_EACH),
+    "trimmed_mean": _Entry(
+        frozenset({"trim"}), {}, lambda p, c: TrimmedMean(_integer(p, "trim")), _NEEDS_EACH
+    ),
+    "krum": _Entry(
         frozenset({"f"}),
         {"m": 1.0},
         lambda p, c: Krum(_integer(p, "f"), _integer(p, "m")),
+        _NEEDS_EACH,
     ),
-    "normbound": (frozenset({"max_norm"}), {}, lambda p, c: NormBound(p["max_norm"])),
-    "dpfedavg": (
+    "normbound": _Entry(
+        frozenset({"max_norm"}),
+        {},
+        lambda p, c: NormBound(p["max_norm"]),
+        _sum_only("each node clips its own change before masking; the mean stays in the bound"),
+    ),
+    "dpfedavg": _Entry(
         frozenset({"clip_norm", "noise_multiplier"}),
         {
             "distributed": 0.0,
@@ -125,6 +189,7 @@ _REGISTRY: dict[str, tuple[frozenset[str], Mapping[str, float], Build]] = {
             clip_learning_rate=p["clip_learning_rate"],
             delta=p["delta"],
         ),
+        _sum_only("only with distributed = 1 (the sites add the noise) and adaptive = 0"),
     ),
 }
 STRATEGY_NAMES = tuple(_REGISTRY)
@@ -132,7 +197,14 @@ STRATEGY_NAMES = tuple(_REGISTRY)
 
 def strategy_parameters() -> dict[str, tuple[list[str], dict[str, float]]]:
     """Every strategy's (required parameters, optional parameters with defaults)."""
-    return {name: (sorted(req), dict(opt)) for name, (req, opt, _) in _REGISTRY.items()}
+    return {name: (sorted(e.required), dict(e.optional)) for name, e in _REGISTRY.items()}
+
+
+def secure_aggregation(name: str) -> SecureAggregation:
+    """Whether strategy ``name`` composes with secure aggregation, and why (not)."""
+    if name not in _REGISTRY:
+        raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(STRATEGY_NAMES)}")
+    return _REGISTRY[name].secure
 
 
 def make_strategy(
@@ -141,7 +213,8 @@ def make_strategy(
     """The strategy ``name`` with ``params``; unknown names and parameters are refused."""
     if name not in _REGISTRY:
         raise StrategyError(f"unknown strategy {name!r}; available: {', '.join(STRATEGY_NAMES)}")
-    required, optional, build = _REGISTRY[name]
+    entry = _REGISTRY[name]
+    required, optional = entry.required, entry.optional
     missing = sorted(required - set(params))
     unknown = sorted(set(params) - required - set(optional))
     if missing or unknown:
@@ -150,15 +223,4 @@ def make_strategy(
             f"strategy {name!r} takes parameters {allowed or 'none'}; "
             f"missing {missing}, unknown {unknown}"
         )
-    return build({**optional, **params}, context or StudyContext())
-
-
-def require_sum_only(strategy: Strategy) -> None:
-    """Refuse a strategy that needs individual updates where only their sum will be visible
-    (secure aggregation): median, trimmed mean and Krum cannot work on a masked sum."""
-    if strategy.individual_updates:
-        raise StrategyError(
-            f"strategy {strategy.name!r} needs each hospital's own update, which secure "
-            "aggregation hides; use fedavg, fedprox, scaffold, fednova, fedadam/fedyogi/"
-            "fedadagrad, qfedavg or normbound (clipping applied by each node) instead"
-        )
+    return entry.build({**optional, **params}, context or StudyContext())
