@@ -10,9 +10,6 @@ from typing import Annotated
 import typer
 
 from medfed.cli.common import medfed_errors, out, setup_logging
-from medfed.coordinator.config import load_coordinator_config
-from medfed.coordinator.service import Coordinator
-from medfed.transport.runtime import tune_for_bulk_transfer
 
 app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
 
@@ -23,6 +20,10 @@ def start(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start the coordinator and serve until SIGINT/SIGTERM; resumes unfinished studies."""
+    from medfed.coordinator.config import load_coordinator_config
+    from medfed.coordinator.service import Coordinator
+    from medfed.transport.runtime import tune_for_bulk_transfer
+
     setup_logging(verbose)
     tune_for_bulk_transfer()
     with medfed_errors():

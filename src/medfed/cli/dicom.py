@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from medfed.cli.common import err, medfed_errors, out
-from medfed.data.dicom.deidentify import deidentify_tree
-from medfed.data.dicom.phi import PROFILE, PhiFinding, blocking, check_file, files_under
 from medfed.errors import DatasetError
+
+if TYPE_CHECKING:  # pydicom loads in the commands, not with ``medfed --help``
+    from medfed.data.dicom.phi import PhiFinding
 
 app = typer.Typer(
     help="DICOM de-identification and the PHI gate (data steward).", no_args_is_help=True
@@ -24,6 +25,8 @@ def check(
     path: Annotated[Path, typer.Argument(help="A DICOM file or a folder of them.", exists=True)],
 ) -> None:
     """List what still identifies a patient in each file; exit 1 if any file is blocked."""
+    from medfed.data.dicom.phi import PROFILE, files_under
+
     out.print(f"profile: {PROFILE}", highlight=False)
     files = files_under(path)
     blocked = sum(_report_file(file) for file in files)
@@ -38,6 +41,9 @@ def deidentify(
     dst: Annotated[Path, typer.Argument(help="Folder to write; outside the input folder.")],
 ) -> None:
     """Apply the Basic Profile to every file under SRC, writing the same tree under DST."""
+    from medfed.data.dicom.deidentify import deidentify_tree
+    from medfed.data.dicom.phi import PROFILE
+
     out.print(f"profile: {PROFILE}", highlight=False)
     with medfed_errors():
         report = deidentify_tree(src, dst)
@@ -53,6 +59,8 @@ def deidentify(
 
 def _report_file(path: Path) -> bool:
     """Print one file's findings; True when the file is blocked (unreadable counts)."""
+    from medfed.data.dicom.phi import blocking, check_file
+
     try:
         findings = check_file(path)
     except DatasetError as exc:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
-from safetensors.numpy import save_file
 
 from medfed.cli.common import medfed_errors, out
 from medfed.cli.tables import encrypted_eval_table, node_table, privacy_table, round_table
-from medfed.coordinator.client import AdminClient
 from medfed.coordinator.config import load_client_config
-from medfed.coordinator.spec import StudySpec, load_spec
-from medfed.protocol import tensors
-from medfed.secagg import ckks
+
+if TYPE_CHECKING:  # gRPC, numpy, TenSEAL load inside the commands (tests/cli/test_imports.py)
+    from medfed.coordinator.client import AdminClient
+    from medfed.coordinator.spec import StudySpec
+    from medfed.protocol import tensors
+    from medfed.secagg import ckks
 
 app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
@@ -33,6 +34,8 @@ def prepare(spec: StudySpec) -> tuple[StudySpec, tensors.Weights]:
 
 
 def _client(config: Path) -> AdminClient:
+    from medfed.coordinator.client import AdminClient
+
     cfg = load_client_config(config)
     return AdminClient(cfg.coordinator, cfg.tls, cfg.server_name)
 
@@ -48,6 +51,9 @@ def submit(
     ] = None,
 ) -> None:
     """Submit a study; prints its id."""
+    from medfed.coordinator.spec import load_spec
+    from medfed.secagg import ckks
+
     with medfed_errors():
         pinned, weights = prepare(load_spec(spec))
         public = b""
@@ -127,6 +133,8 @@ def download(
     out_file: Annotated[Path, typer.Option("--out", help="Where to write .safetensors")],
 ) -> None:
     """Download a study's current global model as safetensors."""
+    from safetensors.numpy import save_file
+
     with medfed_errors(), _client(config) as client:
         sha = client.status(study_id).model_sha256
         weights = client.download(sha)
@@ -139,6 +147,8 @@ def keygen(
     key_file: Annotated[Path, typer.Argument(help="Where to write the secret key (mode 0600).")],
 ) -> None:
     """Make a CKKS key pair for encrypted evaluation metrics; only this file can decrypt them."""
+    from medfed.secagg import ckks
+
     with medfed_errors():
         keys = ckks.ResearcherKeys.generate()
         key_file.touch(mode=0o600, exist_ok=False)
@@ -153,6 +163,8 @@ def decrypt(
     key: Annotated[Path, typer.Option(help="The secret key from medfed study keygen.")],
 ) -> None:
     """Decrypt a study's encrypted evaluation sums, round by round."""
+    from medfed.secagg import ckks
+
     with medfed_errors():
         keys = ckks.ResearcherKeys.load(key.read_bytes())
         with _client(config) as client:
@@ -164,6 +176,8 @@ def decrypted_rounds(
     client: AdminClient, study_id: str, keys: ckks.ResearcherKeys
 ) -> list[tuple[int, int, dict[str, float]]]:
     """(round, sites, weighted means) for every round with an encrypted evaluation."""
+    from medfed.secagg import ckks
+
     rows = []
     for r in client.status(study_id).rounds:
         sealed = r.encrypted_eval

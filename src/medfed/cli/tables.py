@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from medfed.protocol.v1 import medfed_pb2 as pb
+if TYPE_CHECKING:  # protobuf loads with the admin client, not with ``medfed --help``
+    from medfed.protocol.v1 import medfed_pb2 as pb
 
 
 def _fmt(metrics: dict[str, float], key: str, digits: int = 3) -> str:

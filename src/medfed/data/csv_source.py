@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.model_selection import train_test_split
 
 from medfed.data.tabular import TabularDataset
 from medfed.errors import DatasetError
@@ -209,6 +208,8 @@ def random_split(
         raise DatasetError(f"test fraction must be strictly between 0 and 1, got {test_fraction}")
     _, counts = np.unique(y, return_counts=True)
     stratify = y if len(counts) > 1 and bool((counts > 2).all()) else None
+    from sklearn.model_selection import train_test_split  # sklearn loads only to split
+
     try:
         train_idx, _ = train_test_split(
             np.arange(len(y)),

@@ -16,13 +16,15 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from medfed.data.csv_source import parse_csv
 from medfed.data.dataset import Dataset
-from medfed.data.dicom.connector import DicomSource
 from medfed.data.images import image_feature
 from medfed.errors import DatasetError, StoreError
+
+if TYPE_CHECKING:  # pydicom loads with the first DICOM dataset, not with the node
+    from medfed.data.dicom.connector import DicomSource
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _FILE_NAME = "datasets.json"
@@ -53,6 +55,8 @@ class DatasetEntry:
     def dicom_source(self) -> DicomSource:
         if self.kind != "dicom" or self.labels is None:
             raise DatasetError(f"dataset {self.name!r} is not a DICOM dataset")
+        from medfed.data.dicom.connector import DicomSource
+
         return DicomSource(
             folder=self.path,
             labels=self.labels,

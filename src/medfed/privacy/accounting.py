@@ -43,9 +43,6 @@ import math
 from collections.abc import Callable
 from typing import Literal, get_args
 
-import dp_accounting
-from dp_accounting import pld, rdp
-
 from medfed.errors import ConfigError
 
 __all__ = [
@@ -162,6 +159,9 @@ def _composed_epsilon(
         return 0.0
     if noise_multiplier == 0:
         return math.inf
+    import dp_accounting  # with scipy, about a second: loaded by the first DP study, not at start
+    from dp_accounting import pld, rdp
+
     event: dp_accounting.DpEvent = dp_accounting.GaussianDpEvent(noise_multiplier)
     if sample_rate < 1:
         event = dp_accounting.PoissonSampledDpEvent(sample_rate, event)

@@ -54,7 +54,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import tenseal as ts
 
 from medfed.errors import SecAggError
 
@@ -72,6 +71,14 @@ _MAX_COEFF_BITS_128: Final = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 4
 _TS_ERRORS: Final = (ValueError, RuntimeError, TypeError)
 
 Vector = npt.NDArray[np.float64]
+
+
+def _tenseal() -> Any:
+    """TenSEAL (with SEAL's native library) loads on the first CKKS operation, not when the CLI,
+    the coordinator or a node imports this module: most studies never encrypt their metrics."""
+    import tenseal
+
+    return tenseal
 
 
 class CkksError(SecAggError):
@@ -137,6 +144,7 @@ class ResearcherKeys:
     def generate(cls, params: CkksParams | None = None) -> ResearcherKeys:
         """Draw a fresh key pair (SEAL's own CSPRNG) for one study."""
         p = params if params is not None else CkksParams()
+        ts = _tenseal()
         try:
             context = ts.context(
                 ts.SCHEME_TYPE.CKKS,
@@ -292,6 +300,7 @@ def _check_bytes(data: object, limit: int, what: str) -> bytes:
 
 def _load_context(data: bytes, what: str) -> Any:
     _check_bytes(data, MAX_CONTEXT_BYTES, what)
+    ts = _tenseal()
     try:
         context = ts.context_from(data)
         scheme = context.seal_context().data.key_context_data().parms().scheme()
@@ -349,7 +358,7 @@ def _plain_vector(values: object) -> Vector:
 
 def _encrypt(context: Any, digest: bytes, array: Vector) -> bytes:
     try:
-        payload: bytes = ts.ckks_vector(context, array.tolist()).serialize()
+        payload: bytes = _tenseal().ckks_vector(context, array.tolist()).serialize()
     except _TS_ERRORS as exc:
         raise CkksError(f"cannot encrypt: {exc} (values too large for the scale?)") from exc
     return _wrap(digest, payload)
@@ -368,7 +377,7 @@ def _load_vector(context: Any, digest: bytes, blob: bytes) -> Any:
     if blob[len(_MAGIC) + 1 : _HEADER_LEN] != digest:
         raise CkksError("ciphertext was made under a different public context than this study's")
     try:
-        vector = ts.ckks_vector_from(context, blob[_HEADER_LEN:])
+        vector = _tenseal().ckks_vector_from(context, blob[_HEADER_LEN:])
         n_cipher = len(vector.data.ciphertext())
     except _TS_ERRORS as exc:
         raise CkksError(f"ciphertext is malformed or does not match the context: {exc}") from exc

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
+from typing import TYPE_CHECKING
 
 from medfed.errors import ConfigError
+
+if TYPE_CHECKING:  # configs hold TlsFiles; gRPC loads only where a channel or server is made
+    import grpc
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class TlsFiles:
 
 
 def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    import grpc
+
     cert, key, ca = tls.read()
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=True
@@ -39,6 +43,8 @@ def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
 
 
 def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
+    import grpc
+
     cert, key, ca = tls.read()
     return grpc.ssl_channel_credentials(
         root_certificates=ca, private_key=key, certificate_chain=cert
