@@ -53,6 +53,7 @@ def site_metrics_table(metrics: RecordedMetrics) -> Table:
     """Each site's recorded test metrics for this model, and the coordinator's aggregate."""
     keys = _ordered({k for s in metrics.sites for k in s.metrics})
     table = Table("site", "examples", *keys, title=f"recorded at round {metrics.round}")
+    table.columns[0].no_wrap = True
     for site in metrics.sites:
         table.add_row(escape(site.site), str(site.num_examples), *_cells(site.metrics, keys))
     if metrics.sites:

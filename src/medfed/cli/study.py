@@ -131,15 +131,19 @@ def download(
     study_id: str,
     config: ConfigOption,
     out_file: Annotated[Path, typer.Option("--out", help="Where to write .safetensors")],
+    weights_only: Annotated[
+        bool, typer.Option("--weights-only", help="The raw weights, without the bundle document.")
+    ] = False,
 ) -> None:
-    """Download a study's current global model as safetensors."""
-    from safetensors.numpy import save_file
+    """Download a study's current global model as a model bundle: the weights with the plan,
+    features, label, preprocessing, spec and each site's metrics (see `medfed model`)."""
+    from medfed.cli.model import save_download
 
     with medfed_errors(), _client(config) as client:
-        sha = client.status(study_id).model_sha256
-        weights = client.download(sha)
-    save_file({k: v.copy() for k, v in weights.items()}, str(out_file), metadata={"sha256": sha})
-    out.print(f"wrote {out_file} ({sha})")
+        status = client.status(study_id)
+        weights = client.download(status.model_sha256)
+    with medfed_errors():
+        save_download(status, weights, out_file, weights_only)
 
 
 @app.command()
