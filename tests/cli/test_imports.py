@@ -14,7 +14,16 @@ import pytest
 
 HEAVY = ("torch", "tenseal", "opacus", "pydicom", "matplotlib", "sklearn")
 """Never needed to start the CLI, the coordinator or a node: training, CKKS, DICOM, plots."""
-STARTUP = (*HEAVY, "numpy", "grpc", "google.protobuf", "sqlalchemy", "scipy", "dp_accounting")
+STARTUP = (
+    *HEAVY,
+    "numpy",
+    "grpc",
+    "google.protobuf",
+    "sqlalchemy",
+    "scipy",
+    "dp_accounting",
+    "cryptography",
+)
 """Also not needed by ``medfed --help``: each command loads what it uses."""
 
 

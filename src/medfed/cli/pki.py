@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -17,11 +17,11 @@ from rich.table import Table
 
 from medfed.cli.common import medfed_errors
 from medfed.cli.common import out as console
-from medfed.pki.ca import CertificateAuthority
-from medfed.pki.csr import make_csr
-from medfed.pki.files import read_file, write_new
-from medfed.pki.identity import Role, identity_from_pem
-from medfed.pki.index import IssuedRecord
+from medfed.pki.identity import Role
+
+if TYPE_CHECKING:  # cryptography loads in the commands, not with ``medfed --help``
+    from medfed.pki.ca import CertificateAuthority
+    from medfed.pki.index import IssuedRecord
 
 app = typer.Typer(
     help="Consortium PKI: create the CA, issue and sign certificates, revoke them.",
@@ -43,6 +43,8 @@ def init(
     valid_days: DaysOption = 3650,
 ) -> None:
     """Create the consortium root CA (ca.crt, ca.key, index.json, crl.pem)."""
+    from medfed.pki.ca import CertificateAuthority
+
     with medfed_errors():
         ca = CertificateAuthority.init(out, consortium, valid_days=valid_days)
     console.print(f"created CA {escape(consortium)!r} in {escape(str(out))}")
@@ -60,8 +62,11 @@ def issue(
     valid_days: DaysOption = 825,
 ) -> None:
     """Generate a key at the CA and issue its certificate (test beds, the coordinator)."""
+    from medfed.pki.files import read_file
+    from medfed.pki.identity import identity_from_pem
+
     with medfed_errors():
-        authority = CertificateAuthority.load(ca)
+        authority = _load(ca)
         files = authority.issue(name, role, out, sans=san or [], valid_days=valid_days)
         identity = identity_from_pem(read_file(files.cert, "certificate"))
     console.print(f"issued {role.value} {name!r} serial {identity.serial:x}")
@@ -79,6 +84,8 @@ def csr(
     consortium: Annotated[str, typer.Option(help="Consortium name to request (O).")] = "",
 ) -> None:
     """Hospital side: generate a key here and a CSR to send to the CA operator."""
+    from medfed.pki.csr import make_csr
+
     with medfed_errors():
         key_path, csr_path = make_csr(name, role, out, consortium=consortium, sans=san or [])
     console.print(f"private key {escape(str(key_path))} stays on this machine (mode 0600)")
@@ -96,8 +103,11 @@ def sign(
     valid_days: DaysOption = 825,
 ) -> None:
     """Sign a hospital's CSR; ca.crt is copied next to the certificate."""
+    from medfed.pki.files import read_file, write_new
+    from medfed.pki.identity import identity_from_pem
+
     with medfed_errors():
-        authority = CertificateAuthority.load(ca)
+        authority = _load(ca)
         pem = authority.sign_csr(
             read_file(csr, "CSR"), role=role, sans=san or [], valid_days=valid_days
         )
@@ -115,7 +125,7 @@ def revoke(
 ) -> None:
     """Revoke every certificate of NAME and re-sign the CRL."""
     with medfed_errors():
-        authority = CertificateAuthority.load(ca)
+        authority = _load(ca)
         count = authority.revoke(name)
     console.print(f"revoked {count} certificate(s) of {name!r}")
     console.print(f"distribute {escape(str(authority.crl_path))} to the coordinator")
@@ -125,7 +135,7 @@ def revoke(
 def crl(ca: CaOption) -> None:
     """Re-sign the CRL with a fresh next-update date (run at least weekly)."""
     with medfed_errors():
-        path = CertificateAuthority.load(ca).write_crl()
+        path = _load(ca).write_crl()
     console.print(f"re-signed {escape(str(path))}")
 
 
@@ -133,8 +143,14 @@ def crl(ca: CaOption) -> None:
 def list_certificates(ca: CaOption) -> None:
     """Show every certificate this CA issued."""
     with medfed_errors():
-        records = CertificateAuthority.load(ca).issued()
+        records = _load(ca).issued()
     console.print(_issued_table(records, datetime.now(UTC)))
+
+
+def _load(ca: Path) -> CertificateAuthority:
+    from medfed.pki.ca import CertificateAuthority
+
+    return CertificateAuthority.load(ca)
 
 
 def _issued_table(records: list[IssuedRecord], now: datetime) -> Table:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from medfed.errors import IdentityError, PkiError
+
+if TYPE_CHECKING:  # cryptography loads when a certificate is read, not with ``medfed --help``
+    from cryptography import x509
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 """Matched with ``fullmatch``: a ``$`` anchor would let a trailing newline through."""
@@ -55,6 +56,9 @@ def check_name(name: str) -> str:
 
 def subject_name(name: str, role: Role, consortium: str = "") -> x509.Name:
     """The subject that :func:`identity_from_cert` reads back; O is left out when empty."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, check_name(name))]
     attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role.value))
     if consortium:
@@ -64,6 +68,8 @@ def subject_name(name: str, role: Role, consortium: str = "") -> x509.Name:
 
 def identity_from_cert(cert: x509.Certificate) -> Identity:
     """Read the identity from a certificate whose chain the caller has already verified."""
+    from cryptography.x509.oid import NameOID
+
     name = _single_attribute(cert.subject, NameOID.COMMON_NAME, "CN")
     if not NAME_PATTERN.fullmatch(name):
         raise IdentityError(f"certificate CN {name!r} is not a valid medfed identity name")
@@ -80,6 +86,8 @@ def identity_from_cert(cert: x509.Certificate) -> Identity:
 
 def identity_from_pem(pem: bytes) -> Identity:
     """Parse a PEM certificate and read its identity; any failure is an :class:`IdentityError`."""
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
