@@ -86,6 +86,7 @@ def test_refusal_reasons_read_back_their_code_and_message() -> None:
 
     assert parse_refusal(text) == ("schema_mismatch", "missing 1: 'chol'\nsecond line")
     assert parse_refusal("tensor 'w' holds NaN") == ("", "tensor 'w' holds NaN")
+    assert parse_refusal("evaluation: " + text)[0] == "schema_mismatch"
     assert outcome_status(text) is SiteStatus.SCHEMA_MISMATCH
 
 

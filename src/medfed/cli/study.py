@@ -10,6 +10,7 @@ import typer
 from rich.live import Live
 
 from medfed.cli.common import medfed_errors, out
+from medfed.cli.progress import WatchLines, round_sites_table, site_table, status_json
 from medfed.cli.tables import encrypted_eval_table, node_table, privacy_table, round_table
 from medfed.coordinator.config import load_client_config
 
@@ -67,8 +68,13 @@ def submit(
 
 
 def _follow(client: AdminClient, study_id: str) -> None:
+    """The round table, live, with a line above it whenever the study's state or message or a
+    hospital's status changes (a study that waits says for whom and why)."""
+    lines = WatchLines()
     with Live(console=out, auto_refresh=False) as live:
         for status in client.watch(study_id):
+            for line in lines.update(status):
+                live.console.print(line, markup=False, highlight=False)
             live.update(round_table(status), refresh=True)
 
 
@@ -80,15 +86,41 @@ def watch(study_id: str, config: ConfigOption) -> None:
 
 
 @app.command()
-def status(study_id: str, config: ConfigOption) -> None:
+def status(
+    study_id: str,
+    config: ConfigOption,
+    sites: Annotated[
+        bool, typer.Option("--sites", help="Each hospital now, and per round with reasons.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The full status as JSON.")] = False,
+) -> None:
+    """A study's rounds and metrics; why hospitals are missing, refusals in full (--sites)."""
     with medfed_errors(), _client(config) as client:
         current = client.status(study_id)
+    if as_json:
+        typer.echo(status_json(current))
+        return
     out.print(round_table(current))
+    if sites:
+        out.print(site_table(current))
+        out.print(round_sites_table(current))
     privacy = privacy_table(current)
     if privacy is not None:
         out.print(privacy)
     if current.message:
         out.print(current.message)
+
+
+@app.command()
+def cancel(
+    study_id: str,
+    config: ConfigOption,
+    reason: Annotated[str, typer.Option(help="Why, recorded with your name.")] = "",
+) -> None:
+    """Cancel a study: recorded with who and why; an open round closes without committing."""
+    with medfed_errors(), _client(config) as client:
+        final = client.cancel(study_id, reason)
+    out.print(f"{final.study_id} {final.state}: {final.message}", markup=False)
 
 
 @app.command("list")
@@ -104,17 +136,16 @@ def strategies() -> None:
     """The aggregation strategies a study spec may name, with their parameters."""
     from rich.table import Table
 
-    from medfed.strategies.registry import make_strategy, strategy_parameters
+    from medfed.strategies.registry import secure_aggregation, strategy_parameters
 
     table = Table("strategy", "required", "optional (default)", "secure aggregation")
     for name, (required, optional) in strategy_parameters().items():
-        params = {k: 1.0 for k in required}
-        individual = make_strategy(name, params).individual_updates
+        support = secure_aggregation(name)
         table.add_row(
             name,
             ", ".join(required) or "-",
             ", ".join(f"{k} ({v:g})" for k, v in optional.items()) or "-",
-            "refused (needs each update)" if individual else "composes",
+            f"{'composes' if support.composes else 'refused'}: {support.why}",
         )
     out.print(table)
 

@@ -62,7 +62,8 @@ def privacy_table(status: pb.StudyStatus) -> Table | None:
 def node_table(nodes: list[pb.NodeInfo]) -> Table:
     table = Table("node", "online", "datasets")
     for n in nodes:
-        table.add_row(n.name, "yes" if n.online else "no", ", ".join(n.datasets))
+        online = "revoked" if n.revoked else "yes" if n.online else "no"
+        table.add_row(n.name, online, ", ".join(n.datasets))
     return table
 
 

@@ -26,7 +26,7 @@ from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpac
 from medfed.coordinator.round_metrics import eval_metrics, train_metrics
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
-from medfed.coordinator.sites import waiting_message
+from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
 from medfed.coordinator.spec import StudySpec
 from medfed.errors import SecAggError, StrategyError
 from medfed.protocol import tensors
@@ -284,7 +284,7 @@ class StudyRunner(threading.Thread):
         for rejection in round_.rejections:  # a refused evaluation is a reason the researcher sees
             node, _, cause = rejection.partition(": ")
             self._p.state.record_rejection(
-                self.study_id, round_no, node, f"evaluation: {cause}", now=now
+                self.study_id, round_no, node, EVALUATION_PREFIX + cause, now=now
             )
         self._p.state.add_eval(
             self.study_id, round_no, round_.per_node, eval_metrics(round_.per_node, len(nodes))
@@ -394,6 +394,7 @@ class Engine:
     def cancel(self, study_id: str, timeout_s: float = 5.0) -> None:
         """Stop a study the store already marks cancelled: its open round closes without
         committing and its queued tasks are withdrawn before this returns (or ``timeout_s``)."""
+        self._parts.board.withdraw(study_id)
         with self._lock:
             runner = self._runners.pop(study_id, None)
         if runner is not None:

@@ -181,6 +181,17 @@ class TaskBoard:
         self._queues: dict[str, deque[str]] = {}
         self._rounds: dict[str, OpenRound] = {}
         self._models: dict[str, set[str]] = {}
+        self._cancelled: set[str] = set()
+
+    def withdraw(self, study_id: str) -> None:
+        """Remember a cancelled study, so that a node replying late to one of its tasks (one it
+        pulled before the cancel) is told why its reply is dropped."""
+        with self._cond:
+            self._cancelled.add(study_id)
+
+    def cancelled(self, study_id: str) -> bool:
+        with self._cond:
+            return study_id in self._cancelled
 
     def open(self, round_: OpenRound) -> None:
         with self._cond:

@@ -49,7 +49,9 @@ _BY_CODE = {
 """Node refusal codes (node/policy.py, node/executor.py, privacy/ledger.py) that have a status
 of their own; any other code is plain ``refused`` with the node's reason."""
 
-_REFUSAL = re.compile(r"refused \(([^)]*)\): (.*)", re.DOTALL)
+EVALUATION_PREFIX = "evaluation: "
+"""Marks a rejection recorded in a round's evaluation rather than its training."""
+_REFUSAL = re.compile(r"(?:evaluation: )?refused \(([^)]*)\): (.*)", re.DOTALL)
 NO_REPLY_REASON = "no reply before the round deadline"
 
 

@@ -64,6 +64,10 @@ def receive(
     except ProtocolError as exc:
         return pb.SubmitReply(accepted=False, reason=str(exc))
     round_ = board.find(header.task_id)
+    if round_ is None and board.cancelled(header.study_id):
+        return pb.SubmitReply(
+            accepted=False, reason=f"study {header.study_id!r} was cancelled: reply dropped"
+        )
     if round_ is None:
         return pb.SubmitReply(
             accepted=False,
