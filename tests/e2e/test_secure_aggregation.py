@@ -17,6 +17,7 @@ from medfed.secagg import ckks
 from medfed.secagg.hazmat import keys
 from medfed.secagg.protocol import ServerRound
 from medfed.simulation.runner import simulate
+from medfed.training.score_histogram import SCORE_BINS, histogram_metrics, sum_histograms
 from tests.e2e.harness import HOSPITALS, Network, passthrough_study, small_study
 
 ROUNDS = 3
@@ -59,15 +60,26 @@ def test_secure_study_matches_plain_fedavg_within_quantization_error(
     for name in final:
         np.testing.assert_allclose(final[name], plain.model[name], atol=1e-5)
     secure_acc = {m.node: m.metrics["accuracy"] for m in status.rounds[-1].per_node}
-    plain_acc = {s: r.metrics["accuracy"] for s, r in plain.evaluate().items()}
+    plain_eval = plain.evaluate()
+    plain_acc = {s: r.metrics["accuracy"] for s, r in plain_eval.items()}
     assert secure_acc == pytest.approx(plain_acc, abs=0.02)
+    # The pooled AUC comes from the masked sum of the sites' histograms, as the clear sum gives it.
+    clear = histogram_metrics(
+        sum_histograms(r.histogram for r in plain_eval.values() if r.histogram)
+    )
+    assert status.rounds[-1].metrics["auc_pooled"] == pytest.approx(clear["auc"], abs=0.01)
 
-    # What reached the coordinator: masked words only, one per element plus the weight.
+    # What reached the coordinator: masked words only, one per element plus the weight, and
+    # after each round's training, each site's masked score histogram.
     dim = sum(a.size for a in init.values()) + 1
-    assert len(seen) == ROUNDS * len(HOSPITALS)
-    for masked in seen:
-        assert masked.dtype == np.uint32 and masked.shape == (dim,)
+    updates = [m for m in seen if m.shape == (dim,)]
+    histograms = [m for m in seen if m.shape == (2 * SCORE_BINS,)]
+    assert len(updates) == len(histograms) == ROUNDS * len(HOSPITALS) == len(seen) / 2
+    for masked in updates:
+        assert masked.dtype == np.uint32
         assert masked[-1] > 10_000  # the weight word is masked too (a site has < 300 rows)
+    for masked in histograms:  # a site has < 300 test rows: counts that big are masks
+        assert masked.dtype == np.uint32 and (masked > 10_000).mean() > 0.9
     assert all(r.metrics["secagg_clipped"] == 0 for r in status.rounds[-1].per_node)
 
 

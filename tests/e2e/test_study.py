@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from medfed.data.heart_disease import heart_disease_centres
 from medfed.demo.heart import baseline_config, heart_study
@@ -31,6 +32,12 @@ def test_four_hospitals_beat_the_best_single_hospital(network: Network) -> None:
     final = network.admin.download(status.model_sha256)
     federated = pooled_accuracy(evaluate_everywhere(plan, final, centres))
     assert np.isclose(federated, last.metrics["accuracy"], atol=1e-6)
+    y_all = np.concatenate([data.y_test for data in centres.values()])
+    scores = np.concatenate([plan.predict(final, data) for data in centres.values()])
+    by_hand = roc_auc_score(y_all, scores)  # over all four hospitals' test patients at once
+    assert abs(last.metrics["auc_pooled"] - by_hand) <= last.metrics["auc_pooled_bin_error"] + 1e-9
+    assert last.metrics["auc_pooled_bin_error"] < 0.01
+    assert last.metrics["pooled_sites"] == len(HOSPITALS)
 
     init = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)
     config = baseline_config(spec)

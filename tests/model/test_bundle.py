@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -154,6 +155,18 @@ def test_a_malformed_document_is_refused_naming_the_field(
     rewrite(path, edit)
 
     with pytest.raises(BundleError, match=message):
+        read_bundle(path)
+
+
+def test_a_spec_that_is_not_json_is_refused_even_with_its_hash(tmp_path: Path) -> None:
+    path = written(tmp_path)
+
+    def garbage(doc: dict) -> None:
+        doc["spec"] = {"json": "rounds: 3", "sha256": hashlib.sha256(b"rounds: 3").hexdigest()}
+
+    rewrite(path, garbage)
+
+    with pytest.raises(BundleError, match=r"spec\.json is not a JSON object"):
         read_bundle(path)
 
 

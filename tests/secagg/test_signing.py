@@ -15,7 +15,7 @@ from medfed.errors import SecAggError
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.identity import Role
 from medfed.secagg.hazmat import keys
-from medfed.secagg.messages import Advertisement, RoundParams
+from medfed.secagg.messages import EVALUATE_PURPOSE, Advertisement, RoundParams
 from medfed.secagg.protocol import ClientRound, ServerRound
 from medfed.secagg.signing import CaVerifier, CertificateSigner
 
@@ -214,3 +214,14 @@ def test_a_node_refuses_to_share_after_one_bad_advertisement(
             continue
         with pytest.raises(SecAggError, match="no certificate of this consortium"):
             clients[n].share(forwarded[n])
+
+
+def test_a_training_advertisement_does_not_verify_for_the_same_rounds_evaluation(
+    ca: CertificateAuthority, signers: dict[str, CertificateSigner], params: RoundParams
+) -> None:
+    verifier = CaVerifier(ca.certificate)
+    ad = ClientRound(params, "hungary", signers["hungary"], verifier).advertise()
+    evaluation = dataclasses.replace(params, purpose=EVALUATE_PURPOSE)
+    assert evaluation.context != params.context
+    with pytest.raises(SecAggError):
+        verifier(ad, evaluation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ def bundle_table(info: BundleInfo, plan_note: str) -> Table:
         ("plan", f"{info.plan} {info.plan_version} · sha256 {info.plan_sha256} · {plan_note}"),
         ("inputs", inputs),
         ("label", info.label),
+        ("trained", _training(info.spec_json)),
         ("preprocessing", f"{info.preprocessing}: {PREPROCESSING[info.preprocessing]}"),
         ("spec", f"sha256 {info.spec_sha256}"),
         ("tensors", ", ".join(info.tensors)),
@@ -40,6 +42,17 @@ def bundle_table(info: BundleInfo, plan_note: str) -> Table:
     for key, value in rows:
         table.add_row(key, escape(value))
     return table
+
+
+def _training(spec_json: str) -> str:
+    """The spec's strategy, rounds and personalization: under FedBN or fine-tuning the sites'
+    ``personal_*`` metrics are of models that stayed at each hospital, not of this one."""
+    spec = json.loads(spec_json)
+    personal = spec.get("personalization", "none")
+    if spec.get("finetune_steps"):
+        personal += f" + {spec['finetune_steps']} fine-tuning steps"
+    rounds = spec.get("rounds", "?")
+    return f"{spec.get('strategy', '?')}, {rounds} rounds, personalization: {personal}"
 
 
 def features_table(info: BundleInfo) -> Table:

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from medfed.coordinator import encrypted_eval
 from medfed.coordinator.directory import NodeDirectory
+from medfed.coordinator.evaluation import encrypted_sum, run_evaluation
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
@@ -277,7 +277,11 @@ class StudyRunner(threading.Thread):
             kind=pb.TASK_KIND_EVALUATE,
             deadline=time.monotonic() + spec.round_deadline_s,
         )
-        self._dispatch(spec, round_, nodes, sha, {}, {})
+
+        def dispatch(r: OpenRound, to: Sequence[str], stage: Stages | None) -> None:
+            self._dispatch(spec, r, to, sha, {}, {}, stage)
+
+        pooled = run_evaluation(spec, round_, nodes, dispatch)
         if self._halt.is_set():
             return
         now = self._p.wall()
@@ -286,19 +290,11 @@ class StudyRunner(threading.Thread):
             self._p.state.record_rejection(
                 self.study_id, round_no, node, EVALUATION_PREFIX + cause, now=now
             )
-        self._p.state.add_eval(
-            self.study_id, round_no, round_.per_node, eval_metrics(round_.per_node, len(nodes))
-        )
-        if spec.he_context_sha256:
-            try:
-                result = encrypted_eval.aggregate(
-                    self._p.models, spec.he_context_sha256, round_.encrypted
-                )
-            except SecAggError as exc:
-                log.warning("study %s: encrypted evaluation failed: %s", self.study_id, exc)
-                result = None
-            if result is not None:
-                self._p.state.add_encrypted_eval(self.study_id, round_no, result)
+        metrics = eval_metrics(round_.per_node, len(nodes)) | pooled
+        self._p.state.add_eval(self.study_id, round_no, round_.per_node, metrics)
+        sealed = encrypted_sum(self._p.models, spec, round_)
+        if sealed is not None:
+            self._p.state.add_encrypted_eval(self.study_id, round_no, sealed)
         self._p.events.bump(self.study_id)
 
     def _dispatch(

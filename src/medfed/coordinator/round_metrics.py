@@ -1,5 +1,13 @@
-"""A round's metrics from its hospitals' replies: example-weighted means, and the spread across
-hospitals a consortium watches (pure functions over the per-node rows the round collected)."""
+"""A round's metrics from its hospitals' replies: example-weighted means, the spread across
+hospitals a consortium watches, and the pooled metrics of the summed score histograms (pure
+functions over what the round collected).
+
+Each name says what the number is. ``accuracy`` and ``loss`` are means over rows, so their
+example-weighted mean over sites *is* their value over all hospitals' test patients. AUC, AUPRC
+and balanced accuracy are not: their weighted mean is ``<name>_site_mean``, and their value over
+all test patients, from the summed histograms, is ``<name>_pooled`` (``<name>_pooled_bin_error``
+bounds what the 1000 bins cost, see :mod:`medfed.training.score_histogram`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from medfed.store.state import NodeRoundMetrics
+from medfed.training.score_histogram import ScoreHistogram, histogram_metrics
 
 SPREAD_METRICS = ("accuracy", "auc", "loss")
+SITE_MEAN_ONLY = frozenset({"auc", "auprc", "balanced_accuracy"})
+"""Metrics whose example-weighted site mean is not their pooled value (``personal_`` ones too)."""
 PER_SITE_ONLY = frozenset({"epsilon", "epsilon_budget_left", "delta"})
 
 
@@ -43,10 +54,30 @@ def eval_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[st
         value = _weighted(per_node, key)
         if value is None or not math.isfinite(value):
             continue
-        out[key] = value
+        out[_site_mean_name(key)] = value
         if key in SPREAD_METRICS:
             values = np.array([m.metrics[key] for m in per_node if key in m.metrics])
             out[f"{key}_min"] = float(values.min())
             out[f"{key}_max"] = float(values.max())
             out[f"{key}_std"] = float(values.std())
     return out
+
+
+def pooled_metrics(
+    per_node: Sequence[NodeRoundMetrics], histogram: ScoreHistogram | None
+) -> dict[str, float]:
+    """``<metric>_pooled`` over all the evaluated sites' test patients, from the sum of their
+    score histograms; {} unless that sum counts exactly the examples the sites reported (a site
+    that sent none, or a masked sum that does not add up, would make "pooled" a lie)."""
+    reported = sum(m.num_examples for m in per_node)
+    if histogram is None or reported == 0 or histogram.total != reported:
+        return {}
+    out = {"pooled_sites": float(len(per_node))}
+    for key, value in histogram_metrics(histogram).items():
+        base, bound, _ = key.partition("_bin_error")
+        out[f"{base}_pooled{bound}"] = value
+    return out
+
+
+def _site_mean_name(key: str) -> str:
+    return f"{key}_site_mean" if key.removeprefix("personal_") in SITE_MEAN_ONLY else key

@@ -20,8 +20,10 @@ import numpy.typing as npt
 
 from medfed.protocol.tensors import Manifest
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.store.records import MetricsKind
 from medfed.store.state import NodeRoundMetrics
 from medfed.strategies.base import Accumulator, Reply
+from medfed.training.score_histogram import ScoreHistogram
 
 
 class TaskStatus(StrEnum):
@@ -69,9 +71,11 @@ class OpenRound:
     per_node: list[NodeRoundMetrics] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
     answers: dict[str, pb.SecAggAnswer] = field(default_factory=dict)
+    """Secure-aggregation stages: each node's answer."""
     encrypted: dict[str, tuple[tuple[str, ...], bytes]] = field(default_factory=dict)
     """Evaluation under CKKS: each site's metric names and ciphertext."""
-    """Secure-aggregation stages: each node's answer."""
+    histograms: dict[str, ScoreHistogram] = field(default_factory=dict)
+    """Evaluation in the clear: each site's score histogram (for the pooled metrics)."""
     closed: bool = False
     started: float = field(default_factory=time.monotonic)
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -116,7 +120,8 @@ class OpenRound:
             self.acc.add(Reply(slot.node, model, num_examples, dict(metrics), extras))
             self.upload_bytes += sum(int(a.nbytes) for a in weights.values())
             self._finish(slot, TaskStatus.ACCEPTED)
-            self.per_node.append(NodeRoundMetrics(slot.node, "train", num_examples, dict(metrics)))
+            kind: MetricsKind = "eval" if self.kind == pb.TASK_KIND_EVALUATE else "train"
+            self.per_node.append(NodeRoundMetrics(slot.node, kind, num_examples, dict(metrics)))
 
     def accept_eval(
         self,
@@ -124,6 +129,7 @@ class OpenRound:
         num_examples: int,
         metrics: Mapping[str, float],
         encrypted: tuple[tuple[str, ...], bytes] | None = None,
+        histogram: ScoreHistogram | None = None,
     ) -> None:
         with self.cond:
             if self.closed:
@@ -131,6 +137,8 @@ class OpenRound:
                 raise Rejected(f"evaluation of round {self.round} already closed")
             if encrypted is not None:
                 self.encrypted[slot.node] = encrypted
+            if histogram is not None:
+                self.histograms[slot.node] = histogram
             self._finish(slot, TaskStatus.ACCEPTED)
             self.per_node.append(NodeRoundMetrics(slot.node, "eval", num_examples, dict(metrics)))
 

@@ -15,10 +15,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
+
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
-from medfed.errors import ProtocolError, StrategyError
+from medfed.errors import ProtocolError, StrategyError, TrainingError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.training.score_histogram import ScoreHistogram
 
 MAX_EXAMPLES = 1_000_000_000
 MAX_METRICS = 64
@@ -102,7 +105,10 @@ def _apply(
     pool: StagingPool,
 ) -> None:
     metrics = _check_header(header)
-    if slot.task.kind == pb.TASK_KIND_EVALUATE:
+    plain_eval = slot.task.kind == pb.TASK_KIND_EVALUATE and not slot.task.HasField("secagg")
+    if header.HasField("score_histogram") and (not plain_eval or slot.task.he_context_sha256):
+        raise Rejected("a score histogram travels in the clear only with a plain evaluation")
+    if plain_eval:
         if next(frames, None) is not None:
             raise Rejected("an evaluation reply carries no weights")
         sealed = None
@@ -110,7 +116,8 @@ def _apply(
             if not header.encrypted_metrics or metrics:
                 raise Rejected("this study's evaluation metrics must arrive encrypted (CKKS) only")
             sealed = (tuple(header.encrypted_metric_names), bytes(header.encrypted_metrics))
-        round_.accept_eval(slot, header.num_examples, metrics, sealed)
+        histogram = _histogram(header) if header.HasField("score_histogram") else None
+        round_.accept_eval(slot, header.num_examples, metrics, sealed, histogram)
         return
     if header.num_examples == 0:
         raise Rejected("a training update must report at least one example")
@@ -132,6 +139,24 @@ def _apply(
         tensors.check_finite(weights)
         round_.accept_update(slot, weights, header.num_examples, metrics)
         del weights
+
+
+def _histogram(header: pb.UpdateHeader) -> ScoreHistogram:
+    """The reply's score histogram, which must count exactly the examples it reports."""
+    wire = header.score_histogram
+    if max((*wire.positives, *wire.negatives), default=0) > header.num_examples:
+        raise Rejected("a score histogram bin counts more rows than the reply reports")
+    try:
+        histogram = ScoreHistogram(
+            np.array(wire.positives, dtype=np.int64), np.array(wire.negatives, dtype=np.int64)
+        )
+    except TrainingError as exc:
+        raise Rejected(f"bad score histogram: {exc}") from None
+    if histogram.total != header.num_examples:
+        raise Rejected(
+            f"the score histogram counts {histogram.total} rows, the reply {header.num_examples}"
+        )
+    return histogram
 
 
 def _check_header(header: pb.UpdateHeader) -> dict[str, float]:

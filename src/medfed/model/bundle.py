@@ -170,6 +170,7 @@ def recorded_metrics(status: pb.StudyStatus) -> RecordedMetrics:
 
 def write_bundle(bundle: ModelBundle, path: Path) -> None:
     """Write-then-rename, so an interrupted download leaves no half bundle under the name."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     arrays = {name: np.ascontiguousarray(bundle.weights[name]) for name in bundle.info.tensors}
@@ -178,9 +179,9 @@ def write_bundle(bundle: ModelBundle, path: Path) -> None:
     try:
         save_file(arrays, str(tmp), metadata=metadata)
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         tmp.unlink(missing_ok=True)
-        raise BundleError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise BundleError(f"cannot write {path}: {exc}") from None
 
 
 def read_bundle(path: Path) -> ModelBundle:
@@ -281,6 +282,10 @@ def _check_consistent(info: BundleInfo, doc: Fields, source: str) -> None:
     (or by a newer medfed with a preprocessing this one cannot apply) is refused, not guessed at."""
     if doc.table("spec").text("sha256") != info.spec_sha256:
         raise BundleError(f"{source}: the study spec does not match its SHA-256; it was altered")
+    try:
+        Fields(json.loads(info.spec_json), source, "spec.json.")
+    except ValueError:
+        raise BundleError(f"{source}: bundle field spec.json is not a JSON object") from None
     inputs = doc.table("inputs")
     if inputs.text("kind") != info.input_kind or not info.features:
         raise BundleError(

@@ -138,6 +138,8 @@ class NodeAgent:
                     task, weights, upload, outcome.num_examples
                 )
                 metrics = metrics | {"secagg_clipped": float(clipped)}
+            elif task.HasField("secagg"):  # an evaluation: its histogram joins a masked sum
+                upload = self._require_secure().mask_histogram(task, outcome.histogram)
         except (TransportError, AuthError):
             raise
         except MedfedError as exc:
@@ -154,7 +156,10 @@ class NodeAgent:
                 return
             reply = self._client.submit(task, 0, {}, None, encrypted=sealed)
         else:
-            reply = self._client.submit(task, outcome.num_examples, metrics, upload)
+            clear = None if task.HasField("secagg") else outcome.histogram
+            reply = self._client.submit(
+                task, outcome.num_examples, metrics, upload, histogram=clear
+            )
         self.completed_tasks += 1
         if reply.accepted:
             log.info("%s: reply accepted", what)

@@ -9,6 +9,7 @@ from medfed.protocol import framing, tensors
 from medfed.protocol.streams import model_frames, receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
+from medfed.training.score_histogram import ScoreHistogram
 from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import connect
 from medfed.transport.methods import method_path, model_download
@@ -70,6 +71,7 @@ class CoordinatorClient:
         weights: tensors.Weights | None,
         timeout_s: float = 300.0,
         encrypted: tuple[list[str], bytes] | None = None,
+        histogram: ScoreHistogram | None = None,
     ) -> pb.SubmitReply:
         header = pb.UpdateHeader(
             task_id=task.task_id,
@@ -81,6 +83,9 @@ class CoordinatorClient:
         if encrypted is not None:
             header.encrypted_metric_names.extend(encrypted[0])
             header.encrypted_metrics = encrypted[1]
+        if histogram is not None:
+            header.score_histogram.positives.extend(histogram.positives.tolist())
+            header.score_histogram.negatives.extend(histogram.negatives.tolist())
         with rpc_errors("submit update"):
             reply: pb.SubmitReply = self._submit(_update_frames(header, weights), timeout=timeout_s)
         return reply

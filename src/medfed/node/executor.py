@@ -36,6 +36,7 @@ from medfed.training.local_update import (
 )
 from medfed.training.plan import DpSgdConfig, LocalTrainConfig, Optimizer, TrainingPlan
 from medfed.training.registry import get_plan
+from medfed.training.score_histogram import ScoreHistogram
 
 log = logging.getLogger("medfed.node")
 NOT_PRIVATE = frozenset({"train_loss", "initial_loss"})
@@ -44,9 +45,12 @@ NOT_PRIVATE = frozenset({"train_loss", "initial_loss"})
 
 @dataclass(frozen=True)
 class Outcome:
+    """``histogram``: an evaluation's score bin counts (pooled metrics at the coordinator)."""
+
     num_examples: int
     metrics: dict[str, float]
     weights: tensors.Weights | None
+    histogram: ScoreHistogram | None = None
 
 
 class TaskExecutor:
@@ -117,7 +121,7 @@ class TaskExecutor:
             if task.kind == pb.TASK_KIND_EVALUATE:  # after round r is committed: r's state
                 state = RoundView(versions, task.round + 1)
                 result = local_evaluate(plan, data, weights, config, settings, state)
-                return Outcome(result.num_examples, dict(result.metrics), None)
+                return Outcome(result.num_examples, dict(result.metrics), None, result.histogram)
             rng = np.random.default_rng([config.seed, task.round])
             config, privacy = self._spend_privacy(task, data, config)
             state = RoundView(versions, task.round)

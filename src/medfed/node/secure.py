@@ -15,10 +15,11 @@ from medfed.errors import SecAggError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg import wire
-from medfed.secagg.messages import RoundParams
+from medfed.secagg.messages import EVALUATE_PURPOSE, RoundParams
 from medfed.secagg.protocol import ClientRound, Signer, Verifier
 from medfed.secagg.quantize import FixedPoint
 from medfed.secagg.updates import MASKED, NDArray, encode_update, split_reply
+from medfed.training.score_histogram import SCORE_BINS, ScoreHistogram
 
 
 class SecureAggregationClient:
@@ -72,6 +73,8 @@ class SecureAggregationClient:
         if task.secagg.stage != 3:
             raise SecAggError("a secure TRAIN task must carry stage 3")
         client = self._round(task, 3)
+        if client.params.purpose:
+            raise SecAggError("this secure sum is not for a training update")
         params: RoundParams = client.params
         fetched, local, extras = split_reply(global_model, local_model)
         words, clipped = encode_update(
@@ -85,3 +88,17 @@ class SecureAggregationClient:
         sealed = wire.shares_from_pb(task.secagg.shares)
         masked = client.mask(list(task.secagg.survivors), sealed, words)
         return {MASKED: masked}, clipped
+
+    def mask_histogram(self, task: pb.Task, histogram: ScoreHistogram | None) -> tensors.Weights:
+        """Stage 3 of an evaluation: the score histogram's counts, masked as exact integers
+        (a plan that scores nothing sends zeros, and the coordinator reports no pooled metrics)."""
+        if task.kind != pb.TASK_KIND_EVALUATE or task.secagg.stage != 3:
+            raise SecAggError("a secure EVALUATE task must carry stage 3")
+        client = self._round(task, 3)
+        if client.params.purpose != EVALUATE_PURPOSE:
+            raise SecAggError("this secure sum is not for an evaluation's histograms")
+        words = (
+            histogram.as_words() if histogram is not None else np.zeros(2 * SCORE_BINS, np.uint32)
+        )
+        sealed = wire.shares_from_pb(task.secagg.shares)
+        return {MASKED: client.mask(list(task.secagg.survivors), sealed, words)}

@@ -20,6 +20,8 @@ import numpy.typing as npt
 from medfed.errors import SecAggError
 
 ADVERTISE_PURPOSE = b"medfed/secagg/advertise/v1"
+EVALUATE_PURPOSE = "evaluate"
+"""A round's :attr:`RoundParams.purpose` when it sums an evaluation's score histograms."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class RoundParams:
     graph_seed: bytes
     clip: float
     dimension: int
+    purpose: str = ""
+    """What the sum is for: "" a training update, "evaluate" an evaluation's score histogram.
+    Both run for the same study and round number, so the purpose goes into :attr:`context`: a
+    key, share or signature of one can never be replayed into the other."""
 
     def __post_init__(self) -> None:
         if len(self.nodes) < 2:
@@ -47,8 +53,11 @@ class RoundParams:
 
     @property
     def context(self) -> bytes:
-        """Binds every derived key and signature to this study and round."""
-        return _fields(self.study_id.encode(), struct.pack(">Q", self.round))
+        """Binds every derived key and signature to this study, round and purpose."""
+        fields = [self.study_id.encode(), struct.pack(">Q", self.round)]
+        if self.purpose:  # training keeps the context it always had
+            fields.append(self.purpose.encode())
+        return _fields(*fields)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from medfed.secagg.messages import Advertisement, Reveal, RoundParams
 def params_to_pb(p: RoundParams) -> pb.SecAggParams:
     return pb.SecAggParams(
         nodes=list(p.nodes), threshold=p.threshold, degree=p.degree, graph_seed=p.graph_seed,
-        clip=p.clip, dimension=p.dimension,
+        clip=p.clip, dimension=p.dimension, purpose=p.purpose,
     )  # fmt: skip
 
 
@@ -19,6 +19,7 @@ def params_from_pb(m: pb.SecAggParams, study_id: str, round_no: int) -> RoundPar
     return RoundParams(
         study_id=study_id, round=round_no, nodes=tuple(m.nodes), threshold=m.threshold,
         degree=m.degree, graph_seed=m.graph_seed, clip=m.clip, dimension=m.dimension,
+        purpose=m.purpose,
     )  # fmt: skip
 
 
