@@ -305,6 +305,7 @@ class StudySpec(_message.Message):
     RECORD_DP_FIELD_NUMBER: _builtins.int
     SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
     HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
+    MAX_SITE_WEIGHT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -325,6 +326,8 @@ class StudySpec(_message.Message):
     finetune_steps: _builtins.int
     he_context_sha256: _builtins.str
     """set by the coordinator: evaluation metrics under CKKS"""
+    max_site_weight: _builtins.float
+    """cap on one site's share of the aggregation weight; 0 = off"""
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -366,10 +369,11 @@ class StudySpec(_message.Message):
         record_dp: Global___RecordDp | None = ...,
         secure_aggregation: Global___SecureAggregation | None = ...,
         he_context_sha256: _builtins.str = ...,
+        max_site_weight: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -817,22 +821,57 @@ class HeartbeatRequest(_message.Message):
 
     DATASETS_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    DATASET_SIZES_FIELD_NUMBER: _builtins.int
     agent_version: _builtins.str
     @_builtins.property
     def datasets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def dataset_sizes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetSize]:
+        """row counts of the datasets named above"""
+
     def __init__(
         self,
         *,
         datasets: _abc.Iterable[_builtins.str] | None = ...,
         agent_version: _builtins.str = ...,
+        dataset_sizes: _abc.Iterable[Global___DatasetSize] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "datasets", b"datasets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "dataset_sizes", b"dataset_sizes", "datasets", b"datasets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
+
+@_typing.final
+class DatasetSize(_message.Message):
+    """How many rows a node holds in each split of a dataset: the most examples a training (train
+    split) or evaluation (test split) reply of that node may claim.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TRAIN_ROWS_FIELD_NUMBER: _builtins.int
+    TEST_ROWS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    train_rows: _builtins.int
+    test_rows: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        train_rows: _builtins.int = ...,
+        test_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "test_rows", b"test_rows", "train_rows", b"train_rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetSize: _TypeAlias = DatasetSize  # noqa: Y015
 
 @_typing.final
 class HeartbeatReply(_message.Message):
@@ -1485,6 +1524,7 @@ class NodeInfo(_message.Message):
     LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
     REVOKED_FIELD_NUMBER: _builtins.int
+    DATASET_SIZES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     online: _builtins.bool
     last_seen_unix_ms: _builtins.int
@@ -1492,6 +1532,10 @@ class NodeInfo(_message.Message):
     """the consortium CA revoked its certificate"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def dataset_sizes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetSize]:
+        """as its last heartbeat announced them"""
+
     def __init__(
         self,
         *,
@@ -1500,10 +1544,11 @@ class NodeInfo(_message.Message):
         last_seen_unix_ms: _builtins.int = ...,
         datasets: _abc.Iterable[_builtins.str] | None = ...,
         revoked: _builtins.bool = ...,
+        dataset_sizes: _abc.Iterable[Global___DatasetSize] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "last_seen_unix_ms", b"last_seen_unix_ms", "name", b"name", "online", b"online", "revoked", b"revoked"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_sizes", b"dataset_sizes", "datasets", b"datasets", "last_seen_unix_ms", b"last_seen_unix_ms", "name", b"name", "online", b"online", "revoked", b"revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
