@@ -100,9 +100,8 @@ def evaluate(
     out.print(evaluation_table(result.num_examples, result.metrics, recorded, recorded_n))
     if record is None:
         return
-    same = recorded_n == result.num_examples and all(
-        c.matches for c in apply.compare(result.metrics, record.metrics)
-    )
+    compared = apply.compare(result.metrics, record.metrics)  # none in common proves nothing
+    same = recorded_n == result.num_examples and bool(compared) and all(c.matches for c in compared)
     if not same:
         err.print(
             f"[red]differs[/red] from what {escape(record.site)} reported at round "
