@@ -63,6 +63,22 @@ def test_streaming_and_reference_match_numpy_average(case):
             np.testing.assert_allclose(got, want, **tolerance(dtype))
 
 
+@settings(max_examples=80, deadline=None)
+@given(rounds())
+def test_streaming_float64_fold_is_bit_identical_to_numpy_average(case):
+    # Both add weight * update row by row in float64 and divide once by the summed weights, so
+    # with the replies in the same order (n <= 7 keeps numpy's reduction sequential) the streamed
+    # mean equals np.average over the float64 stack exactly, before and after the cast back.
+    updates, weights = case
+    acc = WeightedSum(manifest_of(updates[0]))
+    for update, weight in zip(updates, weights, strict=True):
+        acc.add(update, weight)
+    streamed = acc.mean()
+    for name, want in reference(updates, weights).items():
+        assert want.dtype == np.float64
+        np.testing.assert_array_equal(streamed[name], want.astype(updates[0][name].dtype))
+
+
 def test_blockwise_add_is_bit_identical_to_one_block(monkeypatch):
     rng = np.random.default_rng(0)
     updates = [
