@@ -22,6 +22,11 @@ def test_demo_runs_a_real_study_and_writes_its_report(tmp_path: Path) -> None:
     }
     names = [b["name"] for b in doc["baselines"]]
     assert names[0] == "federated (this run)" and "pooled (centralised)" in names
+    last = doc["rounds"][-1]["metrics"]
+    assert "auc" not in last and {"auc_pooled", "auc_site_mean"} <= set(last)
+    assert any(name.startswith("<m>_pooled ") for name in doc["metric_names"])
+    exact = doc["baselines"][0]["pooled_auc"]  # the final model, over the union of test sets
+    assert abs(last["auc_pooled"] - exact) <= last["auc_pooled_bin_error"] + 1e-9
     assert doc["flamby_published"]
     assert (out / "accuracy_per_round.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     logs = tmp_path / "consortium" / "logs"

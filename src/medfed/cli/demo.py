@@ -35,6 +35,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.training.baselines import (
     evaluate_everywhere,
     pooled_accuracy,
+    pooled_auc,
     train_local,
     train_pooled,
 )
@@ -98,11 +99,17 @@ def _follow(admin: AdminClient, study_id: str, rounds: int) -> pb.StudyStatus:
         bar = progress.add_task(f"study {study_id}", total=rounds, acc="")
         for status in admin.watch(study_id):
             last = status
-            acc = next((r.metrics["accuracy"] for r in reversed(status.rounds)
-                        if "accuracy" in r.metrics), None)  # fmt: skip
-            progress.update(bar, completed=status.completed_rounds,
-                            acc=f"accuracy {acc:.3f}" if acc is not None else "")  # fmt: skip
+            progress.update(bar, completed=status.completed_rounds, acc=_latest(status))
     return admin.status(study_id) if last.state != "completed" else last
+
+
+def _latest(status: pb.StudyStatus) -> str:
+    """The last evaluated round's accuracy and pooled AUC, for the progress bar."""
+    m = next((r.metrics for r in reversed(status.rounds) if "accuracy" in r.metrics), None)
+    if m is None:
+        return ""
+    auc = f", AUC (pooled) {m['auc_pooled']:.3f}" if "auc_pooled" in m else ""
+    return f"accuracy {m['accuracy']:.3f}{auc}"
 
 
 def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
@@ -115,7 +122,7 @@ def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
     def baseline(name: str, weights: tensors.Weights) -> Baseline:
         results = evaluate_everywhere(plan, weights, centres)
         per = {k: r.metrics["accuracy"] for k, r in results.items()}
-        return Baseline(name, pooled_accuracy(results), per)
+        return Baseline(name, pooled_accuracy(results), per, pooled_auc(plan, weights, centres))
 
     out_list = [baseline("federated (this run)", final)]
     out_list.append(baseline("pooled (centralised)", train_pooled(centres, plan, config, init)))
@@ -132,9 +139,13 @@ def _report(
     with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as admin:
         final = admin.download(status.model_sha256)
     baselines = _baselines(spec, final)
-    table = Table(title="final model vs baselines: accuracy on held-out test splits")
+    table = Table(
+        title="final model vs baselines on the held-out test splits",
+        caption="pooled: all hospitals' test patients at once; the rest: accuracy per hospital",
+    )
     table.add_column("model")
     table.add_column("pooled test", justify="right")
+    table.add_column("pooled AUC", justify="right")
     table.add_column("mean of local tests", justify="right")
     for label in HEART_HOSPITALS.values():
         table.add_column(label, justify="right")
@@ -143,6 +154,7 @@ def _report(
         table.add_row(
             b.name,
             f"{b.pooled_accuracy:.3f}",
+            f"{b.pooled_auc:.3f}" if b.pooled_auc is not None else "-",
             f"{sum(local) / len(local):.3f}",
             *(f"{v:.3f}" for v in local),
         )

@@ -15,22 +15,39 @@ def _fmt(metrics: dict[str, float], key: str, digits: int = 3) -> str:
     return f"{metrics[key]:.{digits}f}" if key in metrics else "-"
 
 
+ROUND_CAPTION = (
+    "pooled: over all hospitals' test patients at once (summed score histograms); "
+    "site mean: example-weighted mean of each hospital's own value; "
+    "acc and loss: all patients at once, which for them equals the site mean"
+)
+ROUND_COLUMNS = (
+    "round", "acc", "bal acc\npooled", "auc\npooled", "auc\nsite mean", "auprc\npooled",
+    "loss", "nodes", "acc min", "acc max", "rejected", "s",
+)  # fmt: skip
+
+
 def round_table(status: pb.StudyStatus) -> Table:
-    table = Table(title=f"study {status.study_id} · {status.spec.name} · {status.state}")
-    for column in ("round", "acc", "auc", "loss", "nodes", "acc min", "acc max", "acc sd",
-                   "rejected", "s"):  # fmt: skip
+    """One row per round. AUC, AUPRC and balanced accuracy are labelled pooled or site mean:
+    the two differ (a site mean never ranks one hospital's patient against another's)."""
+    table = Table(
+        title=f"study {status.study_id} · {status.spec.name} · {status.state}",
+        caption=ROUND_CAPTION,
+    )
+    for column in ROUND_COLUMNS:
         table.add_column(column, justify="right")
     for r in status.rounds:
         m = dict(r.metrics)
         table.add_row(
             str(r.round),
             _fmt(m, "accuracy"),
-            _fmt(m, "auc"),
+            _fmt(m, "balanced_accuracy_pooled"),
+            _fmt(m, "auc_pooled"),
+            _fmt(m, "auc_site_mean"),
+            _fmt(m, "auprc_pooled"),
             _fmt(m, "loss"),
             f"{r.accepted}/{r.selected}",
             _fmt(m, "accuracy_min"),
             _fmt(m, "accuracy_max"),
-            _fmt(m, "accuracy_std"),
             str(r.rejected),
             f"{r.duration_s:.2f}",
         )

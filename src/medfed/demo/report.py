@@ -18,6 +18,23 @@ class Baseline:
     name: str
     pooled_accuracy: float
     per_hospital: Mapping[str, float]
+    pooled_auc: float | None = None
+    """Exact AUC over all hospitals' test patients at once (not a mean of per-hospital AUCs)."""
+
+
+METRIC_NAMES = {
+    "accuracy, loss": "over all evaluated hospitals' test patients at once (for a mean over "
+    "rows this is also the example-weighted mean of the hospitals' values)",
+    "<m>_pooled (auc, auprc, balanced_accuracy, sensitivity, specificity, prevalence)": "over "
+    "all evaluated hospitals' test patients at once, from the sum of their score histograms "
+    "(1000 bins over the predicted probability; the confusion at 0.5 is exact)",
+    "<m>_pooled_bin_error": "bound on |histogram value - exact value| that the binning costs",
+    "<m>_site_mean (auc, auprc, balanced_accuracy)": "example-weighted mean of each hospital's "
+    "own value: not the value over all patients",
+    "<m>_min, <m>_max, <m>_std": "spread of the hospitals' own values",
+    "per_hospital": "each hospital's metrics on its own test split",
+}
+"""What each number in metrics.json is (the README's metrics section says the same)."""
 
 
 def rounds_json(status: pb.StudyStatus) -> list[dict[str, Any]]:
@@ -50,10 +67,12 @@ def write_report(
         "state": status.state,
         "final_model_sha256": status.model_sha256,
         "rounds": rounds_json(status),
+        "metric_names": METRIC_NAMES,
         "baselines": [
             {
                 "name": b.name,
                 "pooled_accuracy": b.pooled_accuracy,
+                "pooled_auc": b.pooled_auc,
                 "per_hospital": dict(b.per_hospital),
             }
             for b in baselines

@@ -21,6 +21,7 @@ import numpy as np
 from medfed.data.tabular import TabularDataset
 from medfed.errors import TrainingError
 from medfed.protocol.tensors import Weights
+from medfed.training.metrics import roc_auc
 from medfed.training.plan import EvalResult, LocalTrainConfig, TrainingPlan
 from medfed.training.standardize import fit_standardizer, standardize
 
@@ -63,6 +64,18 @@ def pooled_accuracy(results: Mapping[str, EvalResult]) -> float:
     if total == 0:
         raise TrainingError("no test examples to score")
     return sum(r.metrics["accuracy"] * r.num_examples for r in results.values()) / total
+
+
+def pooled_auc(
+    plan: TrainingPlan, weights: Weights, centres: Mapping[str, TabularDataset]
+) -> float:
+    """The exact AUC over the union of the centres' test splits: every positive of every centre
+    ranked against every negative of every centre, each centre's rows scored with its own
+    standardization. Not the mean of the centres' AUCs, which never compares two centres'
+    patients; the federated evaluation's ``auc_pooled`` approximates this from histograms."""
+    y = np.concatenate([data.y_test for data in centres.values()])
+    scores = np.concatenate([plan.predict(weights, data) for data in centres.values()])
+    return roc_auc(y, scores)
 
 
 def _pool(centres: Mapping[str, TabularDataset]) -> TabularDataset:
