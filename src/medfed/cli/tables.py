@@ -85,9 +85,16 @@ def node_table(nodes: list[pb.NodeInfo]) -> Table:
 
 
 def encrypted_eval_table(rows: Sequence[tuple[int, int, Mapping[str, float]]]) -> Table:
-    """Decrypted evaluation sums: example-weighted means over the sites, per round."""
+    """Decrypted evaluation sums: example-weighted means over the sites, per round (for AUC,
+    AUPRC and balanced accuracy that is a site mean, and labelled so: CKKS carries no
+    histograms, hence no pooled values)."""
+    from medfed.training.metrics import NOT_POOLABLE  # numpy: not for ``medfed --help``
+
     metrics = sorted({k for _, _, values in rows for k in values} - {"num_examples"})
-    table = Table("round", "sites", "examples", *metrics, title="encrypted evaluation (CKKS)")
+    headers = [
+        f"{k} (site mean)" if k.removeprefix("personal_") in NOT_POOLABLE else k for k in metrics
+    ]
+    table = Table("round", "sites", "examples", *headers, title="encrypted evaluation (CKKS)")
     for round_no, sites, values in rows:
         cells = [f"{values[k]:.4f}" if k in values else "-" for k in metrics]
         table.add_row(str(round_no), str(sites), str(int(values["num_examples"])), *cells)

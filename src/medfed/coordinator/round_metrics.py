@@ -17,11 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from medfed.store.state import NodeRoundMetrics
+from medfed.training.metrics import NOT_POOLABLE
 from medfed.training.score_histogram import ScoreHistogram, histogram_metrics
 
 SPREAD_METRICS = ("accuracy", "auc", "loss")
-SITE_MEAN_ONLY = frozenset({"auc", "auprc", "balanced_accuracy"})
-"""Metrics whose example-weighted site mean is not their pooled value (``personal_`` ones too)."""
 PER_SITE_ONLY = frozenset({"epsilon", "epsilon_budget_left", "delta"})
 
 
@@ -80,4 +79,4 @@ def pooled_metrics(
 
 
 def _site_mean_name(key: str) -> str:
-    return f"{key}_site_mean" if key.removeprefix("personal_") in SITE_MEAN_ONLY else key
+    return f"{key}_site_mean" if key.removeprefix("personal_") in NOT_POOLABLE else key

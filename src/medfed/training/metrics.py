@@ -9,6 +9,10 @@ from medfed.errors import TrainingError
 
 FloatArray = npt.NDArray[np.floating]
 _EPS = 1e-12
+NOT_POOLABLE = frozenset({"auc", "auprc", "balanced_accuracy"})
+"""Metrics whose example-weighted mean over sites is not their value over all the sites' rows
+(accuracy and loss are means over rows, so theirs is): AUC ranks pairs, AUPRC orders all rows,
+balanced accuracy averages two per-class rates. Reported as ``<name>_site_mean`` when averaged."""
 
 
 def accuracy(y_true: FloatArray, probability: FloatArray, threshold: float = 0.5) -> float:
