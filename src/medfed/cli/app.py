@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from medfed.cli import coordinator, model, node, pki, study
+from medfed.cli import admin, coordinator, model, node, pki, study
 
 root = typer.Typer(
     help="medfed: federated learning for hospitals. Raw patient data never leaves a hospital.",
@@ -15,6 +15,7 @@ root.add_typer(pki.app, name="pki")
 root.add_typer(coordinator.app, name="coordinator")
 root.add_typer(node.app, name="node")
 root.add_typer(study.app, name="study")
+root.add_typer(admin.app, name="admin")
 root.add_typer(model.app, name="model")
 
 

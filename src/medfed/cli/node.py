@@ -14,6 +14,7 @@ from rich.table import Table
 
 from medfed.cli import dicom
 from medfed.cli.common import err, medfed_errors, out, setup_logging
+from medfed.cli.config_files import CertsOption, ForceOption, config_path, tls_values, write_config
 from medfed.errors import AuthError
 from medfed.node.config import load_node_config
 
@@ -30,7 +31,36 @@ privacy_app = typer.Typer(help="Privacy budgets per dataset (data steward).", no
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(dicom.app, name="dicom")
 
-ConfigOption = Annotated[Path, typer.Option(help="Node TOML config.")]
+ConfigOption = Annotated[Path, typer.Option(help="Node TOML config (`medfed node init`).")]
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option(help="This hospital's certificate name, e.g. cleveland.")],
+    coordinator: Annotated[str, typer.Option(help="The coordinator's host:port.")],
+    certs: CertsOption,
+    server_name: Annotated[
+        str, typer.Option(help="Name in the coordinator's certificate, if not its host.")
+    ] = "",
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Local state (default: state/ beside --out).")
+    ] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="File to write.")] = Path("node.toml"),
+    force: ForceOption = False,
+) -> None:
+    """Write a commented node config (every key, with its default) from these flags."""
+    from medfed.node.config import NODE_KEYS
+
+    values = {
+        "coordinator": coordinator,
+        "state_dir": config_path(state_dir, out_file) if state_dir else Path("state"),
+        **tls_values(certs, name, out_file),
+    }
+    if server_name:
+        values["server_name"] = server_name
+    with medfed_errors():
+        write_config(out_file, "node", NODE_KEYS, values, force=force)
+    out.print(f"next: medfed node start --config {out_file}", highlight=False, markup=False)
 
 
 @app.command()

@@ -1,15 +1,45 @@
-"""Coordinator configuration, read from TOML."""
+"""Coordinator and admin-client configuration, read from TOML through declared keys.
+
+``medfed coordinator init`` and ``medfed admin init`` write these files; the README's
+configuration reference lists every key, generated from the same declarations
+(:mod:`medfed.configfile`).
+"""
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from medfed.errors import ConfigError
+from medfed.configfile import TLS_KEYS, Key, Kind, load, tls_files
 from medfed.transport.tls import TlsFiles
+
+COORDINATOR_KEYS: tuple[Key, ...] = (
+    Key("listen", Kind.TEXT, "Address to serve on, host:port (0.0.0.0:PORT: every interface).",
+        default="127.0.0.1:50051"),
+    Key("data_dir", Kind.PATH, "Folder for the SQLite state database and the model store.",
+        required=True),
+    Key("state_url", Kind.TEXT, "PostgreSQL URL for study state (postgresql+psycopg://...);"
+        " empty: SQLite in data_dir.", default=""),
+    Key("heartbeat_interval_s", Kind.INT, "Seconds between heartbeats, announced to each node"
+        " when it registers.", default=5, minimum=1),
+    Key("node_offline_after_s", Kind.FLOAT, "A node silent this many seconds is shown offline"
+        " and not selected for rounds.", default=20.0, minimum=0),
+    Key("upload_buffers", Kind.INT, "Updates staged in memory at once (each the size of the"
+        " model): more overlap, more RAM.", default=2, minimum=1),
+    Key("receive_window_bytes", Kind.INT, "Fixed per-stream HTTP/2 receive window; 0 lets gRPC"
+        " size it (fastest, buffers more).", default=0, minimum=0),
+    *TLS_KEYS,
+    Key("tls.crl", Kind.PATH, "The CA's revocation list (crl.pem), re-read when it changes;"
+        " unset: no revocation checking.")
+)  # fmt: skip
+
+ADMIN_KEYS: tuple[Key, ...] = (
+    Key("coordinator", Kind.TEXT, "The coordinator's address, host:port.", required=True),
+    Key("server_name", Kind.TEXT, "Name checked in the coordinator's certificate when it is not"
+        " the host in `coordinator` (e.g. a SAN); empty: that host.", default=""),
+    *TLS_KEYS,
+)  # fmt: skip
+"""A researcher's / admin's file; a node's file has these keys and more (medfed.node.config)."""
 
 
 @dataclass(frozen=True)
@@ -22,9 +52,7 @@ class CoordinatorConfig:
     heartbeat_interval_s: int = 5
     node_offline_after_s: float = 20.0
     upload_buffers: int = 2
-    """Updates staged in memory at once (each the size of the model); more overlap, more RAM."""
     receive_window_bytes: int = 0
-    """Fixed per-stream HTTP/2 receive window; 0 lets gRPC size it (fastest, buffers more)."""
 
     @property
     def database_url(self) -> str:
@@ -37,43 +65,18 @@ class CoordinatorConfig:
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
     """Relative paths in the file are taken relative to the file's folder."""
-    doc = read_toml(path)
-    base = path.parent
-    tls = require_table(doc, "tls", path)
-    try:
-        return CoordinatorConfig(
-            listen=str(doc.get("listen", "127.0.0.1:50051")),
-            data_dir=_path(base, doc["data_dir"]),
-            tls=TlsFiles(_path(base, tls["cert"]), _path(base, tls["key"]), _path(base, tls["ca"])),
-            crl=_path(base, tls["crl"]) if "crl" in tls else None,
-            state_url=str(doc.get("state_url", "")),
-            heartbeat_interval_s=int(doc.get("heartbeat_interval_s", 5)),
-            node_offline_after_s=float(doc.get("node_offline_after_s", 20.0)),
-            upload_buffers=max(1, int(doc.get("upload_buffers", 2))),
-            receive_window_bytes=max(0, int(doc.get("receive_window_bytes", 0))),
-        )
-    except KeyError as exc:
-        raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from exc
-
-
-def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
-    """Parse a TOML file (data only: tomllib builds no objects), naming the file on error."""
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
-
-
-def require_table(doc: Mapping[str, Any], key: str, source: object) -> Mapping[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: [{key}] table is missing")
-    return value
-
-
-def _path(base: Path, value: object) -> Path:
-    p = Path(str(value)).expanduser()
-    return p if p.is_absolute() else base / p
+    values = load(path, COORDINATOR_KEYS, "coordinator config")
+    return CoordinatorConfig(
+        listen=values["listen"],
+        data_dir=values["data_dir"],
+        tls=tls_files(values),
+        crl=values["tls.crl"],
+        state_url=values["state_url"],
+        heartbeat_interval_s=values["heartbeat_interval_s"],
+        node_offline_after_s=values["node_offline_after_s"],
+        upload_buffers=values["upload_buffers"],
+        receive_window_bytes=values["receive_window_bytes"],
+    )
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,5 @@ class ClientConfig:
 
 
 def load_client_config(path: Path) -> ClientConfig:
-    doc = read_toml(path)
-    tls = require_table(doc, "tls", path)
-    base = path.parent
-    try:
-        return ClientConfig(
-            coordinator=str(doc["coordinator"]),
-            tls=TlsFiles(_path(base, tls["cert"]), _path(base, tls["key"]), _path(base, tls["ca"])),
-            server_name=str(doc.get("server_name", "")),
-        )
-    except KeyError as exc:
-        raise ConfigError(f"{path}: missing key {exc.args[0]!r}") from exc
+    values = load(path, ADMIN_KEYS, "admin config")
+    return ClientConfig(values["coordinator"], tls_files(values), values["server_name"])

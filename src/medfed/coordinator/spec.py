@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from medfed.coordinator.config import read_toml, require_table
+from medfed.configfile import read_toml, require_table
 from medfed.errors import ConfigError
 from medfed.protocol.v1 import medfed_pb2 as pb
 

@@ -1,13 +1,31 @@
-"""Node configuration, read from TOML. Relative paths are relative to the file."""
+"""Node configuration, read from TOML through declared keys (:mod:`medfed.configfile`).
+
+``medfed node init`` writes this file; relative paths are relative to the file's folder.
+"""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from medfed.errors import ConfigError
+from medfed.configfile import TLS_KEYS, Key, Kind, load, tls_files
 from medfed.transport.tls import TlsFiles
+
+NODE_KEYS: tuple[Key, ...] = (
+    Key("coordinator", Kind.TEXT, "The coordinator's address, host:port; the node dials out"
+        " to it and never listens.", required=True),
+    Key("server_name", Kind.TEXT, "Name checked in the coordinator's certificate when it is not"
+        " the host in `coordinator` (e.g. a SAN); empty: that host.", default=""),
+    Key("state_dir", Kind.PATH, "This hospital's folder: dataset registry, approved plans,"
+        " privacy ledger, per-study state.", required=True),
+    Key("heartbeat_interval_s", Kind.FLOAT, "Seconds between heartbeats to the coordinator.",
+        default=5.0, minimum=0.1),
+    Key("poll_wait_s", Kind.FLOAT, "Seconds one task request waits at the coordinator before"
+        " asking again.", default=20.0, minimum=0.1),
+    Key("max_backoff_s", Kind.FLOAT, "Longest wait, in seconds, between reconnection attempts"
+        " (exponential backoff, full jitter).", default=30.0, minimum=0.1),
+    *TLS_KEYS,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -22,26 +40,13 @@ class NodeConfig:
 
 
 def load_node_config(path: Path) -> NodeConfig:
-    try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read node config {path}: {exc}") from exc
-    base = path.parent
-
-    def rel(value: object) -> Path:
-        p = Path(str(value)).expanduser()
-        return p if p.is_absolute() else base / p
-
-    try:
-        tls = doc["tls"]
-        return NodeConfig(
-            coordinator=str(doc["coordinator"]),
-            state_dir=rel(doc["state_dir"]),
-            tls=TlsFiles(rel(tls["cert"]), rel(tls["key"]), rel(tls["ca"])),
-            server_name=str(doc.get("server_name", "")),
-            heartbeat_interval_s=float(doc.get("heartbeat_interval_s", 5.0)),
-            poll_wait_s=float(doc.get("poll_wait_s", 20.0)),
-            max_backoff_s=float(doc.get("max_backoff_s", 30.0)),
-        )
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: missing or invalid key {exc}") from exc
+    values = load(path, NODE_KEYS, "node config")
+    return NodeConfig(
+        coordinator=values["coordinator"],
+        state_dir=values["state_dir"],
+        tls=tls_files(values),
+        server_name=values["server_name"],
+        heartbeat_interval_s=values["heartbeat_interval_s"],
+        poll_wait_s=values["poll_wait_s"],
+        max_backoff_s=values["max_backoff_s"],
+    )
