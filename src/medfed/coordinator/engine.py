@@ -229,7 +229,8 @@ class StudyRunner(threading.Thread):
         )
         self._p.events.bump(self.study_id)
         log.info("study %s round %d committed (%s)", self.study_id, round_no, new_sha[:12])
-        return new_model, new_state, new_sha
+        # the stored file's read-only map: no private copy of the model is kept between rounds
+        return self._p.models.get(new_sha), new_state, new_sha
 
     def _secure(
         self,

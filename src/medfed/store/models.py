@@ -35,6 +35,7 @@ from medfed.protocol.tensors import (
     sha256_of,
     weights_sha256,
 )
+from medfed.store.mapped import StoredModel, open_file, tensor_order
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _SUFFIX = ".safetensors"
@@ -92,6 +93,26 @@ class ModelStore:
         self._write(sha256, decode(manifest, data))
         return sha256
 
+    def open(self, sha: str) -> StoredModel:
+        """The model opened in place (:mod:`medfed.store.mapped`): read-only arrays mapped from
+        its file, after checking the file's bytes still hash to ``sha``."""
+        path = self.path(sha)
+        if not path.is_file():
+            raise StoreError(f"model {sha} not in store {self._root}")
+        return open_file(path, sha)
+
+    def put_and_open(self, weights: Mapping[str, npt.NDArray[np.generic]]) -> StoredModel:
+        """``put`` then ``open``. A file this call writes is not read back to be hashed again:
+        its bytes are the ones just hashed (a file already there is checked like any read)."""
+        try:
+            sha = weights_sha256(weights)
+        except ProtocolError as exc:
+            raise StoreError(f"cannot store model: {exc}") from exc
+        if self.has(sha):
+            return self.open(sha)
+        self._write(sha, weights)
+        return open_file(self.path(sha), sha, check=False)
+
     def get(self, sha: str) -> Weights:
         """Load a model in its original tensor order, checking its bytes still hash to ``sha``.
 
@@ -102,7 +123,7 @@ class ModelStore:
             raise StoreError(f"model {sha} not in store {self._root}")
         try:
             with safe_open(str(path), framework="np") as f:
-                order = _order_from(f.metadata(), set(f.keys()), path)
+                order = tensor_order(f.metadata(), set(f.keys()), path)
                 weights: Weights = {name: f.get_tensor(name) for name in order}
             got = weights_sha256(weights)
         # KeyError: a dtype NumPy's safetensors loader lacks (bf16); ProtocolError: one the wire
@@ -128,16 +149,6 @@ class ModelStore:
 def _c_order(array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
     array = np.asarray(array)  # a NumPy scalar has no data pointer for safetensors to read
     return array if array.flags.c_contiguous else array.copy(order="C")
-
-
-def _order_from(metadata: Mapping[str, str] | None, names: set[str], path: Path) -> list[str]:
-    try:
-        order = json.loads((metadata or {})["order"])
-    except (KeyError, ValueError) as exc:
-        raise StoreError(f"model file {path} has no tensor order in its metadata") from exc
-    if not isinstance(order, list) or len(order) != len(names) or set(order) != names:
-        raise StoreError(f"model file {path}: metadata order does not list its tensors")
-    return [str(name) for name in order]
 
 
 def _map_raw(path: Path, size: int) -> memoryview:
