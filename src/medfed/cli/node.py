@@ -142,7 +142,7 @@ def dataset_add(
         registry = DatasetRegistry(state_dir)
         if dicom is not None and labels is not None:
             source = DicomSource(dicom, labels, label, split_column, image_size, skip_bad)
-            entry = registry.add_dicom(name, source, now=time.time())
+            entry = registry.add_dicom(name, source, now=time.time(), warn=_warn)
         elif csv is not None:
             entry = registry.add(
                 name,
@@ -151,6 +151,7 @@ def dataset_add(
                 features=features.split(",") if features else None,
                 split_column=split_column,
                 now=time.time(),
+                warn=_warn,
             )
         if epsilon_budget is not None:
             _ledger(state_dir).set_budget(name, epsilon_budget, delta, now=time.time())
@@ -158,6 +159,11 @@ def dataset_add(
         err.print(f"[yellow]left out:[/yellow] {escape(skipped)}")
     what = entry.features[0] if entry.kind == "dicom" else f"{len(entry.features)} features"
     out.print(f"registered {entry.name}: {entry.rows} rows, {what}")
+
+
+def _warn(message: str) -> None:
+    """A registration warning (accepted, but worth the steward's look), on stderr."""
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def _ledger(state_dir: Path) -> PrivacyLedger:

@@ -10,22 +10,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from medfed.data.csv_source import parse_csv
-from medfed.data.dataset import Dataset
+from medfed.data.dataset import Dataset, label_warnings
 from medfed.data.images import image_feature
 from medfed.errors import DatasetError, StoreError
 
 if TYPE_CHECKING:  # pydicom loads with the first DICOM dataset, not with the node
     from medfed.data.dicom.connector import DicomSource
 
+log = logging.getLogger("medfed.data")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _FILE_NAME = "datasets.json"
 _FORMAT_VERSION = 1
@@ -82,14 +84,17 @@ class DatasetRegistry:
         features: Sequence[str] | None = None,
         split_column: str | None = None,
         now: float,
+        warn: Callable[[str], None] | None = None,
     ) -> DatasetEntry:
-        """Register ``csv_path`` after loading it once; pins its hash and resolved features."""
+        """Register ``csv_path`` after loading it once; pins its hash and resolved features.
+        ``warn`` hears what is accepted but worth a look (a one-class label); default: the log."""
         entries = self._free(name)
         path = csv_path.resolve()
         data = _read_bytes(path)
         dataset = parse_csv(
             data, source=str(path), features=features, label=label, split_column=split_column
         )
+        _warn_labels(name, dataset, warn)
         entry = DatasetEntry(
             name=name,
             kind="csv",
@@ -105,9 +110,17 @@ class DatasetRegistry:
         self._write(entries)
         return entry
 
-    def add_dicom(self, name: str, source: DicomSource, *, now: float) -> DatasetEntry:
+    def add_dicom(
+        self,
+        name: str,
+        source: DicomSource,
+        *,
+        now: float,
+        warn: Callable[[str], None] | None = None,
+    ) -> DatasetEntry:
         """Register a DICOM folder after decoding and PHI-gating every labelled image once;
-        pins the manifest and fills the pixel cache, so the first round does not decode."""
+        pins the manifest and fills the pixel cache, so the first round does not decode.
+        ``warn`` as for :meth:`add`."""
         from medfed.data.dicom.connector import scan, write_cache
 
         entries = self._free(name)
@@ -115,6 +128,7 @@ class DatasetRegistry:
             source, folder=source.folder.resolve(), labels=source.labels.resolve()
         )
         result = scan(source)
+        _warn_labels(name, result.dataset, warn)
         source = dataclasses.replace(source, allow_bad=bool(result.bad))  # as entry.dicom_source()
         write_cache(self._cache_dir(name), result.manifest_sha256, source, result.dataset)
         entry = DatasetEntry(
@@ -220,6 +234,11 @@ class DatasetRegistry:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._file)
+
+
+def _warn_labels(name: str, data: Dataset, warn: Callable[[str], None] | None) -> None:
+    for message in label_warnings(data):
+        (warn or log.warning)(f"dataset {name!r}: {message}")
 
 
 def _read_bytes(path: Path) -> bytes:

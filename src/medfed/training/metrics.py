@@ -26,7 +26,7 @@ def roc_auc(y_true: FloatArray, score: FloatArray) -> float:
 
     AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg), R_pos the sum of the positives' ranks
     with tied scores given their average rank (Hanley & McNeil, 1982). With one class only the AUC
-    is undefined; we return 0.5 (no discrimination) so averages over sites stay finite.
+    is undefined; we return 0.5 (no discrimination), and :func:`binary_metrics` leaves it out.
     """
     y, s = _check(y_true, score)
     n_pos = int((y == 1).sum())
@@ -115,17 +115,15 @@ def sigmoid(logits: FloatArray) -> npt.NDArray[np.float64]:
 
 
 def binary_metrics(y_true: FloatArray, logits: FloatArray) -> dict[str, float]:
-    """``accuracy``, ``auc``, ``loss``, and ``balanced_accuracy`` and ``auprc`` where they are
-    defined (both classes present; at least one positive), from raw model outputs (logits)."""
+    """``accuracy`` and ``loss``, and ``auc``, ``balanced_accuracy`` and ``auprc`` where they are
+    defined (both classes present; at least one positive), from raw model outputs (logits): an
+    undefined metric is left out rather than reported as a number that would enter site means."""
     p = sigmoid(logits)
-    out = {
-        "accuracy": accuracy(y_true, p),
-        "auc": roc_auc(y_true, p),
-        "loss": bce_loss(y_true, p),
-    }
+    out = {"accuracy": accuracy(y_true, p), "loss": bce_loss(y_true, p)}
     balanced = balanced_accuracy(y_true, p)
-    if balanced is not None:
+    if balanced is not None:  # both classes present
         out["balanced_accuracy"] = balanced
+        out["auc"] = roc_auc(y_true, p)
     auprc = average_precision(y_true, p)
     if auprc is not None:
         out["auprc"] = auprc
