@@ -94,3 +94,36 @@ def test_unreadable_toml_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("name = ")
     with pytest.raises(ConfigError, match="cannot read study spec"):
         load_spec(path)
+
+
+def test_max_site_weight_is_off_by_default_and_travels(tmp_path: Path) -> None:
+    import tomllib
+
+    assert spec_from_mapping(tomllib.loads(MINIMAL)).max_site_weight == 0.0
+    spec = spec_from_mapping(tomllib.loads(MINIMAL) | {"max_site_weight": 0.4, "min_nodes": 3})
+
+    assert spec.max_site_weight == 0.4
+    assert spec_from_proto(spec_to_proto(spec)) == spec
+    assert StudySpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_site_weight": 1.5, "min_nodes": 3}, r"max_site_weight must be in \(0, 1\]"),
+        ({"max_site_weight": -0.2}, r"max_site_weight must be in \(0, 1\]"),
+        ({"max_site_weight": float("nan")}, r"max_site_weight must be in \(0, 1\]"),
+        ({"max_site_weight": 0.3, "min_nodes": 3}, r"at least 4 sites per round \(min_nodes is 3"),
+        (
+            {"max_site_weight": 0.5, "min_nodes": 2, "secure_aggregation": True},
+            "cannot be enforced with secure aggregation",
+        ),
+    ],
+)
+def test_max_site_weight_that_cannot_hold_is_refused(
+    change: dict[str, object], message: str
+) -> None:
+    import tomllib
+
+    with pytest.raises(ConfigError, match=message):
+        spec_from_mapping(tomllib.loads(MINIMAL) | change)

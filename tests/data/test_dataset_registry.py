@@ -108,3 +108,25 @@ def test_corrupt_registry_is_a_store_error(state, content):
     (state / "datasets.json").write_text(content)
     with pytest.raises(StoreError):
         DatasetRegistry(state).list()
+
+
+def test_sizes_are_the_split_row_counts(state, site_csv):
+    registry = DatasetRegistry(state)
+    entry = registry.add("heart", site_csv, label="target", split_column="split", now=1.0)
+
+    assert (entry.train_rows, entry.test_rows) == (2, 2)
+    assert [(s.name, s.train_rows, s.test_rows) for s in registry.sizes()] == [("heart", 2, 2)]
+
+
+def test_sizes_of_an_entry_registered_before_they_were_recorded(state, site_csv):
+    DatasetRegistry(state).add("heart", site_csv, label="target", split_column="split", now=1.0)
+    path = state / "datasets.json"
+    doc = json.loads(path.read_text())
+    for entry in doc["datasets"]:
+        del entry["train_rows"], entry["test_rows"]
+    path.write_text(json.dumps(doc))
+
+    registry = DatasetRegistry(state)
+    assert [(s.train_rows, s.test_rows) for s in registry.sizes()] == [(2, 2)]
+    site_csv.write_text(CSV + "1,1,1,train\n")  # changed since registration: no rows offered
+    assert [(s.train_rows, s.test_rows) for s in DatasetRegistry(state).sizes()] == [(0, 0)]

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
+from medfed.data.registry import DatasetRegistry, DatasetSizes
 from medfed.node.client import CoordinatorClient
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.transport.tls import TlsFiles
@@ -16,19 +17,24 @@ HOSTILE = "va_long_beach"
 
 
 class Hostile:
-    """A node with a valid certificate that sends whatever a test tells it to."""
+    """A node with a valid certificate that sends whatever a test tells it to; its heartbeats
+    announce ``announce`` (by default its registered datasets, sized, as an honest node)."""
 
-    def __init__(self, network: Network) -> None:
+    def __init__(
+        self, network: Network, announce: Sequence[str | DatasetSizes] | None = None
+    ) -> None:
         certs = network.consortium.node_certs(HOSTILE)
         tls = TlsFiles(certs / f"{HOSTILE}.crt", certs / f"{HOSTILE}.key", certs / "ca.crt")
         self.client = CoordinatorClient(network.consortium.address, tls, server_name="localhost")
+        registry = DatasetRegistry(network.consortium.node_state(HOSTILE))
+        self.announce = list(registry.sizes() if announce is None else announce)
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True)
         self._beat.start()
 
     def _heartbeat(self) -> None:
         while not self._stop.is_set():
-            self.client.heartbeat(["heart_disease"])
+            self.client.heartbeat(self.announce)
             self._stop.wait(0.3)
 
     def task(self) -> pb.Task:

@@ -144,3 +144,19 @@ def test_received_stream_is_checked_against_the_requested_hash() -> None:
         receive_model(iter(frames[:-1]), message.sha256)
     with pytest.raises(ProtocolError, match="did not start with a manifest"):
         receive_model(iter(frames[1:]), message.sha256)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [([2**32, 2**32], pb.DTYPE_FLOAT32), ([2**62, 2], pb.DTYPE_UINT8), ([2**61, 4], pb.DTYPE_INT8)],
+)
+def test_sizes_that_overflow_int64_are_refused_not_wrapped(shape: list[int], dtype: int) -> None:
+    spec = pb.TensorSpec(name="w", dtype=dtype, shape=shape)  # type: ignore[arg-type]
+
+    with pytest.raises(ProtocolError, match="beyond int64"):
+        tensors.manifest_from_proto(pb.ModelManifest(tensors=[spec], total_bytes=0))
+
+
+def test_tensor_size_is_exact() -> None:
+    assert tensors.TensorSpec("w", "float32", (2**32, 2**32)).nbytes == 2**66
+    assert tensors.TensorSpec("w", "float32", ()).size == 1

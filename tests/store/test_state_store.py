@@ -313,3 +313,11 @@ def test_schema_only_on_postgres(tmp_path: Path) -> None:
 def test_schema_name_is_checked_before_any_sql() -> None:
     with pytest.raises(ConfigError, match="schema name"):
         StateStore("postgresql+psycopg://nobody@127.0.0.1:1/none", schema='x"; DROP SCHEMA public')
+
+
+def test_record_sizes_keeps_each_change_and_says_what_it_replaced(store: StateStore) -> None:
+    assert store.record_sizes("a", "heart", 200, 100, now=1.0) is None  # first announcement
+    assert store.record_sizes("a", "heart", 200, 100, now=2.0) is None  # unchanged
+    assert store.record_sizes("b", "heart", 5, 5, now=2.0) is None  # another node's own
+    assert store.record_sizes("a", "heart", 999_999_999, 100, now=3.0) == (200, 100)
+    assert store.record_sizes("a", "heart", 200, 100, now=4.0) == (999_999_999, 100)

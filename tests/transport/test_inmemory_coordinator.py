@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -53,14 +53,10 @@ def _agent(consortium: Consortium, coordinator: Coordinator, node: str) -> NodeA
     return NodeAgent(
         _node(consortium, coordinator, node),
         TaskExecutor(registry, LocalPolicy(state)),
-        _dataset_names(registry),
+        registry.sizes,
         heartbeat_interval_s=0.2,
         poll_wait_s=0.5,
     )
-
-
-def _dataset_names(registry: DatasetRegistry) -> Callable[[], list[str]]:
-    return lambda: [entry.name for entry in registry.list()]
 
 
 def test_a_node_certificate_is_identified_and_kept_to_its_role(

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from medfed.coordinator.claims import claim_limit, round_weight_cap, site_share_metrics
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.evaluation import encrypted_sum, run_evaluation
 from medfed.coordinator.models import ServedModels
@@ -28,7 +29,7 @@ from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
 from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
 from medfed.coordinator.spec import StudySpec
-from medfed.errors import SecAggError, StrategyError
+from medfed.errors import SecAggError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore
@@ -98,9 +99,6 @@ class StudyRunner(threading.Thread):
         spec = StudySpec.from_json(record.spec_json)
         strategy = build_strategy(spec)
         model = self._p.models.get(record.model_sha256)
-        bad = [name for name in model if "/" in name]
-        if bad:
-            raise StrategyError(f"model tensor names may not contain '/': {bad}")
         if record.state_sha256:
             state = self._p.models.get_private(record.state_sha256)
         else:
@@ -112,6 +110,8 @@ class StudyRunner(threading.Thread):
             ((node, why) for r, node, why in self._p.state.rejections(self.study_id)
              if r == next_round),
         )  # fmt: skip
+        if self._evaluation_pending(spec, record.completed_rounds) and self._select(spec):
+            self._evaluate(spec, record.completed_rounds, sha)
         failures = 0
         while next_round <= spec.rounds and not self._halt.is_set():
             outcome = self._train_round(spec, strategy, next_round, model, state, sha)
@@ -128,6 +128,15 @@ class StudyRunner(threading.Thread):
             next_round += 1
         if not self._halt.is_set():
             self._set_state("completed", f"{spec.rounds} rounds committed")
+
+    def _evaluation_pending(self, spec: StudySpec, done: int) -> bool:
+        """Whether round ``done`` was due an evaluation that left no record: the coordinator
+        stopped between the round's commit and its evaluation, which a restart must run."""
+        if done == 0 or not _evaluates(spec, done):
+            return False
+        last = self._p.state.rounds(self.study_id)[-1]
+        evaluated = any(m.kind == "eval" for m in last.per_node)
+        return not evaluated and "eval_participation" not in last.metrics
 
     def _give_up_message(self, round_no: int, attempts: int) -> str:
         recent = [
@@ -189,7 +198,11 @@ class StudyRunner(threading.Thread):
             manifest=reply_layout(spec, strategy, layout),
             acc=strategy.start_round(model, state),
             unpack=reply_unpacker(spec, strategy, model),
-        )
+            weight_cap=round_weight_cap(spec.max_site_weight, [
+                claim_limit(self._p.directory, n, spec.dataset, pb.TASK_KIND_TRAIN) or 0
+                for n in nodes
+            ]),
+        )  # fmt: skip
         extra = strategy.configure_train(round_no)
         client = strategy.client_settings()
         if spec.secure_aggregation:
@@ -211,6 +224,8 @@ class StudyRunner(threading.Thread):
         metrics = train_metrics(round_.per_node, len(nodes))
         metrics["upload_bytes"] = float(round_.upload_bytes)
         metrics.update(strategy.round_metrics(new_state))
+        if spec.max_site_weight:
+            metrics.update(site_share_metrics(round_.per_node, round_.weight_cap))
         self._p.state.commit_round(
             RoundRecord(
                 study_id=self.study_id,
@@ -331,7 +346,8 @@ class StudyRunner(threading.Thread):
                 task.he_context_sha256 = spec.he_context_sha256
             if stage is not None:
                 task.secagg.CopyFrom(stage(node))
-            round_.slots[task.task_id] = TaskSlot(task, node)
+            limit = claim_limit(self._p.directory, node, spec.dataset, round_.kind)
+            round_.slots[task.task_id] = TaskSlot(task, node, max_examples=limit)
         self._p.board.open(round_)
         try:
             round_.wait(stop=self._halt)

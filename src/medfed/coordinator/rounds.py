@@ -53,6 +53,9 @@ class TaskSlot:
     task: pb.Task
     node: str
     status: TaskStatus = TaskStatus.PENDING
+    max_examples: int | None = None
+    """The most examples the reply may claim: the rows the node announced in the task's split
+    when it was sent (0: none announced; None: not checked)."""
 
 
 @dataclass
@@ -67,6 +70,9 @@ class OpenRound:
     unpack: Unpack | None = None
     """Wire tensors -> (model weights, strategy extras); None: the wire is the model itself."""
     upload_bytes: int = 0
+    weight_cap: int = 0
+    """The most a training reply weighs in the aggregate (0 = its example count, uncapped);
+    set from the study's ``max_site_weight`` (:mod:`medfed.strategies.site_weight`)."""
     slots: dict[str, TaskSlot] = field(default_factory=dict)
     per_node: list[NodeRoundMetrics] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
@@ -117,7 +123,8 @@ class OpenRound:
                 slot.status = TaskStatus.REJECTED
                 raise Rejected(f"round {self.round} closed while the update was arriving")
             model, extras = self.unpack(weights) if self.unpack else (weights, {})
-            self.acc.add(Reply(slot.node, model, num_examples, dict(metrics), extras))
+            weight = min(num_examples, self.weight_cap) if self.weight_cap else num_examples
+            self.acc.add(Reply(slot.node, model, weight, dict(metrics), extras))
             self.upload_bytes += sum(int(a.nbytes) for a in weights.values())
             self._finish(slot, TaskStatus.ACCEPTED)
             kind: MetricsKind = "eval" if self.kind == pb.TASK_KIND_EVALUATE else "train"

@@ -12,18 +12,17 @@ from collections.abc import Iterator, Mapping
 import grpc
 
 from medfed.coordinator import uploads
-from medfed.coordinator.directory import NodeDirectory
+from medfed.coordinator.directory import NodeDirectory, announced_sizes
 from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
-from medfed.coordinator.replies import build_strategy
 from medfed.coordinator.rounds import Rejected, TaskBoard, TaskStatus
 from medfed.coordinator.sites import parse_refusal, refusal_reason
-from medfed.coordinator.spec import StudySpec, spec_from_proto, spec_to_proto
-from medfed.errors import ConfigError, MedfedError, ProtocolError, StoreError
+from medfed.coordinator.spec import StudySpec, spec_to_proto
+from medfed.coordinator.submission import read_submission
+from medfed.errors import MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
-from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.records import EncryptedEval
 from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore, StudyRecord
@@ -32,7 +31,6 @@ from medfed.transport.auth import PeerAuthorizer, abort
 log = logging.getLogger("medfed.coordinator")
 
 MAX_PULL_WAIT_S = 30.0
-MAX_INITIAL_MODEL_BYTES = 4 << 30
 MAX_REFUSAL_CHARS = 8000
 """Long enough for a schema difference over hundreds of columns, which must arrive whole."""
 
@@ -60,10 +58,24 @@ class NodeServicer:
         self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
     ) -> pb.HeartbeatReply:
         me = self._auth.require(context, Role.NODE)
-
+        try:
+            sizes = announced_sizes(request)
+        except ProtocolError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         now = time.time()
-        self._directory.seen(me.name, list(request.datasets), wall=now, serial=me.serial)
+        fresh = self._directory.seen(
+            me.name, list(request.datasets), wall=now, serial=me.serial, sizes=sizes
+        )
         self._state.node_seen(me.name, list(request.datasets), now=now)
+        for dataset, size in fresh.items():
+            before = self._state.record_sizes(
+                me.name, dataset, size.train_rows, size.test_rows, now=now
+            )
+            if before is not None:
+                log.warning(
+                    "node %s changed its announced size of dataset %r: %d train / %d test rows "
+                    "-> %s", me.name, dataset, *before, size.describe(),
+                )  # fmt: skip
         return pb.HeartbeatReply(
             node=me.name,
             server_time_unix_ms=int(now * 1000),
@@ -179,12 +191,16 @@ class AdminServicer:
     ) -> pb.StudyRef:
         me = self._auth.require(context, Role.ADMIN)
         try:
-            spec, weights, he_context = _read_submission(request_iterator)
+            spec, weights, he_context = read_submission(request_iterator)
             he_sha = store_context(self._models, he_context) if he_context else ""
         except MedfedError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         spec = dataclasses.replace(spec, he_context_sha256=he_sha)  # never the client's word
-        sha = self._models.put(weights)
+        try:
+            sha = self._models.put(weights)
+        except MedfedError as exc:  # the model was checked: a failure here is the server's
+            log.error("storing the initial model of %r failed: %s", spec.name, exc)
+            abort(context, grpc.StatusCode.INTERNAL, f"cannot store the initial model: {exc}")
         study_id = "s-" + secrets.token_hex(6)
         self._state.create_study(study_id, spec.name, spec.to_json(), sha, now=time.time())
         log.info("study %s (%s) submitted by %s", study_id, spec.name, me.name)
@@ -244,6 +260,10 @@ class AdminServicer:
                     last_seen_unix_ms=int(s.last_seen * 1000),
                     datasets=list(s.datasets),
                     revoked=s.revoked,
+                    dataset_sizes=[
+                        pb.DatasetSize(name=d, train_rows=z.train_rows, test_rows=z.test_rows)
+                        for d, z in sorted(s.sizes.items())
+                    ],
                 )
                 for s in self._directory.statuses()
             ]
@@ -277,39 +297,6 @@ class AdminServicer:
             for r, node, why in self._state.rejections(study_id)
         )
         return status
-
-
-def _read_submission(
-    chunks: Iterator[pb.SubmitStudyChunk],
-) -> tuple[StudySpec, tensors.Weights, bytes]:
-    """Spec, then optionally the researcher's CKKS public context, then the initial model."""
-    first = next(chunks, None)
-    if first is None or first.WhichOneof("part") != "spec":
-        raise ProtocolError("a study submission starts with its spec")
-    spec = spec_from_proto(first.spec)
-    build_strategy(spec)
-    second = next(chunks, None)
-    he_context = b""
-    if second is not None and second.WhichOneof("part") == "he_public_context":
-        he_context = second.he_public_context
-        second = next(chunks, None)
-    if second is None or second.WhichOneof("part") != "manifest":
-        raise ProtocolError("the spec must be followed by the initial model's manifest")
-    manifest = tensors.manifest_from_proto(second.manifest, max_bytes=MAX_INITIAL_MODEL_BYTES)
-    data = bytearray()
-    for message in chunks:
-        if message.WhichOneof("part") != "data":
-            raise ProtocolError("only data chunks may follow the manifest")
-        data += message.data
-        if len(data) > manifest.total_bytes:
-            raise ProtocolError("initial model is larger than its manifest")
-    weights = tensors.decode(manifest, data)
-    tensors.check_finite(weights)
-    if tensors.weights_sha256(weights) != second.manifest.sha256:
-        raise ProtocolError("initial model does not match the SHA-256 in its manifest")
-    if spec.min_nodes > 10_000:
-        raise ConfigError("min_nodes is implausibly large")
-    return spec, weights, he_context
 
 
 def _status_message(

@@ -75,6 +75,9 @@ class StudySpec:
     secagg_clip: float = 1e4
     """Per-coordinate bound on num_examples x model change before fixed-point encoding."""
     secagg_stage_deadline_s: float = 30.0
+    max_site_weight: float = 0.0
+    """Most of the aggregation weight any one site may hold (0 = no cap): sites weigh their
+    examples, capped by water-filling (:mod:`medfed.strategies.site_weight`)."""
     he_context_sha256: str = ""
     """Set by the coordinator when the researcher submitted a CKKS public context: sites then
     send their evaluation metrics encrypted (medfed.coordinator.encrypted_eval)."""
@@ -149,6 +152,25 @@ class StudySpec:
             "privacy max_grad_norm must be > 0",
         )
         _check(self.dp_accountant in ("rdp", "pld"), "privacy accountant must be rdp or pld")
+        self._check_site_weight()
+
+    def _check_site_weight(self) -> None:
+        """A cap of ``m`` needs at least ``1/m`` sites in a round, and the coordinator's eyes:
+        under secure aggregation each site folds its weight into its masked update."""
+        m = self.max_site_weight
+        _check(math.isfinite(m) and 0 <= m <= 1, f"max_site_weight must be in (0, 1], got {m}")
+        if not m:
+            return
+        _check(
+            m * self.min_nodes >= 1 - 1e-9,
+            f"max_site_weight {m} needs at least {math.ceil(1 / m - 1e-9)} sites per round "
+            f"(min_nodes is {self.min_nodes})",
+        )
+        _check(
+            not self.secure_aggregation,
+            "max_site_weight cannot be enforced with secure aggregation: each site folds its "
+            "example weight into its masked update, so the coordinator never sees it to cap",
+        )
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -177,7 +199,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         "name", "rounds", "local_epochs", "local_steps", "batch_size", "optimizer",
         "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
         "dataset", "plan", "strategy", "compression", "topk_ratio", "error_feedback",
-        "personalization", "finetune_steps", "privacy", "secure_aggregation",
+        "personalization", "finetune_steps", "privacy", "secure_aggregation", "max_site_weight",
     }  # fmt: skip
     unknown = set(doc) - known
     if unknown:
@@ -227,6 +249,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             secagg_degree=int(secure.get("degree", 0)),
             secagg_clip=float(secure.get("clip", 1e4)),
             secagg_stage_deadline_s=float(secure.get("stage_deadline_s", 30.0)),
+            max_site_weight=float(doc.get("max_site_weight", 0.0)),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
@@ -290,6 +313,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
             stage_deadline_s=spec.secagg_stage_deadline_s,
         ),
         he_context_sha256=spec.he_context_sha256,
+        max_site_weight=spec.max_site_weight,
     )
 
 
@@ -332,6 +356,7 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         secagg_clip=message.secure_aggregation.clip or 1e4,
         secagg_stage_deadline_s=message.secure_aggregation.stage_deadline_s or 30.0,
         he_context_sha256=message.he_context_sha256,
+        max_site_weight=message.max_site_weight,
     )
 
 

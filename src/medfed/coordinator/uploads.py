@@ -9,7 +9,6 @@ finds the pool empty waits, and gRPC flow control holds its sender back meanwhil
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from medfed.coordinator.claims import check_examples, check_metrics
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
 from medfed.errors import ProtocolError, StrategyError, TrainingError
 from medfed.protocol import framing, streams, tensors
@@ -116,11 +116,13 @@ def _apply(
             if not header.encrypted_metrics or metrics:
                 raise Rejected("this study's evaluation metrics must arrive encrypted (CKKS) only")
             sealed = (tuple(header.encrypted_metric_names), bytes(header.encrypted_metrics))
+        else:  # under CKKS the count travels inside the ciphertext
+            check_examples(header.num_examples, slot.max_examples, "test")
         histogram = _histogram(header) if header.HasField("score_histogram") else None
         round_.accept_eval(slot, header.num_examples, metrics, sealed, histogram)
         return
-    if header.num_examples == 0:
-        raise Rejected("a training update must report at least one example")
+    split = "test" if slot.task.kind == pb.TASK_KIND_EVALUATE else "train"
+    check_examples(header.num_examples, slot.max_examples, split)
     if round_.manifest is None:
         raise Rejected("round has no model layout")
     second = next(frames, None)
@@ -165,7 +167,5 @@ def _check_header(header: pb.UpdateHeader) -> dict[str, float]:
     if len(header.metrics) > MAX_METRICS:
         raise Rejected(f"too many metrics ({len(header.metrics)} > {MAX_METRICS})")
     metrics = dict(header.metrics)
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise Rejected(f"metrics {bad} are not finite")
+    check_metrics(metrics)
     return metrics

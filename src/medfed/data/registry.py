@@ -53,6 +53,9 @@ class DatasetEntry:
     labels: Path | None = None
     image_size: int = 0
     skipped: tuple[str, ...] = ()
+    train_rows: int = 0
+    test_rows: int = 0
+    """Rows in each split; 0 and 0 in a registry written before they were recorded."""
 
     def dicom_source(self) -> DicomSource:
         if self.kind != "dicom" or self.labels is None:
@@ -69,11 +72,21 @@ class DatasetEntry:
         )
 
 
+@dataclass(frozen=True)
+class DatasetSizes:
+    """A dataset's rows in its training and test splits."""
+
+    name: str
+    train_rows: int
+    test_rows: int
+
+
 class DatasetRegistry:
     """``<state_dir>/datasets.json``, rewritten atomically on every change."""
 
     def __init__(self, state_dir: Path) -> None:
         self._file = state_dir / _FILE_NAME
+        self._counted: dict[str, tuple[int, int]] = {}
 
     def add(
         self,
@@ -105,6 +118,8 @@ class DatasetRegistry:
             sha256=hashlib.sha256(data).hexdigest(),
             rows=dataset.rows,
             added_unix=float(now),
+            train_rows=len(dataset.y_train),
+            test_rows=len(dataset.y_test),
         )
         entries[name] = entry
         self._write(entries)
@@ -144,6 +159,8 @@ class DatasetRegistry:
             labels=source.labels,
             image_size=source.size,
             skipped=tuple(f"{file}: {reason}" for file, reason in result.bad),
+            train_rows=len(result.dataset.y_train),
+            test_rows=len(result.dataset.y_test),
         )
         entries[name] = entry
         self._write(entries)
@@ -174,6 +191,27 @@ class DatasetRegistry:
 
     def list(self) -> list[DatasetEntry]:
         return sorted(self._read().values(), key=lambda e: e.name)
+
+    def sizes(self) -> Sequence[DatasetSizes]:
+        """Every dataset with its split sizes, as the node announces them to the coordinator
+        (which refuses a reply claiming more examples). A dataset registered before sizes were
+        recorded is loaded once to count them; one that no longer loads is announced with no
+        rows (its tasks are refused here anyway, with the reason)."""
+        out = []
+        for entry in self.list():
+            if entry.train_rows or entry.test_rows:
+                out.append(DatasetSizes(entry.name, entry.train_rows, entry.test_rows))
+                continue
+            counted = self._counted.get(entry.sha256)
+            if counted is None:
+                try:
+                    data = self.load(entry.name)
+                except DatasetError:
+                    out.append(DatasetSizes(entry.name, 0, 0))
+                    continue
+                counted = self._counted[entry.sha256] = (len(data.y_train), len(data.y_test))
+            out.append(DatasetSizes(entry.name, *counted))
+        return out
 
     def get(self, name: str) -> DatasetEntry:
         entries = self._read()
@@ -264,6 +302,8 @@ def _entry_to_json(entry: DatasetEntry) -> dict[str, Any]:
         "sha256": entry.sha256,
         "rows": entry.rows,
         "added_unix": entry.added_unix,
+        "train_rows": entry.train_rows,
+        "test_rows": entry.test_rows,
     } | (
         {}
         if entry.kind == "csv"
@@ -293,4 +333,6 @@ def _entry_from_json(doc: dict[str, Any]) -> DatasetEntry:
         labels=Path(doc["labels"]) if dicom else None,
         image_size=int(doc["image_size"]) if dicom else 0,
         skipped=tuple(str(s) for s in doc["skipped"]) if dicom else (),
+        train_rows=int(doc.get("train_rows", 0)),
+        test_rows=int(doc.get("test_rows", 0)),
     )

@@ -11,9 +11,10 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from medfed.data.registry import DatasetSizes
 from medfed.errors import AuthError, MedfedError, PolicyError, SecAggError, TransportError
 from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
@@ -51,7 +52,7 @@ class NodeAgent:
         self,
         client: CoordinatorClient,
         executor: TaskExecutor,
-        datasets: Callable[[], list[str]],
+        datasets: Callable[[], Sequence[str | DatasetSizes]],
         *,
         heartbeat_interval_s: float = 5.0,
         poll_wait_s: float = 20.0,

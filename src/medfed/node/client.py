@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from medfed.protocol import framing, tensors
 from medfed.protocol.streams import model_frames, receive_model
@@ -14,6 +14,9 @@ from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import connect
 from medfed.transport.methods import method_path, model_download
 from medfed.transport.tls import TlsFiles
+
+if TYPE_CHECKING:  # the registry (and its data stack) is the node service's to load
+    from medfed.data.registry import DatasetSizes
 
 AGENT_VERSION = "medfed-node/1"
 
@@ -42,12 +45,22 @@ class CoordinatorClient:
     def close(self) -> None:
         self._channel.close()
 
-    def heartbeat(self, datasets: list[str], timeout_s: float = 10.0) -> pb.HeartbeatReply:
-        with rpc_errors("heartbeat"):
-            reply: pb.HeartbeatReply = self._stub.Heartbeat(
-                pb.HeartbeatRequest(datasets=datasets, agent_version=AGENT_VERSION),
-                timeout=timeout_s,
+    def heartbeat(
+        self, datasets: Sequence[str | DatasetSizes], timeout_s: float = 10.0
+    ) -> pb.HeartbeatReply:
+        """Say the node is alive and which datasets it holds; with each one's split sizes when
+        given (a bare name leaves the sizes the coordinator last heard for that dataset)."""
+        request = pb.HeartbeatRequest(agent_version=AGENT_VERSION)
+        for item in datasets:
+            if isinstance(item, str):
+                request.datasets.append(item)
+                continue
+            request.datasets.append(item.name)
+            request.dataset_sizes.add(
+                name=item.name, train_rows=item.train_rows, test_rows=item.test_rows
             )
+        with rpc_errors("heartbeat"):
+            reply: pb.HeartbeatReply = self._stub.Heartbeat(request, timeout=timeout_s)
         return reply
 
     def pull(self, wait_s: float) -> pb.Task | None:

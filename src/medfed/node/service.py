@@ -58,7 +58,7 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
     agent = NodeAgent(
         client,
         executor,
-        lambda: [entry.name for entry in datasets.list()],  # re-read: the steward may add one
+        datasets.sizes,  # re-read each heartbeat: the steward may add a dataset
         heartbeat_interval_s=config.heartbeat_interval_s,
         poll_wait_s=config.poll_wait_s,
         backoff=Backoff(max_s=config.max_backoff_s),

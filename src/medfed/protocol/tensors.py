@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ FINITE_BLOCK = 1 << 16
 
 MAX_TENSORS = 4096
 MAX_RANK = 8
+MAX_MODEL_BYTES = 2**63 - 1
+"""A model's data must be addressable by NumPy's int64 offsets."""
 _HASH_DOMAIN = b"medfed/model/v1\n"
 
 _DTYPES: dict[str, int] = {
@@ -60,7 +63,8 @@ class TensorSpec:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        """Element count, exact (``np.prod`` in int64 wraps silently: [2^32, 2^32] gives 0)."""
+        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -195,6 +199,10 @@ def manifest_from_proto(message: pb.ModelManifest, max_bytes: int | None = None)
             raise ProtocolError(f"tensor {t.name!r}: invalid shape {list(t.shape)}")
         specs.append(TensorSpec(t.name, _DTYPE_NAMES[t.dtype], tuple(int(d) for d in t.shape)))
     manifest = Manifest(tuple(specs))
+    if manifest.total_bytes > MAX_MODEL_BYTES:
+        raise ProtocolError(
+            f"manifest's tensors need {manifest.total_bytes} bytes, beyond int64 (2^63 - 1)"
+        )
     if manifest.total_bytes != message.total_bytes:
         raise ProtocolError(
             f"manifest says {message.total_bytes} bytes but its tensors need {manifest.total_bytes}"

@@ -58,6 +58,19 @@ class NodeRow(Base):
     last_seen_unix: Mapped[float] = mapped_column(Double)
 
 
+class DatasetSizeRow(Base):
+    """A node's announced row counts of one dataset, one row per change (the audit of what each
+    hospital claimed, and since when: a reply may claim no more examples than announced)."""
+
+    __tablename__ = "dataset_sizes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(String(255), index=True)
+    dataset: Mapped[str] = mapped_column(String(255))
+    train_rows: Mapped[int] = mapped_column(Integer)
+    test_rows: Mapped[int] = mapped_column(Integer)
+    announced_unix: Mapped[float] = mapped_column(Double)
+
+
 class StudyRow(Base):
     __tablename__ = "studies"
     study_id: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from medfed.errors import StoreError
 from medfed.store.db import (
     CancellationRow,
+    DatasetSizeRow,
     EncryptedEvalRow,
     NodeRow,
     RejectionRow,
@@ -110,6 +111,26 @@ class StateStore:
         }
         with self._writing() as session:
             session.execute(_upsert_node(self._dialect, values))
+
+    def record_sizes(
+        self, node: str, dataset: str, train_rows: int, test_rows: int, now: float
+    ) -> tuple[int, int] | None:
+        """Keep ``node``'s announced split sizes of ``dataset`` unless they are the ones it last
+        announced; returns the previous (train, test) when they changed, None otherwise."""
+        latest = (
+            select(DatasetSizeRow)
+            .where(DatasetSizeRow.node == node, DatasetSizeRow.dataset == dataset)
+            .order_by(DatasetSizeRow.id.desc())
+            .limit(1)
+        )
+        with self._writing() as session:
+            row = session.scalars(latest).first()
+            before = (row.train_rows, row.test_rows) if row is not None else None
+            if before == (train_rows, test_rows):
+                return None
+            session.add(DatasetSizeRow(node=node, dataset=dataset, train_rows=train_rows,
+                                       test_rows=test_rows, announced_unix=now))  # fmt: skip
+            return before
 
     def nodes(self) -> list[NodeRecord]:
         with self._reading() as session:
