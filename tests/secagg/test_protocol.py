@@ -297,15 +297,18 @@ def test_a_masked_input_arriving_after_u3_was_fixed_is_refused() -> None:
 
 def test_a_late_input_accepted_without_closing_stays_masked() -> None:
     """Without ``close_inputs`` (which the engine always calls) a late input gets in, but the
-    survivors revealed only its owner's mask-key seed, never its self mask: unmasking aborts
-    rather than return anything."""
+    survivors revealed only its owner's mask-key seed, never its self mask: each such reveal is
+    refused (a mask-key share of a node whose input arrived) and unmasking aborts rather than
+    return anything."""
     r, _, late, late_masked = _late_node_round(3)
     u3 = r.server.survivors
     reveals = {u: r.clients[u].reveal(u3) for u in u3}
     r.server.add_masked(late, late_masked)
     assert all(late not in rv.self_mask_shares for rv in reveals.values())
-    with pytest.raises(SecAggError, match="shares of 'h04'"):
+    with pytest.raises(SecAggError, match="revealed their shares"):
         r.server.unmask(reveals)
+    assert {n for n, _ in r.server.refusals} == set(u3)
+    assert all("mask-key share of 'h04'" in why for _, why in r.server.refusals)
 
 
 def test_stages_must_come_in_order() -> None:

@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from medfed.strategies.dpfedavg import DpFedAvg
 from medfed.strategies.registry import STRATEGY_NAMES, secure_aggregation
 
 log = logging.getLogger("medfed.coordinator")
+T = TypeVar("T")
 Stages = Callable[[str], pb.SecAggStage]
 Dispatch = Callable[[OpenRound, Sequence[str], Stages], None]
 """Send each node its task (with its stage payload) and wait for the round to close."""
@@ -137,21 +139,41 @@ class SecureSum:
             train.upload_bytes += stage.upload_bytes
         return stage.answers
 
+    def _decoded(
+        self, answers: Mapping[str, pb.SecAggAnswer], decode: Callable[[str, pb.SecAggAnswer], T]
+    ) -> dict[str, T]:
+        """Each node's answer decoded on its own: one that cannot be is refused, by name."""
+        out: dict[str, T] = {}
+        for node, answer in answers.items():
+            try:
+                out[node] = decode(node, answer)
+            except SecAggError as exc:
+                self.server.refuse(node, str(exc))
+        return out
+
     def total(self, train: OpenRound, dispatch: Dispatch) -> tuple[U32, tuple[str, ...]]:
-        """All four stages: the sum of the survivors' vectors, and who they are."""
-        server, p = self.server, self.params
+        """All four stages: the sum of the survivors' vectors, and who they are. Whatever the
+        protocol refused on the way goes on ``train``'s record, whether or not the round ends."""
+        try:
+            return self._stages(train, dispatch)
+        finally:
+            train.rejections.extend(f"{n}: {why}" for n, why in self.server.refusals)
+
+    def _stages(self, train: OpenRound, dispatch: Dispatch) -> tuple[U32, tuple[str, ...]]:
+        server, p, most = self.server, self.params, len(self.params.nodes)
         clock = [time.perf_counter()]
         answers = self._run_stage(train, dispatch, p.nodes, lambda n: self._stage(1))
         clock.append(time.perf_counter())
-        ads = {n: wire.ad_from_pb(a.advertisement) for n, a in answers.items()}
-        forwarded = server.forward_advertisements(ads)
+        forwarded = server.forward_advertisements(
+            {n: wire.ad_from_pb(a.advertisement) for n, a in answers.items()}
+        )
 
         answers = self._run_stage(train, dispatch, sorted(forwarded), lambda n: self._stage(
             2, advertisements=[wire.ad_to_pb(a) for _, a in sorted(forwarded[n].items())]
         ))  # fmt: skip
         clock.append(time.perf_counter())
         u2, routed = server.route_shares(
-            {n: wire.shares_from_pb(a.shares) for n, a in answers.items()}
+            self._decoded(answers, lambda n, a: wire.shares_from_pb(a.shares, most))
         )
 
         train.manifest = tensors.Manifest((tensors.TensorSpec(MASKED, "uint32", (p.dimension,)),))
@@ -167,7 +189,7 @@ class SecureSum:
                 "the round is aborted"
             )
         answers = self._run_stage(train, dispatch, u3, lambda n: self._stage(4, survivors=list(u3)))
-        reveals = {n: wire.reveal_from_pb(n, a) for n, a in answers.items()}
+        reveals = self._decoded(answers, lambda n, a: wire.reveal_from_pb(n, a, most))
         clock.append(time.perf_counter())
         total = server.unmask(reveals)
         clock.append(time.perf_counter())

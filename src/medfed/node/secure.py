@@ -85,7 +85,7 @@ class SecureAggregationClient:
             np.random.default_rng(secrets.randbits(128)),
             extras,
         )
-        sealed = wire.shares_from_pb(task.secagg.shares)
+        sealed = wire.shares_from_pb(task.secagg.shares, len(params.nodes))
         masked = client.mask(list(task.secagg.survivors), sealed, words)
         return {MASKED: masked}, clipped
 
@@ -100,5 +100,5 @@ class SecureAggregationClient:
         words = (
             histogram.as_words() if histogram is not None else np.zeros(2 * SCORE_BINS, np.uint32)
         )
-        sealed = wire.shares_from_pb(task.secagg.shares)
+        sealed = wire.shares_from_pb(task.secagg.shares, len(client.params.nodes))
         return {MASKED: client.mask(list(task.secagg.survivors), sealed, words)}

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medfed.errors import SecAggError
+from medfed.secagg.hazmat.shamir import SHARE_BYTES
 
 ADVERTISE_PURPOSE = b"medfed/secagg/advertise/v1"
 EVALUATE_PURPOSE = "evaluate"
@@ -103,11 +104,21 @@ class ShareSet:
         )  # fmt: skip
 
     @staticmethod
+    def encoded_size(owner: str, holder: str) -> int:
+        """The exact length of :meth:`encode`: the coordinator refuses sealed shares of any
+        other size before it routes them."""
+        return 5 * 4 + len(owner.encode()) + len(holder.encode()) + 4 + 2 * SHARE_BYTES
+
+    @staticmethod
     def decode(data: bytes, owner: str, holder: str) -> ShareSet:
+        """Refuse anything but one index and two full-size shares: a share that opened came
+        from ``owner`` itself, so a malformed one is its owner's doing, named as such."""
         parts = _unfields(data)
         if len(parts) != 5 or parts[0] != owner.encode() or parts[1] != holder.encode():
             raise SecAggError(f"the share from {owner!r} is not addressed to {holder!r}")
-        (index,) = struct.unpack(">I", parts[2]) if len(parts[2]) == 4 else (0,)
+        index = int.from_bytes(parts[2], "big") if len(parts[2]) == 4 else 0
+        if index < 1 or len(parts[3]) != SHARE_BYTES or len(parts[4]) != SHARE_BYTES:
+            raise SecAggError(f"the share from {owner!r} is malformed")
         return ShareSet(owner, index, parts[3], parts[4])
 
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +35,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from medfed.errors import SecAggError
+from medfed.secagg import screening
 from medfed.secagg.graph import neighbours
 from medfed.secagg.hazmat import keys, prg, shamir
 from medfed.secagg.messages import (
@@ -153,8 +155,12 @@ class ClientRound:
                 self._cipher_key, self._ads[owner].cipher_public, keys.SHARE_KEY_INFO,
                 self.params.context,
             )  # fmt: skip
-            plain = keys.open_sealed(key, sealed[owner], _share_aad(self.params, owner, self.me))
-            self._held[owner] = ShareSet.decode(plain, owner, self.me)
+            try:
+                aad = _share_aad(self.params, owner, self.me)
+                plain = keys.open_sealed(key, sealed[owner], aad)
+                self._held[owner] = ShareSet.decode(plain, owner, self.me)
+            except SecAggError as exc:  # the refusal names the owner: the coordinator records it
+                raise SecAggError(f"refused the share from {owner!r}: {exc}") from None
         if len(peers) + 1 < self.params.threshold:
             raise SecAggError("fewer than the threshold of neighbours shared their keys")
         out = np.array(encoded, dtype=np.uint32)  # our own copy, masked in place
@@ -187,11 +193,19 @@ class ClientRound:
 
 @dataclass
 class ServerRound:
-    """The coordinator's side: routes messages, sums masked inputs, removes the masks."""
+    """The coordinator's side: routes messages, sums masked inputs, removes the masks.
+
+    Every node's message is screened on its own (:mod:`medfed.secagg.screening`): a node that
+    sends something malformed, or something the protocol forbids, is refused and left out of
+    the rest of the round, and :attr:`refusals` says who and why; the others go on."""
 
     params: RoundParams
+    refusals: list[tuple[str, str]] = field(default_factory=list, init=False)
+    """(node, reason) for each message refused, in the order refused."""
     _graph: dict[str, tuple[str, ...]] = field(init=False)
     _ads: dict[str, Advertisement] = field(default_factory=dict, init=False)
+    _sent_keys: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
+    """Per node, the neighbours whose keys it was forwarded (the holders of its shares)."""
     _u2: tuple[str, ...] = field(default=(), init=False)
     _sum: U32 | None = field(default=None, init=False)
     _u3: list[str] = field(default_factory=list, init=False)
@@ -208,24 +222,51 @@ class ServerRound:
                 "the round is aborted"
             )
 
+    def refuse(self, node: str, reason: str) -> None:
+        """Put a refusal on record (the round engine also calls this for an answer it could
+        not decode)."""
+        self.refusals.append((node, reason))
+
+    def _screened(self, node: str, check: Callable[[], None]) -> bool:
+        if node not in self._graph:
+            self.refuse(node, "is not part of this secure-aggregation round")
+            return False
+        try:
+            check()
+        except SecAggError as exc:
+            self.refuse(node, str(exc))
+            return False
+        return True
+
     def forward_advertisements(
         self, ads: Mapping[str, Advertisement]
     ) -> dict[str, dict[str, Advertisement]]:
-        self._ads = {n: a for n, a in ads.items() if n in self._graph and a.node == n}
+        self._ads = {
+            n: a
+            for n, a in sorted(ads.items())
+            if self._screened(n, partial(screening.check_advertisement, n, a))
+        }
         self._require(len(self._ads), "advertised keys")
-        return {u: {v: self._ads[v] for v in self._graph[u] if v in self._ads} for u in self._ads}
+        self._sent_keys = {u: tuple(v for v in self._graph[u] if v in self._ads) for u in self._ads}
+        return {u: {v: self._ads[v] for v in vs} for u, vs in self._sent_keys.items()}
 
     def route_shares(
         self, shares: Mapping[str, Mapping[str, bytes]]
     ) -> tuple[tuple[str, ...], dict[str, dict[str, bytes]]]:
         """U2 (who shared) and, per member of U2, the sealed shares addressed to it."""
-        u2 = tuple(sorted(n for n in shares if n in self._ads))
+
+        def check(owner: str) -> None:
+            if owner not in self._ads:
+                raise SecAggError("sent shares but its keys were not forwarded")
+            screening.check_shares(owner, shares[owner], self._sent_keys[owner])
+
+        u2 = tuple(o for o in sorted(shares) if self._screened(o, partial(check, o)))
         self._require(len(u2), "shared their keys")
         members = set(u2)
         routed: dict[str, dict[str, bytes]] = {u: {} for u in u2}
         for owner in u2:
             for holder, sealed in shares[owner].items():
-                if holder in members and holder in self._graph[owner]:
+                if holder in members:
                     routed[holder][owner] = sealed
         self._u2 = u2
         return u2, routed
@@ -261,7 +302,7 @@ class ServerRound:
         self._require(len(u3), "sent a masked input")
         if self._sum is None:
             raise SecAggError("no masked input arrived")
-        responders = {n: r for n, r in reveals.items() if n in u3 and r.node == n}
+        responders = self._screen_reveals(reveals)
         self._require(len(responders), "revealed their shares")
         total = self._sum.copy()
         for owner in sorted(u3):
@@ -277,6 +318,41 @@ class ServerRound:
                     seed = _pair_seed(key, self._ads[peer].mask_public, self.params)
                     prg.add_into(seed, total, subtract=peer < gone)
         return total
+
+    def _screen_reveals(self, reveals: Mapping[str, Reveal]) -> dict[str, Reveal]:
+        """The reveals of survivors that keep to the protocol, each cut to its usable shares:
+        a reveal that breaks a rule is refused whole; a share with the wrong index or size (its
+        owner may have sealed it so) is set aside alone."""
+        u3 = set(self._u3)
+        dropped = set(self._u2) - u3
+
+        def check(node: str, reveal: Reveal) -> None:
+            if node not in u3:
+                raise SecAggError("revealed shares, but its masked input did not arrive")
+            screening.check_reveal(node, reveal, self._graph[node], u3, dropped)
+
+        kept: dict[str, Reveal] = {}
+        for node, reveal in sorted(reveals.items()):
+            if self._screened(node, partial(check, node, reveal)):
+                kept[node] = Reveal(
+                    node,
+                    self._usable(node, "self-mask", reveal.self_mask_shares),
+                    self._usable(node, "mask-key", reveal.key_seed_shares),
+                )
+        return kept
+
+    def _usable(
+        self, node: str, what: str, held: Mapping[str, tuple[int, bytes]]
+    ) -> dict[str, tuple[int, bytes]]:
+        usable = {}
+        for owner, (index, share) in sorted(held.items()):
+            expected = screening.holder_index(owner, self._sent_keys.get(owner, ()), node)
+            problem = screening.share_problem(index, share, expected)
+            if problem is None:
+                usable[owner] = (index, share)
+            else:
+                self.refuse(node, f"revealed a {what} share of {owner!r} with {problem}: unused")
+        return usable
 
     def _recover(self, owner: str, held: Sequence[Mapping[str, tuple[int, bytes]]]) -> bytes:
         shares = [h[owner] for h in held if owner in h]

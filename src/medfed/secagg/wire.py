@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
+from medfed.errors import SecAggError
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg.messages import Advertisement, Reveal, RoundParams
 
@@ -38,8 +39,15 @@ def shares_to_pb(sealed: Mapping[str, bytes]) -> list[pb.SealedShare]:
     return [pb.SealedShare(node=n, sealed=s) for n, s in sorted(sealed.items())]
 
 
-def shares_from_pb(shares: Iterable[pb.SealedShare]) -> dict[str, bytes]:
-    return {s.node: s.sealed for s in shares}
+def shares_from_pb(shares: Sequence[pb.SealedShare], most: int) -> dict[str, bytes]:
+    """Sealed shares by node; refused when more than ``most`` (one per node of the round) or
+    when one node is named twice (a dict would keep one silently)."""
+    if len(shares) > most:
+        raise SecAggError(f"sent {len(shares)} shares in a round of {most} nodes")
+    out = {s.node: s.sealed for s in shares}
+    if len(out) != len(shares):
+        raise SecAggError("sent two shares for one node")
+    return out
 
 
 def reveal_to_pb(r: Reveal, task_id: str) -> pb.SecAggAnswer:
@@ -53,9 +61,16 @@ def reveal_to_pb(r: Reveal, task_id: str) -> pb.SecAggAnswer:
     )
 
 
-def reveal_from_pb(node: str, m: pb.SecAggAnswer) -> Reveal:
-    return Reveal(
-        node,
-        {s.owner: (s.index, s.share) for s in m.self_mask_shares},
-        {s.owner: (s.index, s.share) for s in m.key_seed_shares},
-    )
+def reveal_from_pb(node: str, m: pb.SecAggAnswer, most: int) -> Reveal:
+    """``node``'s reveal (the name comes from its certificate, never from the message); refused
+    when it holds more than ``most`` shares of a kind, or two of one owner."""
+
+    def one(held: Sequence[pb.ShareOfSecret], what: str) -> dict[str, tuple[int, bytes]]:
+        if len(held) > most:
+            raise SecAggError(f"revealed {len(held)} {what} shares in a round of {most} nodes")
+        out = {s.owner: (s.index, s.share) for s in held}
+        if len(out) != len(held):
+            raise SecAggError(f"revealed two {what} shares of one owner")
+        return out
+
+    return Reveal(node, one(m.self_mask_shares, "self-mask"), one(m.key_seed_shares, "mask-key"))

@@ -20,6 +20,7 @@ from medfed.errors import SecAggError
 
 PUBLIC_KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 MASK_INFO = b"medfed/secagg/pairwise-mask/v1"
 SHARE_KEY_INFO = b"medfed/secagg/share-encryption/v1"
 SELF_MASK_INFO = b"medfed/secagg/self-mask/v1"
@@ -47,6 +48,20 @@ def agree(own: X25519PrivateKey, peer_public: bytes, purpose: bytes, context: by
     except ValueError:
         raise SecAggError("a peer's X25519 public key is invalid") from None
     return derive(shared, purpose, context)
+
+
+def check_public(peer_public: bytes) -> None:
+    """Raise unless ``peer_public`` is a key a peer can agree with: 32 bytes and not one of the
+    low-order points whose shared secret is all zeros (RFC 7748, section 6.1). The coordinator
+    checks before forwarding, so that one node's bad key cannot make its neighbours fail."""
+    if len(peer_public) != PUBLIC_KEY_BYTES:
+        raise SecAggError(f"an X25519 public key is {len(peer_public)} bytes, not 32")
+    agree(X25519PrivateKey.generate(), peer_public, b"medfed/secagg/key-check/v1", b"")
+
+
+def sealed_size(plaintext_bytes: int) -> int:
+    """The length of :func:`seal`'s output for a plaintext of ``plaintext_bytes``."""
+    return NONCE_BYTES + plaintext_bytes + TAG_BYTES
 
 
 def seal(key: bytes, plaintext: bytes, associated: bytes) -> bytes:
