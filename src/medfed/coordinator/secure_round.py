@@ -7,6 +7,9 @@ Each stage is a dispatch of tasks with its own deadline (``secagg_stage_deadline
 keeps ``round_deadline_s``); nodes that miss one are dropouts. Any :class:`SecAggError` (too few
 survivors, a bad signature reported by a node, shares that do not rebuild a key) aborts the
 round before anything is committed; the engine retries it with fresh keys.
+
+The stages themselves are :class:`SecureSum`; an evaluation uses them too, to sum the sites' score
+histograms (``coordinator/evaluation.py``, purpose "evaluate" in every key's context).
 """
 
 from __future__ import annotations
