@@ -129,6 +129,21 @@ def test_unusable_keys_are_refused_before_any_neighbour_sees_them(field: str, ke
     np.testing.assert_array_equal(finish(r, forwarded), r.expected())  # no neighbour failed
 
 
+@pytest.mark.parametrize("field", ["certificate_pem", "signature"])
+def test_a_bloated_advertisement_is_refused_before_it_is_forwarded(field: str) -> None:
+    r = live()
+    ads = r.advertise()
+    ad, bloat = ads["n3"], b"x" * (1 << 20)
+    ads["n3"] = Advertisement(
+        "n3", ad.cipher_public, ad.mask_public,
+        bloat if field == "signature" else ad.signature,
+        bloat if field == "certificate_pem" else ad.certificate_pem,
+    )  # fmt: skip
+    forwarded = r.server.forward_advertisements(ads)
+    assert list(refused(r)) == ["n3"] and "1048576" in refused(r)["n3"]
+    assert all("n3" not in ads for ads in forwarded.values())
+
+
 # -- stage 2: shares ------------------------------------------------------------------------------
 
 

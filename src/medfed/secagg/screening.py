@@ -5,7 +5,8 @@ Each check raises :class:`SecAggError` with a reason that says what the node did
 misbehaving hospital never makes honest ones fail:
 
 * stage 1: keys in the node's own name, 32 bytes, usable (a low-order point would make every
-  neighbour's key agreement fail, knocking honest nodes out of the round);
+  neighbour's key agreement fail, knocking honest nodes out of the round), with a certificate
+  and signature of sane size;
 * stage 2: exactly one sealed share per neighbour whose keys it was sent, each of the one size a
   well-formed share seals to (a missing share would make its holder refuse to mask; extra ones,
   to nodes outside its neighbourhood or outside the round, have no holder);
@@ -34,10 +35,22 @@ def _names(nodes: Collection[str], most: int = 3) -> str:
     return ", ".join(repr(n[:64]) for n in shown) + more
 
 
+MAX_CERTIFICATE_BYTES = 16 * 1024
+"""A node's certificate is about 1 KiB. The coordinator sends each advertisement to every
+neighbour inside one task: a bloated one must not push their tasks past the message cap."""
+MAX_SIGNATURE_BYTES = 512
+"""An ECDSA signature in DER is at most about 140 bytes (P-521)."""
+
+
 def check_advertisement(node: str, ad: Advertisement) -> None:
     if ad.node != node:
         raise SecAggError(f"advertised keys in the name of {ad.node[:64]!r}" if ad.node else
                           "answered the advertise stage without keys")  # fmt: skip
+    if len(ad.certificate_pem) > MAX_CERTIFICATE_BYTES or len(ad.signature) > MAX_SIGNATURE_BYTES:
+        raise SecAggError(
+            f"advertised a certificate of {len(ad.certificate_pem)} bytes and a signature of "
+            f"{len(ad.signature)} (at most {MAX_CERTIFICATE_BYTES} and {MAX_SIGNATURE_BYTES})"
+        )
     for what, key in (("encryption", ad.cipher_public), ("masking", ad.mask_public)):
         try:
             keys.check_public(key)
