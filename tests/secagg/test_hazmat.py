@@ -58,6 +58,24 @@ def test_shamir_round_trips_from_any_threshold_subset(secret: bytes, data: st.Da
 
 @PROPERTY
 @given(seeds16, st.data())
+def test_more_shares_than_the_threshold_expose_an_altered_one(
+    secret: bytes, data: st.DataObject
+) -> None:
+    threshold = data.draw(st.integers(1, 10))
+    shares = shamir.split(secret, threshold, data.draw(st.integers(threshold, 12)))
+    assert shamir.consistent(shares, threshold)
+    if len(shares) == threshold:
+        return  # t shares fit a polynomial whatever their values: nothing to expose
+    at = data.draw(st.integers(0, len(shares) - 1))
+    x, y = shares[at]
+    delta = data.draw(st.integers(1, 2**64))
+    wrong = ((int.from_bytes(y, "big") + delta) % shamir.PRIME).to_bytes(17, "big")
+    altered = [*shares[:at], (x, wrong), *shares[at + 1 :]]
+    assert not shamir.consistent(data.draw(st.permutations(altered)), threshold)
+
+
+@PROPERTY
+@given(seeds16, st.data())
 def test_shamir_combine_with_fewer_than_t_shares_raises(secret: bytes, data: st.DataObject) -> None:
     threshold = data.draw(st.integers(2, 20))
     shares = shamir.split(secret, threshold, data.draw(st.integers(threshold, 20)))

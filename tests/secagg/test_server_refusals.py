@@ -335,6 +335,19 @@ def test_a_revealed_share_with_a_wrong_index_or_size_is_set_aside_alone() -> Non
     np.testing.assert_array_equal(total, r.expected())  # n1's other shares were used
 
 
+def test_a_wrong_self_mask_share_aborts_the_round_instead_of_a_wrong_sum() -> None:
+    """Nothing public checks a rebuilt self-mask seed; the 7 shares of each (threshold 4) must
+    agree, so one altered share aborts the round (before, the sum came out wrong)."""
+    r = live()
+    reveals, _ = _to_reveals(r)
+    mine = dict(reveals["n1"].self_mask_shares)
+    index, share = mine["n0"]
+    mine["n0"] = (index, (int.from_bytes(share, "big") + 1).to_bytes(17, "big"))
+    reveals["n1"] = dataclasses.replace(reveals["n1"], self_mask_shares=mine)
+    with pytest.raises(SecAggError, match="the shares of 'n0' revealed by its neighbours disagree"):
+        r.server.unmask(reveals)
+
+
 def test_a_share_owned_by_a_node_outside_the_round_is_refused() -> None:
     r = live()
     ads = r.advertise()

@@ -355,10 +355,19 @@ class ServerRound:
         return usable
 
     def _recover(self, owner: str, held: Sequence[Mapping[str, tuple[int, bytes]]]) -> bytes:
+        """``owner``'s secret from the revealed shares. A self-mask seed has nothing public to
+        check it against: a wrong share would silently give a wrong sum, so when more shares
+        than the threshold came back, they must all agree, or the round aborts."""
         shares = [h[owner] for h in held if owner in h]
-        if len(shares) < self.params.threshold:
+        t = self.params.threshold
+        if len(shares) < t:
             raise SecAggError(
                 f"only {len(shares)} shares of {owner!r} came back, under the threshold "
-                f"{self.params.threshold}: the round is aborted"
+                f"{t}: the round is aborted"
             )
-        return shamir.combine(shares, self.params.threshold)
+        if not shamir.consistent(shares, t):
+            raise SecAggError(
+                f"the shares of {owner!r} revealed by its neighbours disagree (one of them "
+                "revealed a wrong share): the round is aborted"
+            )
+        return shamir.combine(shares, t)

@@ -13,7 +13,8 @@ secret.
 DANGER: ``combine`` with fewer than ``threshold`` shares would return a wrong secret *silently*
 (t - 1 shares fit every secret); it counts distinct shares first and refuses. A share that was
 tampered with yields a wrong secret, not an error; callers that can check the result (the
-coordinator compares a rebuilt key with the advertised one) must.
+coordinator compares a rebuilt key with the advertised one) must, and callers holding more than
+t shares can check that they agree (``consistent``).
 """
 
 from __future__ import annotations
@@ -47,28 +48,45 @@ def split(secret: bytes, threshold: int, holders: int) -> list[Share]:
     return shares
 
 
-def combine(shares: Sequence[Share], threshold: int) -> bytes:
-    """The secret behind ``threshold`` (or more) distinct shares."""
-    distinct = dict(shares)
-    if len(distinct) < threshold:
-        raise SecAggError(
-            f"{len(distinct)} shares cannot recover a secret of threshold {threshold}"
-        )
-    points = sorted(distinct.items())[:threshold]
+def _points(shares: Sequence[Share]) -> list[tuple[int, int]]:
+    points = sorted(dict(shares).items())
     if any(x < 1 or x >= PRIME or len(y) != SHARE_BYTES for x, y in points):
         raise SecAggError("a Shamir share is malformed")
-    xs = [x for x, _ in points]
-    ys = [int.from_bytes(y, "big") for _, y in points]
-    if any(y >= PRIME for y in ys):
+    ints = [(x, int.from_bytes(y, "big")) for x, y in points]
+    if any(y >= PRIME for _, y in ints):
         raise SecAggError("a Shamir share is malformed")
-    secret = 0
-    for j, (xj, yj) in enumerate(zip(xs, ys, strict=True)):
+    return ints
+
+
+def _interpolate(points: Sequence[tuple[int, int]], at: int) -> int:
+    """The polynomial through ``points`` (Lagrange), evaluated at ``at``."""
+    value = 0
+    for j, (xj, yj) in enumerate(points):
         numerator = denominator = 1
-        for m, xm in enumerate(xs):
+        for m, (xm, _) in enumerate(points):
             if m != j:
-                numerator = numerator * -xm % PRIME
+                numerator = numerator * (at - xm) % PRIME
                 denominator = denominator * (xj - xm) % PRIME
-        secret = (secret + yj * numerator * pow(denominator, -1, PRIME)) % PRIME
+        value = (value + yj * numerator * pow(denominator, -1, PRIME)) % PRIME
+    return value
+
+
+def combine(shares: Sequence[Share], threshold: int) -> bytes:
+    """The secret behind ``threshold`` (or more) distinct shares."""
+    if len(dict(shares)) < threshold:
+        raise SecAggError(
+            f"{len(dict(shares))} shares cannot recover a secret of threshold {threshold}"
+        )
+    secret = _interpolate(_points(shares)[:threshold], 0)
     if secret >> (8 * SECRET_BYTES):
         raise SecAggError("the Shamir shares are inconsistent (tampered with or mixed up)")
     return secret.to_bytes(SECRET_BYTES, "big")
+
+
+def consistent(shares: Sequence[Share], threshold: int) -> bool:
+    """Whether all the shares lie on one polynomial of degree ``threshold`` - 1. More shares
+    than the threshold expose a share that was altered (which ``combine`` alone cannot: any
+    ``threshold`` shares fit some polynomial); exactly ``threshold`` always agree."""
+    points = _points(shares)
+    base = points[:threshold]
+    return all(_interpolate(base, x) == y for x, y in points[threshold:])
