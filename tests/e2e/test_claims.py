@@ -89,10 +89,9 @@ def test_max_site_weight_caps_a_site_that_announces_and_claims_a_billion(
 ) -> None:
     real = hostile.announce[0]
     assert isinstance(real, DatasetSizes)
-    with caplog.at_level(logging.WARNING, logger="medfed.coordinator"):
-        hostile.announce = [DatasetSizes(real.name, 999_999_999, real.test_rows)]
-        _wait_announced(network, 999_999_999)
-    assert "changed its announced size" in caplog.text
+    caplog.set_level(logging.WARNING, logger="medfed.coordinator")
+    hostile.announce = [DatasetSizes(real.name, 999_999_999, real.test_rows)]
+    _wait_announced(network, 999_999_999)
     study_id = network.submit(passthrough_study(rounds=1, min_nodes=4, max_site_weight=0.5))
     task = _next(hostile, pb.TASK_KIND_TRAIN)
     start = hostile.model(task)["w"]
@@ -106,6 +105,7 @@ def test_max_site_weight_caps_a_site_that_announces_and_claims_a_billion(
     honest = sum(_train_rows(network, n) for n in HONEST)  # the cap: the hostile weighs as much
     expected = start + (0.001 * honest + 1.0 * honest) / (2 * honest)
     assert np.allclose(network.admin.download(status.model_sha256)["w"], expected, atol=1e-6)
+    assert "changed its announced size of dataset 'heart_disease'" in caplog.text
 
 
 def _wait_announced(network: Network, train_rows: int) -> None:

@@ -143,3 +143,15 @@ def test_scaffold_simulation_moves_the_control_variate_by_the_sites_drift():
         want_c = ((np.asarray(value, np.float64) - ys) / (3 * 0.1)).mean(axis=0)
         np.testing.assert_allclose(sim.model[name], want_model, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(sim.state[f"scaffold/c/{name}"], want_c, rtol=1e-4, atol=1e-5)
+
+
+def test_max_site_weight_caps_a_site_as_the_engine_does():
+    sites = SITES | {"c": synthetic(3, n=200)}  # 140 training rows against 28 + 14
+
+    def tamper(server_round, models, global_model):
+        return {"c": {"w": np.full(6, 1.0, np.float32)}}
+
+    sim = simulate(spec(rounds=1, max_site_weight=0.5, min_nodes=2), sites, zeros(6), tamper)
+
+    capped = np.average([1.0, 0.25, 0.25], weights=[42, 28, 14])  # c weighs as much as a + b
+    np.testing.assert_allclose(sim.model["w"], np.full(6, capped), rtol=1e-6)

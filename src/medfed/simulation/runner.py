@@ -4,7 +4,8 @@ Each round does what the round engine and the node executor do, in the same orde
 strategy selects sites, every site gets the same task settings (``replies.task_config``) and
 runs ``local_update`` on its data with its own persistent state, each reply is decoded as the
 coordinator decodes it (``replies.reply_unpacker``) and folded into the strategy's accumulator,
-and the strategy aggregates. Replies are folded in site-name order; a networked round folds them
+and the strategy aggregates (each reply's weight capped as the engine caps it, ``max_site_weight``,
+from the sites' example counts). Replies are folded in site-name order; a networked round folds them
 in arrival order, so the two agree up to float summation order (tests/e2e/test_simulation.py
 checks one seed end to end).
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medfed.coordinator.claims import round_weight_cap
 from medfed.coordinator.replies import build_strategy, reply_unpacker, task_config
 from medfed.coordinator.spec import StudySpec
 from medfed.data.dataset import Dataset
@@ -121,8 +123,11 @@ def simulate(
             for name, weights in forged.items():
                 old = replies[name]
                 replies[name] = Reply(name, weights, old.num_examples, old.metrics, old.extras)
+        cap = round_weight_cap(spec.max_site_weight, [r.num_examples for r in replies.values()])
         for name in sorted(replies):
-            acc.add(replies[name])
+            reply = replies[name]
+            weight = min(reply.num_examples, cap) if cap else reply.num_examples
+            acc.add(dataclasses.replace(reply, num_examples=weight))
         sim.model, sim.state = strategy.aggregate(server_round, acc, sim.model, sim.state)
         sim.round_metrics.append(strategy.round_metrics(sim.state))
         sim.history.append(sim.model)
