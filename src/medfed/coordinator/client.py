@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -17,6 +17,9 @@ from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import connect
 from medfed.transport.methods import model_download
 from medfed.transport.tls import TlsFiles
+
+MAX_PAGES = 10_000
+"""A listing longer than this is a server bug (a token that never ends), not a consortium."""
 
 
 class AdminClient:
@@ -83,20 +86,34 @@ class AdminClient:
             )
         return status
 
-    def studies(self) -> list[pb.StudyStatus]:
-        with rpc_errors("list studies"):
-            reply: pb.StudyList = self._stub.ListStudies(pb.Empty(), timeout=30.0)
-        return list(reply.studies)
+    def studies(self, page_size: int = 0) -> list[pb.StudyStatus]:
+        """Every study, newest first, fetched page by page (``page_size`` 0: the server's)."""
+        pages = _pages(self._stub.ListStudies, page_size, "list studies")
+        return [study for reply in pages for study in reply.studies]
 
-    def nodes(self) -> list[pb.NodeInfo]:
-        with rpc_errors("list nodes"):
-            reply: pb.NodeList = self._stub.ListNodes(pb.Empty(), timeout=30.0)
-        return list(reply.nodes)
+    def nodes(self, page_size: int = 0) -> list[pb.NodeInfo]:
+        """Every node the coordinator has heard from, by name, fetched page by page."""
+        pages = _pages(self._stub.ListNodes, page_size, "list nodes")
+        return [node for reply in pages for node in reply.nodes]
 
     def download(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
         with rpc_errors("download model"):
             stream = self._download(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s)
             return receive_model(iter(stream), sha256)
+
+
+def _pages(call: Callable[..., Any], page_size: int, what: str) -> list[Any]:
+    """Every page of a listing: each reply's ``next_page_token`` asks for the next."""
+    replies: list[Any] = []
+    token = ""
+    with rpc_errors(what):
+        for _ in range(MAX_PAGES):
+            reply = call(pb.PageRequest(page_size=page_size, page_token=token), timeout=30.0)
+            replies.append(reply)
+            token = reply.next_page_token
+            if not token:
+                return replies
+    raise TransportError(f"{what}: more than {MAX_PAGES} pages")
 
 
 def wait_for_ready(client: AdminClient, timeout_s: float) -> None:

@@ -28,6 +28,13 @@ COORDINATOR_KEYS: tuple[Key, ...] = (
         " model): more overlap, more RAM.", default=2, minimum=1),
     Key("receive_window_bytes", Kind.INT, "Fixed per-stream HTTP/2 receive window; 0 lets gRPC"
         " size it (fastest, buffers more).", default=0, minimum=0),
+    Key("stream_first_message_s", Kind.FLOAT, "A stream (upload, download, study submission)"
+        " whose first message takes longer is cut.", default=10.0, minimum=0.1),
+    Key("stream_idle_s", Kind.FLOAT, "A stream kept waiting this long for one message (or"
+        " reader) is cut; also the grace before the minimum rate applies.", default=30.0,
+        minimum=0.1),
+    Key("stream_min_kib_per_s", Kind.FLOAT, "Slowest average rate a stream may move at,"
+        " counted only while waiting on the peer.", default=16.0, minimum=0),
     *TLS_KEYS,
     Key("tls.crl", Kind.PATH, "The CA's revocation list (crl.pem), re-read when it changes;"
         " unset: no revocation checking.")
@@ -53,6 +60,9 @@ class CoordinatorConfig:
     node_offline_after_s: float = 20.0
     upload_buffers: int = 2
     receive_window_bytes: int = 0
+    stream_first_message_s: float = 10.0
+    stream_idle_s: float = 30.0
+    stream_min_kib_per_s: float = 16.0
 
     @property
     def database_url(self) -> str:
@@ -76,6 +86,9 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         node_offline_after_s=values["node_offline_after_s"],
         upload_buffers=values["upload_buffers"],
         receive_window_bytes=values["receive_window_bytes"],
+        stream_first_message_s=values["stream_first_message_s"],
+        stream_idle_s=values["stream_idle_s"],
+        stream_min_kib_per_s=values["stream_min_kib_per_s"],
     )
 
 

@@ -17,6 +17,9 @@ from medfed.store.models import ModelStore
 from medfed.store.state import StateStore
 from medfed.transport.auth import PeerAuthorizer
 from medfed.transport.grpc_factory import make_server
+from medfed.transport.guard import Guard
+from medfed.transport.limits import CallLimiter
+from medfed.transport.watchdog import StreamRules, StreamWatchdog
 
 log = logging.getLogger("medfed.coordinator")
 
@@ -38,8 +41,12 @@ class Coordinator:
             )
         )
         auth = PeerAuthorizer(self.crl)
+        self.guard = Guard(auth, CallLimiter(), StreamWatchdog(stream_rules(config)))
         self.server, self.port = make_server(
-            config.listen, config.tls, receive_window_bytes=config.receive_window_bytes
+            config.listen,
+            config.tls,
+            max_workers=self.guard.limiter.limits.pool_size,
+            receive_window_bytes=config.receive_window_bytes,
         )
         node = NodeServicer(
             auth,
@@ -53,7 +60,7 @@ class Coordinator:
         admin = AdminServicer(
             auth, self.state, self.models, self.directory, self.engine, self.events, self.progress
         )
-        self.handlers = (node_service(node), admin_service(admin))
+        self.handlers = (node_service(node, self.guard), admin_service(admin, self.guard))
         """The coordinator's method tables; also what an in-memory channel dispatches to
         (:class:`medfed.transport.inmemory.InMemoryChannel`)."""
         self.server.add_generic_rpc_handlers(self.handlers)
@@ -63,6 +70,7 @@ class Coordinator:
         return self.crl.is_revoked(serial)
 
     def start(self) -> None:
+        self.guard.watchdog.start()
         self.server.start()
         log.info("coordinator listening on port %d", self.port)
         resumed = self.engine.resume_all()
@@ -72,4 +80,15 @@ class Coordinator:
     def stop(self, grace_s: float = 2.0) -> None:
         self.engine.stop()
         self.server.stop(grace_s).wait()
+        self.guard.watchdog.stop()
         self.state.close()
+
+
+def stream_rules(config: CoordinatorConfig) -> StreamRules:
+    """The configured time limits on every stream (uploads, downloads, study submissions)."""
+    return StreamRules(
+        first_message_s=config.stream_first_message_s,
+        idle_s=config.stream_idle_s,
+        min_bytes_per_s=config.stream_min_kib_per_s * 1024,
+        grace_s=config.stream_idle_s,
+    )

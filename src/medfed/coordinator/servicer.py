@@ -7,7 +7,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import grpc
 
@@ -15,9 +15,10 @@ from medfed.coordinator import uploads
 from medfed.coordinator.directory import NodeDirectory, announced_sizes
 from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
+from medfed.coordinator.listing import page
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
-from medfed.coordinator.rounds import Rejected, TaskBoard, TaskStatus
+from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskStatus
 from medfed.coordinator.sites import parse_refusal, refusal_reason
 from medfed.coordinator.spec import StudySpec, spec_to_proto
 from medfed.coordinator.submission import read_submission
@@ -27,6 +28,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.records import EncryptedEval
 from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore, StudyRecord
 from medfed.transport.auth import PeerAuthorizer, abort
+from medfed.transport.watchdog import WatchedRequests
 
 log = logging.getLogger("medfed.coordinator")
 
@@ -122,7 +124,9 @@ class NodeServicer:
         self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> pb.SubmitReply:
         me = self._auth.require(context, Role.NODE)
-        reply = uploads.receive(request_iterator, me.name, self._board, self._staging)
+        reply = uploads.receive(
+            request_iterator, me.name, self._board, self._staging, _until_closed(request_iterator)
+        )
         if not reply.accepted:
             log.warning("update from %s rejected: %s", me.name, reply.reason)
         return reply
@@ -155,6 +159,17 @@ class NodeServicer:
         log.warning("node %s refused task of study %s: %s", me.name, round_.study_id, reason)
         round_.reject(slot, reason, TaskStatus.REFUSED)
         return pb.Ack()
+
+
+def _until_closed(frames: Iterator[bytes]) -> Callable[[OpenRound], None]:
+    """Binds an upload to its round once known: the watchdog cuts it (freeing its thread and
+    staging buffer) as soon as the round closes, deadline passed or study cancelled."""
+
+    def bind(round_: OpenRound) -> None:
+        if isinstance(frames, WatchedRequests):
+            frames.stop_when(lambda: f"round {round_.round} closed" if round_.closed else None)
+
+    return bind
 
 
 def _model_stream(models: ServedModels, sha: str, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -211,9 +226,14 @@ class AdminServicer:
         self._auth.require(context, Role.ADMIN)
         return self._status(request.study_id, context)
 
-    def ListStudies(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.StudyList:
+    def ListStudies(self, request: pb.PageRequest, context: grpc.ServicerContext) -> pb.StudyList:
         self._auth.require(context, Role.ADMIN)
-        return pb.StudyList(studies=[_status_message(r, []) for r in self._state.studies()])
+        studies = [_status_message(r, []) for r in self._state.studies()]
+        try:
+            chosen, token = page(studies, lambda s: s.study_id, request)
+        except ProtocolError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.StudyList(studies=chosen, next_page_token=token)
 
     def WatchStudy(
         self, request: pb.StudyRef, context: grpc.ServicerContext
@@ -250,24 +270,29 @@ class AdminServicer:
         self._engine.cancel(request.study_id)
         return self._status(request.study_id, context)
 
-    def ListNodes(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.NodeList:
+    def ListNodes(self, request: pb.PageRequest, context: grpc.ServicerContext) -> pb.NodeList:
         self._auth.require(context, Role.ADMIN)
-        return pb.NodeList(
-            nodes=[
-                pb.NodeInfo(
-                    name=s.name,
-                    online=s.online,
-                    last_seen_unix_ms=int(s.last_seen * 1000),
-                    datasets=list(s.datasets),
-                    revoked=s.revoked,
-                    dataset_sizes=[
-                        pb.DatasetSize(name=d, train_rows=z.train_rows, test_rows=z.test_rows)
-                        for d, z in sorted(s.sizes.items())
-                    ],
-                )
-                for s in self._directory.statuses()
-            ]
-        )
+        try:
+            chosen, token = page(self._node_infos(), lambda n: n.name, request)
+        except ProtocolError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.NodeList(nodes=chosen, next_page_token=token)
+
+    def _node_infos(self) -> list[pb.NodeInfo]:
+        return [
+            pb.NodeInfo(
+                name=s.name,
+                online=s.online,
+                last_seen_unix_ms=int(s.last_seen * 1000),
+                datasets=list(s.datasets),
+                revoked=s.revoked,
+                dataset_sizes=[
+                    pb.DatasetSize(name=d, train_rows=z.train_rows, test_rows=z.test_rows)
+                    for d, z in sorted(s.sizes.items())
+                ],
+            )
+            for s in self._directory.statuses()
+        ]
 
     def DownloadModel(
         self, request: pb.FetchModelRequest, context: grpc.ServicerContext

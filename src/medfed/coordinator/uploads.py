@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -28,39 +28,55 @@ MAX_METRICS = 64
 
 
 class StagingPool:
-    """At most ``size`` staging buffers, allocated on demand and freed when no upload waits."""
+    """At most ``size`` staging buffers, allocated on demand and freed when no upload waits.
+
+    One owner (node) holds at most one buffer at a time: a node stalling uploads in several
+    studies at once must not take every buffer and starve the other hospitals' uploads.
+    """
 
     def __init__(self, size: int = 2) -> None:
         self._free: list[bytearray] = [bytearray() for _ in range(size)]
+        self._owners: set[str] = set()
         self._waiting = 0
         self._cond = threading.Condition()
 
     @contextmanager
-    def buffer(self, nbytes: int, timeout_s: float) -> Iterator[memoryview]:
+    def buffer(self, nbytes: int, timeout_s: float, owner: str = "") -> Iterator[memoryview]:
+        def ready() -> bool:
+            return bool(self._free) and owner not in self._owners
+
         with self._cond:
             self._waiting += 1
             try:
-                if not self._cond.wait_for(lambda: bool(self._free), timeout=timeout_s):
+                if not self._cond.wait_for(ready, timeout=timeout_s):
                     raise Rejected("coordinator busy: no staging buffer free before the deadline")
             finally:
                 self._waiting -= 1
             buf = self._free.pop()
+            if owner:
+                self._owners.add(owner)
         try:
             if len(buf) < nbytes:
                 buf = bytearray(nbytes)
             yield memoryview(buf)[:nbytes]
         finally:
             with self._cond:
+                self._owners.discard(owner)
                 self._free.append(buf if self._waiting else bytearray())
-                self._cond.notify()
+                self._cond.notify_all()
 
 
 def receive(
-    frames: Iterator[bytes], node: str, board: TaskBoard, pool: StagingPool
+    frames: Iterator[bytes],
+    node: str,
+    board: TaskBoard,
+    pool: StagingPool,
+    on_round: Callable[[OpenRound], None] | None = None,
 ) -> pb.SubmitReply:
     """Validate and apply one reply; never raises for bad input, answers with the reason instead.
 
-    ``frames`` are framed ``UpdateChunk`` messages (:mod:`medfed.protocol.framing`).
+    ``frames`` are framed ``UpdateChunk`` messages (:mod:`medfed.protocol.framing`);
+    ``on_round`` learns the round the reply claimed a slot in (to cut the upload when it closes).
     """
     try:
         header = _read_header(frames)
@@ -81,6 +97,8 @@ def receive(
         slot = round_.begin(header.task_id, node, header.study_id, header.round)
     except Rejected as exc:
         return pb.SubmitReply(accepted=False, reason=str(exc))
+    if on_round is not None:
+        on_round(round_)
     try:
         _apply(round_, slot, header, frames, pool)
     except (Rejected, ProtocolError, StrategyError) as exc:
@@ -133,7 +151,7 @@ def _apply(
     manifest = tensors.manifest_from_proto(wire_manifest)
     tensors.same_layout(round_.manifest, manifest)  # exact layout, so also the per-study size cap
     wait_s = max(0.1, round_.deadline - time.monotonic())
-    with pool.buffer(manifest.total_bytes, wait_s) as staged:
+    with pool.buffer(manifest.total_bytes, wait_s, owner=slot.node) as staged:
         streams.fill(frames, staged, framing.UPDATE_DATA)
         if wire_manifest.sha256 and tensors.sha256_of(manifest, [staged]) != wire_manifest.sha256:
             raise ProtocolError("update data does not match the SHA-256 in its manifest")

@@ -7,6 +7,7 @@ on every call: the certificate is not revoked, and its role may call this servic
 
 from __future__ import annotations
 
+import threading
 from typing import NoReturn
 
 import grpc
@@ -21,18 +22,28 @@ def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) ->
     raise AssertionError("unreachable: grpc context.abort raises")  # pragma: no cover
 
 
+MAX_CACHED_IDENTITIES = 4096
+
+
 class PeerAuthorizer:
-    """Maps a call's TLS peer to an :class:`Identity` and enforces revocation and roles."""
+    """Maps a call's TLS peer to an :class:`Identity` and enforces revocation and roles.
+
+    Identities are cached by certificate bytes (revocation is still checked on every call): a
+    peer's certificate does not change within a connection, and parsing it on every call would
+    make each refused call of a flood cost a full X.509 parse.
+    """
 
     def __init__(self, crl: CrlWatcher) -> None:
         self._crl = crl
+        self._lock = threading.Lock()
+        self._identities: dict[bytes, Identity] = {}
 
     def identify(self, context: grpc.ServicerContext) -> Identity:
         pems: list[bytes] = list(context.auth_context().get("x509_pem_cert", []))  # type: ignore[arg-type]
         if not pems:
             abort(context, grpc.StatusCode.UNAUTHENTICATED, "no client certificate presented")
         try:
-            identity = identity_from_pem(pems[0])
+            identity = self._identity(pems[0])
         except IdentityError as exc:
             abort(context, grpc.StatusCode.UNAUTHENTICATED, f"unusable certificate: {exc}")
         if self.is_revoked(identity):
@@ -53,6 +64,18 @@ class PeerAuthorizer:
                 f"a {identity.role.value} certificate ({identity.name!r}) cannot call "
                 f"{role.value} services",
             )
+        return identity
+
+    def _identity(self, pem: bytes) -> Identity:
+        with self._lock:
+            cached = self._identities.get(pem)
+        if cached is not None:
+            return cached
+        identity = identity_from_pem(pem)
+        with self._lock:
+            if len(self._identities) >= MAX_CACHED_IDENTITIES:
+                self._identities.clear()
+            self._identities[pem] = identity
         return identity
 
     def is_revoked(self, identity: Identity) -> bool:

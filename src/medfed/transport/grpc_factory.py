@@ -29,18 +29,25 @@ _COMMON_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+MAX_STREAMS_PER_CONNECTION = 64
+"""HTTP/2 streams one connection may have open; more wait at the client, not on the server."""
+
+
 def make_server(
-    bind: str, tls: TlsFiles, *, max_workers: int = 64, receive_window_bytes: int = 0
+    bind: str, tls: TlsFiles, *, max_workers: int = 128, receive_window_bytes: int = 0
 ) -> tuple[grpc.Server, int]:
     """A gRPC server bound with mTLS to ``bind`` (``host:port``, port 0 picks one) and its port.
 
-    ``receive_window_bytes`` > 0 fixes each stream's HTTP/2 receive window instead of letting
-    gRPC grow it by bandwidth probing: less data buffered per upload, at some throughput cost.
+    ``max_workers`` threads serve every call; how many of them node calls may hold is the
+    guard's business (:mod:`medfed.transport.limits`). ``receive_window_bytes`` > 0 fixes each
+    stream's HTTP/2 receive window instead of letting gRPC grow it by bandwidth probing: less
+    data buffered per upload, at some throughput cost.
     """
     options: list[tuple[str, int | str]] = [
         *_COMMON_OPTIONS,
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
     ]
     if receive_window_bytes > 0:
         options += [

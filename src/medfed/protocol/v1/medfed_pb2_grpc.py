@@ -333,7 +333,7 @@ class AdminServiceStub:
                 _registered_method=True)
         self.ListStudies = channel.unary_unary(
                 '/medfed.v1.AdminService/ListStudies',
-                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.Empty.SerializeToString,
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.PageRequest.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyList.FromString,
                 _registered_method=True)
         self.WatchStudy = channel.unary_stream(
@@ -343,7 +343,7 @@ class AdminServiceStub:
                 _registered_method=True)
         self.ListNodes = channel.unary_unary(
                 '/medfed.v1.AdminService/ListNodes',
-                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.Empty.SerializeToString,
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.PageRequest.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.NodeList.FromString,
                 _registered_method=True)
         self.DownloadModel = channel.unary_stream(
@@ -418,7 +418,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
             ),
             'ListStudies': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStudies,
-                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.Empty.FromString,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.PageRequest.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyList.SerializeToString,
             ),
             'WatchStudy': grpc.unary_stream_rpc_method_handler(
@@ -428,7 +428,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
             ),
             'ListNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNodes,
-                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.Empty.FromString,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.PageRequest.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.NodeList.SerializeToString,
             ),
             'DownloadModel': grpc.unary_stream_rpc_method_handler(
@@ -521,7 +521,7 @@ class AdminService:
             request,
             target,
             '/medfed.v1.AdminService/ListStudies',
-            medfed_dot_protocol_dot_v1_dot_medfed__pb2.Empty.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.PageRequest.SerializeToString,
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyList.FromString,
             options,
             channel_credentials,
@@ -575,7 +575,7 @@ class AdminService:
             request,
             target,
             '/medfed.v1.AdminService/ListNodes',
-            medfed_dot_protocol_dot_v1_dot_medfed__pb2.Empty.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.PageRequest.SerializeToString,
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.NodeList.FromString,
             options,
             channel_credentials,

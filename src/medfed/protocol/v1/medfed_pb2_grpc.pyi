@@ -105,9 +105,9 @@ class AdminServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AdminServiceAsyncStub: ...
     SubmitStudy: _grpc.StreamUnaryMultiCallable[_medfed_pb2.SubmitStudyChunk, _medfed_pb2.StudyRef]
     GetStudy: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.StudyRef, _medfed_pb2.StudyStatus]
-    ListStudies: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.Empty, _medfed_pb2.StudyList]
+    ListStudies: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.PageRequest, _medfed_pb2.StudyList]
     WatchStudy: _grpc.UnaryStreamMultiCallable[_medfed_pb2.StudyRef, _medfed_pb2.StudyStatus]
-    ListNodes: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.Empty, _medfed_pb2.NodeList]
+    ListNodes: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.PageRequest, _medfed_pb2.NodeList]
     DownloadModel: _grpc.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]
     CancelStudy: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]
 
@@ -116,9 +116,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitStudy: _aio.StreamUnaryMultiCallable[_medfed_pb2.SubmitStudyChunk, _medfed_pb2.StudyRef]  # type: ignore[assignment]
     GetStudy: _aio.UnaryUnaryMultiCallable[_medfed_pb2.StudyRef, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
-    ListStudies: _aio.UnaryUnaryMultiCallable[_medfed_pb2.Empty, _medfed_pb2.StudyList]  # type: ignore[assignment]
+    ListStudies: _aio.UnaryUnaryMultiCallable[_medfed_pb2.PageRequest, _medfed_pb2.StudyList]  # type: ignore[assignment]
     WatchStudy: _aio.UnaryStreamMultiCallable[_medfed_pb2.StudyRef, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
-    ListNodes: _aio.UnaryUnaryMultiCallable[_medfed_pb2.Empty, _medfed_pb2.NodeList]  # type: ignore[assignment]
+    ListNodes: _aio.UnaryUnaryMultiCallable[_medfed_pb2.PageRequest, _medfed_pb2.NodeList]  # type: ignore[assignment]
     DownloadModel: _aio.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]  # type: ignore[assignment]
     CancelStudy: _aio.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
 
@@ -140,7 +140,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def ListStudies(
         self,
-        request: _medfed_pb2.Empty,
+        request: _medfed_pb2.PageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_medfed_pb2.StudyList, _abc.Awaitable[_medfed_pb2.StudyList]]: ...
 
@@ -154,7 +154,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def ListNodes(
         self,
-        request: _medfed_pb2.Empty,
+        request: _medfed_pb2.PageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_medfed_pb2.NodeList, _abc.Awaitable[_medfed_pb2.NodeList]]: ...
 
