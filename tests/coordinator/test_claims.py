@@ -11,9 +11,11 @@ from medfed.coordinator.claims import (
     metric_range,
     round_weight_cap,
     site_share_metrics,
+    site_weight_cap,
 )
 from medfed.coordinator.directory import NodeDirectory, SplitSizes
 from medfed.coordinator.rounds import Rejected
+from medfed.coordinator.spec import StudySpec
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics
 
@@ -112,3 +114,16 @@ def test_site_share_is_reported_for_the_folded_weights() -> None:
     assert site_share_metrics(per_node, 100) == {"max_site_share": 0.5}
     assert site_share_metrics(per_node, 0)["max_site_share"] == pytest.approx(1.0, abs=1e-6)
     assert site_share_metrics([], 5) == {}
+
+
+def test_site_weight_cap_uses_the_selected_nodes_announced_training_rows() -> None:
+    directory = NodeDirectory(10.0)
+    for node, train in (("a", 200), ("b", 100), ("c", 10**9)):
+        directory.seen(node, ["heart"], sizes={"heart": SplitSizes(train, 50)})
+    spec = StudySpec(
+        name="s", dataset="heart", features=(), label="y", plan="p", plan_version="1",
+        rounds=1, min_nodes=2, max_site_weight=0.5,
+    )  # fmt: skip
+
+    assert site_weight_cap(spec, directory, ["a", "b", "c"]) == 300
+    assert site_weight_cap(spec, directory, ["a", "b"]) == 100  # two sites: equal weight

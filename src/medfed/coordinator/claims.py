@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.rounds import Rejected
+from medfed.coordinator.spec import StudySpec
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics
 from medfed.strategies.site_weight import largest_share, weight_cap
@@ -99,6 +100,12 @@ def round_weight_cap(max_share: float, announced: Sequence[int]) -> int:
     weights = [float(n) for n in announced if n > 0]
     level = weight_cap(weights, max_share) if max_share and weights else None
     return 0 if level is None else max(1, math.floor(level))
+
+
+def site_weight_cap(spec: StudySpec, directory: NodeDirectory, nodes: Sequence[str]) -> int:
+    """:func:`round_weight_cap` for a training round of ``spec`` on ``nodes``."""
+    announced = [claim_limit(directory, n, spec.dataset, pb.TASK_KIND_TRAIN) or 0 for n in nodes]
+    return round_weight_cap(spec.max_site_weight, announced)
 
 
 def site_share_metrics(per_node: Sequence[NodeRoundMetrics], cap: int) -> dict[str, float]:

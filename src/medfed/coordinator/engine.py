@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from medfed.coordinator.claims import claim_limit, round_weight_cap, site_share_metrics
+from medfed.coordinator.claims import claim_limit, site_share_metrics, site_weight_cap
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.evaluation import encrypted_sum, run_evaluation
 from medfed.coordinator.models import ServedModels
@@ -198,11 +198,8 @@ class StudyRunner(threading.Thread):
             manifest=reply_layout(spec, strategy, layout),
             acc=strategy.start_round(model, state),
             unpack=reply_unpacker(spec, strategy, model),
-            weight_cap=round_weight_cap(spec.max_site_weight, [
-                claim_limit(self._p.directory, n, spec.dataset, pb.TASK_KIND_TRAIN) or 0
-                for n in nodes
-            ]),
-        )  # fmt: skip
+            weight_cap=site_weight_cap(spec, self._p.directory, nodes),
+        )
         extra = strategy.configure_train(round_no)
         client = strategy.client_settings()
         if spec.secure_aggregation:
