@@ -7,7 +7,9 @@ from sklearn.metrics import accuracy_score, average_precision_score, log_loss, r
 from medfed.errors import TrainingError
 from medfed.training.metrics import (
     accuracy,
+    auc_from_counts,
     average_precision,
+    average_precision_from_counts,
     balanced_accuracy,
     bce_loss,
     binary_metrics,
@@ -88,3 +90,15 @@ def test_sigmoid_is_finite_at_extremes():
 def test_bad_inputs_are_refused(y, p):
     with pytest.raises(TrainingError):
         accuracy(y, p)
+
+
+def test_a_perfect_ranking_scores_exactly_one_despite_float_rounding():
+    # Unclamped, this step sum is 1.0000000000000002 in float64 (seen live: the coordinator
+    # refused a site's AUPRC of 1.0000000000000002 as out of range).
+    positives = np.array([0.0, 1.0, 3.0, 0.0, 2.0, 1.0, 3.0])
+    negatives = np.array([3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    for value in (
+        average_precision_from_counts(positives, negatives),
+        auc_from_counts(positives, negatives),
+    ):
+        assert value == 1.0

@@ -78,7 +78,7 @@ def auc_from_counts(positives: npt.ArrayLike, negatives: npt.ArrayLike) -> float
     if n_pos == 0 or n_neg == 0:
         return None
     below = np.cumsum(neg) - neg
-    return float(np.dot(pos, below + 0.5 * neg) / (n_pos * n_neg))
+    return _unit(float(np.dot(pos, below + 0.5 * neg) / (n_pos * n_neg)))
 
 
 def average_precision_from_counts(
@@ -93,7 +93,13 @@ def average_precision_from_counts(
         return None
     tp, fp = np.cumsum(pos), np.cumsum(neg)
     steps = pos > 0  # recall moves only where a group holds positives, so tp + fp > 0 there
-    return float(np.sum(pos[steps] / n_pos * tp[steps] / (tp[steps] + fp[steps])))
+    return _unit(float(np.sum(pos[steps] / n_pos * tp[steps] / (tp[steps] + fp[steps]))))
+
+
+def _unit(value: float) -> float:
+    """A proportion computed as a float sum: mathematically in [0, 1], but rounding can land a
+    perfect score at 1.0000000000000002, which the coordinator rightly refuses as out of range."""
+    return min(1.0, max(0.0, value))
 
 
 def bce_loss(y_true: FloatArray, probability: FloatArray) -> float:
