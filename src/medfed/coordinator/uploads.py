@@ -3,21 +3,21 @@
 An update is received into a staging buffer, checked whole (exact layout and size, hash when the
 sender gave one, every value finite) and only then added to the round's running sum; a NaN in the
 last byte costs nothing but that node's own contribution. Staging buffers come from a small fixed
-pool, so coordinator memory stays O(model) however many hospitals upload at once: an upload that
-finds the pool empty waits, and gRPC flow control holds its sender back meanwhile.
+pool (:mod:`medfed.coordinator.staging`), so coordinator memory stays O(model) however many
+hospitals upload at once: an upload the pool cannot take yet waits, and gRPC flow control holds
+its sender back meanwhile.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
 from medfed.coordinator.claims import check_examples, check_metrics
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
+from medfed.coordinator.staging import StagingPool
 from medfed.errors import ProtocolError, StrategyError, TrainingError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -25,45 +25,6 @@ from medfed.training.score_histogram import ScoreHistogram
 
 MAX_EXAMPLES = 1_000_000_000
 MAX_METRICS = 64
-
-
-class StagingPool:
-    """At most ``size`` staging buffers, allocated on demand and freed when no upload waits.
-
-    One owner (node) holds at most one buffer at a time: a node stalling uploads in several
-    studies at once must not take every buffer and starve the other hospitals' uploads.
-    """
-
-    def __init__(self, size: int = 2) -> None:
-        self._free: list[bytearray] = [bytearray() for _ in range(size)]
-        self._owners: set[str] = set()
-        self._waiting = 0
-        self._cond = threading.Condition()
-
-    @contextmanager
-    def buffer(self, nbytes: int, timeout_s: float, owner: str = "") -> Iterator[memoryview]:
-        def ready() -> bool:
-            return bool(self._free) and owner not in self._owners
-
-        with self._cond:
-            self._waiting += 1
-            try:
-                if not self._cond.wait_for(ready, timeout=timeout_s):
-                    raise Rejected("coordinator busy: no staging buffer free before the deadline")
-            finally:
-                self._waiting -= 1
-            buf = self._free.pop()
-            if owner:
-                self._owners.add(owner)
-        try:
-            if len(buf) < nbytes:
-                buf = bytearray(nbytes)
-            yield memoryview(buf)[:nbytes]
-        finally:
-            with self._cond:
-                self._owners.discard(owner)
-                self._free.append(buf if self._waiting else bytearray())
-                self._cond.notify_all()
 
 
 def receive(
@@ -151,8 +112,10 @@ def _apply(
     manifest = tensors.manifest_from_proto(wire_manifest)
     tensors.same_layout(round_.manifest, manifest)  # exact layout, so also the per-study size cap
     wait_s = max(0.1, round_.deadline - time.monotonic())
-    with pool.buffer(manifest.total_bytes, wait_s, owner=slot.node) as staged:
-        streams.fill(frames, staged, framing.UPDATE_DATA)
+    with pool.buffer(manifest.total_bytes, wait_s, owner=slot.node) as staging:
+        streams.fill(staging.frames(frames), staging.view, framing.UPDATE_DATA)
+        staging.received()  # the next upload may stream in while this one is checked and folded
+        staged = staging.view
         if wire_manifest.sha256 and tensors.sha256_of(manifest, [staged]) != wire_manifest.sha256:
             raise ProtocolError("update data does not match the SHA-256 in its manifest")
         weights = tensors.decode(manifest, staged)
