@@ -30,7 +30,8 @@ test: setup
 
 # The tests that train, once per PyTorch CPU kernel set (the dispatch switch ATEN_CPU_CAPABILITY):
 # a claim that holds only with one CPU vendor's kernels fails here, on any machine.
-KERNEL_TESTS := tests/training tests/simulation tests/e2e tests/bench tests/cli tests/node tests/strategies tests/model
+KERNEL_TESTS := tests/training tests/simulation tests/e2e tests/bench tests/model tests/node/test_executor.py \
+	tests/strategies/test_scaffold_convergence.py tests/cli/test_demo.py tests/cli/test_model_cli.py
 test-kernels: setup
 	for cap in default avx2; do \
 		echo "== ATEN_CPU_CAPABILITY=$$cap"; \
