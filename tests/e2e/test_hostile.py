@@ -224,7 +224,8 @@ def _live_grpc_calls() -> int:
 def test_junk_requests_are_refused_unparsed_without_tracebacks_or_leaks(
     network: Network, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    network.start_coordinator()
+    coordinator = network.start_coordinator()
+    coordinator.guard.tarpit.delay_s = 0.01  # refusals are held 1 s by default: too slow here
     channel = _channel(network, _mallory(network, tmp_path))
     heartbeat = channel.unary_unary(method_path("NodeService", "Heartbeat"))
     codes: set[grpc.StatusCode] = set()

@@ -81,6 +81,7 @@ class Coordinator:
         self.engine.stop()
         self.server.stop(grace_s).wait()
         self.guard.watchdog.stop()
+        self.guard.tarpit.stop()
         self.state.close()
 
 

@@ -29,7 +29,7 @@ _COMMON_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
-MAX_STREAMS_PER_CONNECTION = 64
+MAX_STREAMS_PER_CONNECTION = 32
 """HTTP/2 streams one connection may have open; more wait at the client, not on the server."""
 
 

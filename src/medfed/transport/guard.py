@@ -31,7 +31,13 @@ from medfed.errors import ProtocolError
 from medfed.pki.identity import Identity, Role
 from medfed.transport.auth import PeerAuthorizer, abort
 from medfed.transport.limits import Busy, CallKind, CallLimiter, Lease
-from medfed.transport.watchdog import StreamWatchdog, WatchedRequests, watched_responses
+from medfed.transport.tarpit import Tarpit
+from medfed.transport.watchdog import (
+    StreamWatchdog,
+    WatchedRequests,
+    WatchedStream,
+    watched_responses,
+)
 
 log = logging.getLogger("medfed.transport")
 
@@ -40,6 +46,8 @@ Serialize = Callable[[Any], bytes]
 Check = Callable[[Any], None]
 """Raises :class:`ProtocolError` saying what in a parsed request is out of bounds."""
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Send = Callable[[Any], None]
+"""gRPC's callback for a non-blocking handler: a message, or None to end the call."""
 
 
 @dataclass(frozen=True)
@@ -88,31 +96,56 @@ class ThrottledLog:
         return True
 
 
+@dataclass
+class Admitted:
+    """A call past the guard: its caller, its counted share, its request (parsed, or the watched
+    request stream) and, for a stream, the watchdog's view of it."""
+
+    me: Identity
+    lease: Lease
+    request: Any = None
+    stream: WatchedStream | None = None
+
+
+Admit = Callable[[Any, grpc.ServicerContext], Admitted]
+Run = Callable[[Admitted, grpc.ServicerContext], Iterator[bytes]]
+"""An admitted call's response messages, serialized."""
+
+
 class Guard:
-    """Builds gRPC method handlers that admit a call before handing it to the servicer."""
+    """Builds gRPC method handlers that admit a call before handing it to the servicer.
+
+    On the server every method is registered as response-streaming and non-blocking (gRPC's
+    ``experimental_non_blocking``; a unary reply is one message then the status, which is what
+    a unary client reads): an admitted call is served on its pool thread as before, while a
+    refused one returns that thread at once and gets its status from the :class:`Tarpit` later.
+    Each handler also carries a plain blocking variant in the slot its clients call it by, which
+    is what :class:`medfed.transport.inmemory.InMemoryChannel` dispatches to.
+    """
 
     def __init__(
         self,
         auth: PeerAuthorizer,
         limiter: CallLimiter | None = None,
         watchdog: StreamWatchdog | None = None,
+        tarpit: Tarpit | None = None,
     ) -> None:
         self.auth = auth
         self.limiter = limiter or CallLimiter()
         self.watchdog = watchdog or StreamWatchdog()
+        self.tarpit = tarpit or Tarpit()
         self.malformed = ThrottledLog(log)
 
     def unary(
         self, method: str, behavior: Behavior, parse: Parse, reply: Serialize, rule: MethodRule
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        def handle(raw: bytes, context: grpc.ServicerContext) -> Any:
-            me, lease = self._admit(rule, context)
-            try:
-                return behavior(self._parse(method, raw, parse, rule, me, context), context)
-            finally:
-                lease.release()
+        def admit(raw: bytes, context: grpc.ServicerContext) -> Admitted:
+            return self._admit_message(method, raw, parse, rule, context)
 
-        return grpc.unary_unary_rpc_method_handler(handle, None, reply)
+        def run(call: Admitted, context: grpc.ServicerContext) -> Iterator[bytes]:
+            yield reply(behavior(call.request, context))
+
+        return self._handler(admit, run, streams_in=False, streams_out=False)
 
     def stream_in(
         self,
@@ -124,21 +157,17 @@ class Guard:
     ) -> grpc.RpcMethodHandler[Any, Any]:
         """``parse`` None: the servicer gets the raw messages (framed upload chunks)."""
 
-        def handle(raw: Iterator[bytes], context: grpc.ServicerContext) -> Any:
-            me, lease = self._admit(rule, context)
-            stream = self.watchdog.watch(context, f"{method} from {me.name}")
-            if rule.role is Role.NODE:
-                stream.stop_when(self._revoked(me))
-            try:
-                requests: Iterator[Any] = WatchedRequests(stream, raw)
-                if parse is not None:
-                    requests = _parse_each(requests, parse, method)
-                return behavior(requests, context)
-            finally:
-                self.watchdog.forget(stream)
-                lease.release()
+        def admit(raw: Iterator[bytes], context: grpc.ServicerContext) -> Admitted:
+            call = self._admit(rule, context)
+            call.stream = self._watch(context, f"{method} from {call.me.name}", call.me, rule)
+            requests: Iterator[Any] = WatchedRequests(call.stream, raw)
+            call.request = requests if parse is None else _parse_each(requests, parse, method)
+            return call
 
-        return grpc.stream_unary_rpc_method_handler(handle, None, reply)
+        def run(call: Admitted, context: grpc.ServicerContext) -> Iterator[bytes]:
+            yield reply(behavior(call.request, context))
+
+        return self._handler(admit, run, streams_in=True, streams_out=False)
 
     def stream_out(
         self,
@@ -150,31 +179,110 @@ class Guard:
     ) -> grpc.RpcMethodHandler[Any, Any]:
         """``reply`` None: the servicer yields raw messages (framed model chunks)."""
 
-        def handle(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
-            me, lease = self._admit(rule, context)
-            if not context.add_callback(lease.release):  # a cancelled reader never resumes us
-                lease.release()
+        def admit(raw: bytes, context: grpc.ServicerContext) -> Admitted:
+            call = self._admit_message(method, raw, parse, rule, context)
+            if rule.watch:
+                call.stream = self._watch(context, f"{method} to {call.me.name}", call.me, rule)
+            return call
+
+        def run(call: Admitted, context: grpc.ServicerContext) -> Iterator[bytes]:
+            responses: Iterator[bytes] = behavior(call.request, context)
+            if reply is not None:
+                responses = map(reply, responses)
+            if call.stream is not None:
+                responses = watched_responses(call.stream, responses)
+            yield from responses
+
+        return self._handler(admit, run, streams_in=False, streams_out=True)
+
+    def _handler(
+        self, admit: Admit, run: Run, *, streams_in: bool, streams_out: bool
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        def blocking(request: Any, context: grpc.ServicerContext) -> bytes:
+            call = admit(request, context)
             try:
-                responses = behavior(self._parse(method, raw, parse, rule, me, context), context)
-                if not rule.watch:
-                    yield from responses
-                    return
-                stream = self.watchdog.watch(context, f"{method} to {me.name}")
-                try:
-                    if rule.role is Role.NODE:
-                        stream.stop_when(self._revoked(me))
-                    yield from watched_responses(stream, responses)
-                finally:
-                    self.watchdog.forget(stream)
+                return b"".join(run(call, context))
             finally:
-                lease.release()
+                self._close(call)
 
-        return grpc.unary_stream_rpc_method_handler(handle, None, reply)
+        def blocking_stream(request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+            call = admit(request, context)
+            if not context.add_callback(lambda: self._close(call)):
+                self._close(call)
+            try:
+                yield from run(call, context)
+            finally:
+                self._close(call)
 
-    def _admit(self, rule: MethodRule, context: grpc.ServicerContext) -> tuple[Identity, Lease]:
+        def serve(
+            request: Any, context: grpc.ServicerContext, send: Send | None = None
+        ) -> Iterator[bytes] | None:
+            if send is None:  # called as a plain generator (the in-memory twin)
+                return blocking_stream(request, context)
+            self._serve(admit, run, request, context, send)
+            return None
+
+        serve.experimental_non_blocking = True  # type: ignore[attr-defined]
+        if streams_in:
+            handler = grpc.stream_stream_rpc_method_handler(serve)
+        else:
+            handler = grpc.unary_stream_rpc_method_handler(serve)
+        if streams_out:
+            return handler
+        slot = "stream_unary" if streams_in else "unary_unary"
+        replace = handler._replace  # type: ignore[attr-defined]  # gRPC's handlers are namedtuples
+        twin: grpc.RpcMethodHandler[Any, Any] = replace(**{slot: blocking})
+        return twin
+
+    def _serve(
+        self, admit: Admit, run: Run, request: Any, context: grpc.ServicerContext, send: Send
+    ) -> None:
+        """Serve one call on this pool thread, or hand its refusal to the tarpit and return."""
+        try:
+            call = admit(request, context)
+        except Exception:
+            code = getattr(context, "code", lambda: None)()  # set by the refusing abort
+            refused = code is not None and code != grpc.StatusCode.OK
+            if refused and self.tarpit.hold(lambda: send(None)):
+                return
+            raise
+        try:
+            for message in run(call, context):
+                if not context.is_active():
+                    break
+                send(message)
+        finally:
+            self._close(call)
+        send(None)
+
+    def _close(self, call: Admitted) -> None:
+        call.lease.release()
+        if call.stream is not None:
+            self.watchdog.forget(call.stream)
+
+    def _watch(
+        self, context: grpc.ServicerContext, what: str, me: Identity, rule: MethodRule
+    ) -> WatchedStream:
+        stream = self.watchdog.watch(context, what)
+        if rule.role is Role.NODE:
+            stream.stop_when(self._revoked(me))
+        return stream
+
+    def _admit_message(
+        self, method: str, raw: bytes, parse: Parse, rule: MethodRule, context: grpc.ServicerContext
+    ) -> Admitted:
+        call = self._admit(rule, context)
+        try:
+            call.request = self._parse(method, raw, parse, rule, call.me, context)
+        except BaseException:
+            call.lease.release()
+            raise
+        return call
+
+    def _admit(self, rule: MethodRule, context: grpc.ServicerContext) -> Admitted:
         me = self.auth.require(context, rule.role)
         try:
-            return me, self.limiter.acquire(me.name, rule.kind)
+            return Admitted(me, self.limiter.acquire(me.name, rule.kind))
         except Busy as exc:
             abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
