@@ -7,7 +7,13 @@ from contextlib import ExitStack
 import pytest
 
 from medfed.coordinator.rounds import Rejected
-from medfed.coordinator.staging import LINE_GRACE_S, LINE_RATE, LINE_STALL_S, StagingPool
+from medfed.coordinator.staging import (
+    FOLD_OVERLAP_BYTES,
+    LINE_GRACE_S,
+    LINE_RATE,
+    LINE_STALL_S,
+    StagingPool,
+)
 
 MIB = 1 << 20
 
@@ -63,6 +69,28 @@ def test_a_fast_upload_keeps_the_line_until_it_is_received(clock: Clock) -> None
         assert pool.receiving == 1
         waiter.release.set()
     waiter.join(5)
+
+
+def test_the_next_upload_takes_only_a_little_while_the_previous_is_folded(clock: Clock) -> None:
+    pool = StagingPool(size=2, clock=clock)
+    pulled: list[int] = []
+
+    def source() -> Iterator[bytes]:
+        for i in range(3 * FOLD_OVERLAP_BYTES // MIB):
+            pulled.append(i)
+            yield b"x" * MIB
+
+    with ExitStack() as first_held:
+        first_held.enter_context(pool.buffer(16, 1.0, owner="a")).received()  # now folding
+        with pool.buffer(16, 1.0, owner="b") as second:
+            reader = threading.Thread(target=deliver, args=(second.frames(source()),))
+            reader.start()
+            reader.join(0.5)
+            assert reader.is_alive()  # paused: the sender is held back by flow control
+            assert len(pulled) == FOLD_OVERLAP_BYTES // MIB
+            first_held.close()  # the fold ends, its buffer goes
+            reader.join(5)
+            assert len(pulled) == 3 * FOLD_OVERLAP_BYTES // MIB
 
 
 def test_a_stalled_upload_lets_the_next_one_in(clock: Clock) -> None:
@@ -121,7 +149,7 @@ def test_no_more_than_size_buffers_and_one_per_node(clock: Clock) -> None:
     same_node.join(5)
 
 
-def test_buffers_are_sized_per_upload_and_freed_when_nobody_waits(clock: Clock) -> None:
+def test_each_upload_gets_a_fresh_buffer_of_its_size(clock: Clock) -> None:
     pool = StagingPool(size=1, clock=clock)
     with pool.buffer(10, 1.0) as small:
         assert len(small.view) == 10
@@ -130,3 +158,5 @@ def test_buffers_are_sized_per_upload_and_freed_when_nobody_waits(clock: Clock) 
     with pool.buffer(1000, 1.0) as large:
         assert len(large.view) == 1000
         assert not large.view.readonly
+    with pool.buffer(10, 1.0) as again:
+        assert again.view.obj is not small.view.obj  # the folded buffer was let go
