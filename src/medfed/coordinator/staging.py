@@ -39,7 +39,7 @@ from medfed.coordinator.rounds import Rejected
 LINE_RATE = 16 << 20
 """Bytes per second an upload must average to keep the next one waiting: well below a LAN or
 loopback upload, which the coordinator's CPU limits (70-270 MB/s measured on the 2-vCPU bench
-machine even while other jobs load it), above a 100 Mbit/s hospital uplink (12 MB/s), whose
+machine while other jobs loaded it), above a 100 Mbit/s hospital uplink (12 MB/s), whose
 upload leaves the coordinator idle enough to take another beside it."""
 LINE_GRACE_S = 0.25
 """How long an upload keeps the line before its average rate is judged."""
