@@ -6,12 +6,14 @@ atomic commit. Everything runs as separate processes, exactly as deployed.
 
     python bench/round_overhead.py [--dims 1000000 10000000] [--rounds 10] [--reps 1]
                                    [--compression none|q8|topk] [--topk-ratio 0.01]
-                                   [--nodes 4] [--secure]
+                                   [--nodes 4] [--secure] [--coordinator-option KEY=VALUE ...]
 
 ``--secure`` runs every size twice, side by side in one run: plain FedAvg, then the same study
 under secure aggregation (SecAgg+: key advertisement, encrypted shares, masked input, unmasking:
 three more exchanges per round), and prints the ratio. ``--nodes N`` adds hospitals beyond the
 four UCI ones, each serving a copy of Cleveland's rows (the plan does not look at them).
+``--coordinator-option`` adds a line to the coordinator's config file, e.g.
+``receive_window_bytes=0`` (gRPC's bandwidth probing) or ``upload_buffers=1``.
 
 Prints, per model size: median seconds per round (commit to commit, rounds 2..R), the median of the
 engine's own round duration (dispatch to last reply), the coordinator's peak RSS (VmHWM), and the
@@ -76,14 +78,11 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
-LEAN = "upload_buffers = 1\nreceive_window_bytes = 1048576\n"
-
-
 def run_once(
     dim: int,
     rounds: int,
     root: Path,
-    lean: bool = False,
+    coordinator_options: tuple[str, ...] = (),
     compression: str = "none",
     topk_ratio: float = 0.01,
     names: list[str] = NODES,
@@ -94,7 +93,7 @@ def run_once(
         names,
         heartbeat_interval_s=1.0,
         poll_wait_s=10.0,
-        coordinator_extra=LEAN if lean else "",
+        coordinator_extra="".join(f"{option}\n" for option in coordinator_options),
     )
     spec = dataclasses.replace(
         heart_study(),
@@ -204,9 +203,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument(
-        "--lean",
-        action="store_true",
-        help="coordinator with upload_buffers = 1 and a 1 MiB receive window (less RAM)",
+        "--coordinator-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a line for the coordinator's config file (e.g. receive_window_bytes=0)",
     )
     parser.add_argument("--compression", choices=["none", "q8", "topk"], default="none")
     parser.add_argument("--topk-ratio", type=float, default=0.01)
@@ -220,7 +221,8 @@ def main() -> None:
         f"machine: {platform.node()} · {psutil.cpu_count()} CPUs · "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB · Python {platform.python_version()}"
     )
-    print(f"coordinator profile: {'lean' if args.lean else 'default'}")
+    options = tuple(_toml_line(o) for o in args.coordinator_option)
+    print(f"coordinator options: {', '.join(options) or 'defaults'}")
     print(f"update compression: {args.compression} (top-k ratio {args.topk_ratio})")
     print(f"hospitals: {len(names)} node processes")
     print("| " + " | ".join(COLUMNS) + " |")
@@ -235,7 +237,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
                     runs.append(
                         run_once(
-                            dim, args.rounds, Path(tmp), args.lean, args.compression,
+                            dim, args.rounds, Path(tmp), options, args.compression,
                             args.topk_ratio, names, secure,
                         )
                     )  # fmt: skip
@@ -253,6 +255,13 @@ def main() -> None:
                 f"{secure_runs:.3f} / {plain:.3f} s = {ratio:.2f}x\n",
                 flush=True,
             )
+
+
+def _toml_line(option: str) -> str:
+    key, sep, value = option.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--coordinator-option wants KEY=VALUE, got {option!r}")
+    return f"{key.strip()} = {value.strip()}"
 
 
 if __name__ == "__main__":
