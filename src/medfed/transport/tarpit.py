@@ -29,7 +29,7 @@ class Tarpit:
     def __init__(
         self,
         delay_s: float = 1.0,
-        capacity: int = 1024,
+        capacity: int = 512,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.delay_s = delay_s
