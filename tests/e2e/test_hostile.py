@@ -117,6 +117,36 @@ def test_an_upload_that_never_sends_its_header_is_cut(
     assert "cutting SubmitUpdate from mallory: nothing arrived within 1 s" in caplog.text
 
 
+def test_an_open_upload_is_cut_when_its_certificate_is_revoked(
+    network: Network, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coordinator = network.start_coordinator()
+    channel = _channel(network, _mallory(network, tmp_path))
+    submit = channel.stream_unary(
+        method_path("NodeService", "SubmitUpdate"),
+        request_serializer=None,
+        response_deserializer=pb.SubmitReply.FromString,
+    )
+    never = threading.Event()
+
+    def silent() -> Iterator[bytes]:
+        never.wait(30)
+        yield from ()
+
+    try:
+        upload = submit.future(silent(), timeout=25)
+        _wait_for(lambda: coordinator.guard.watchdog.watching() == 1)
+        CertificateAuthority.load(network.consortium.ca_dir).revoke(MALLORY)
+        with caplog.at_level(logging.WARNING, logger="medfed.transport"):
+            error = upload.exception(timeout=20)
+    finally:
+        never.set()
+        channel.close()
+
+    assert isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.CANCELLED
+    assert "cutting SubmitUpdate from mallory: certificate of 'mallory' was revoked" in caplog.text
+
+
 def _stalled_upload(
     channel: grpc.Channel, task: pb.Task, weights: tensors.Weights, release: threading.Event
 ) -> grpc.Future:
