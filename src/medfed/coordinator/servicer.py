@@ -21,6 +21,7 @@ from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskStatus
 from medfed.coordinator.sites import parse_refusal, refusal_reason
 from medfed.coordinator.spec import StudySpec, spec_to_proto
+from medfed.coordinator.staging import StagingPool
 from medfed.coordinator.submission import read_submission
 from medfed.errors import MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
@@ -53,7 +54,7 @@ class NodeServicer:
         self._directory = directory
         self._state = state
         self._models = models
-        self._staging = uploads.StagingPool(upload_buffers)
+        self._staging = StagingPool(upload_buffers)
         self._heartbeat_s = heartbeat_interval_s
 
     def Heartbeat(
