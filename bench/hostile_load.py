@@ -21,6 +21,7 @@ are sent from a revoked certificate, and as many from a valid one: the coordinat
 size before and after each.
 
     python bench/hostile_load.py [--rounds 8] [--dim 100000] [--junk 20000] [--only NAME ...]
+                                 [--study-timeout 120]
 """
 
 from __future__ import annotations
