@@ -29,7 +29,7 @@ COORDINATOR_KEYS: tuple[Key, ...] = (
         " senders.", default=2, minimum=1),
     Key("receive_window_bytes", Kind.INT, "Per-stream HTTP/2 receive window: what gRPC buffers"
         " of an upload not yet read; 0 lets gRPC grow it by bandwidth probing (tens of MB per"
-        " waiting upload).", default=2 << 20, minimum=0),
+        " waiting upload).", default=4 << 20, minimum=0),
     Key("stream_first_message_s", Kind.FLOAT, "A stream (upload, download, study submission)"
         " whose first message takes longer is cut.", default=10.0, minimum=0.1),
     Key("stream_idle_s", Kind.FLOAT, "A stream kept waiting this long for one message (or"
@@ -61,7 +61,7 @@ class CoordinatorConfig:
     heartbeat_interval_s: int = 5
     node_offline_after_s: float = 20.0
     upload_buffers: int = 2
-    receive_window_bytes: int = 2 << 20
+    receive_window_bytes: int = 4 << 20
     stream_first_message_s: float = 10.0
     stream_idle_s: float = 30.0
     stream_min_kib_per_s: float = 16.0
