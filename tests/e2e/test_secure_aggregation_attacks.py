@@ -9,6 +9,7 @@ names the attacker.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -242,6 +243,10 @@ def test_a_double_reveal_is_refused_and_a_flood_of_answers_changes_nothing(
 
     assert [r.accepted for r in status.rounds] == [4, 4]
     stages = 3 * (2 + 1)  # stages 1, 2 and 4 of each training round and of the last evaluation
+    # Switzerland's last flood runs on its agent's thread after its real answer closed the study
+    deadline = time.monotonic() + 60
+    while len(flood) < 21 * stages and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(flood) == 21 * stages
     assert not any(f.accepted for f in flood)
     # refused as a second answer; or, once the stage had every answer, as too late
