@@ -56,6 +56,11 @@ def test_medfed_help_loads_only_the_cli() -> None:
     assert loaded("import medfed.cli.app", STARTUP) == []
 
 
+def test_the_admin_client_loads_no_numpy_until_it_moves_a_model() -> None:
+    """``medfed study status`` and the listings talk gRPC only: numpy loads for submit/download."""
+    assert loaded("import medfed.coordinator.client", ("numpy", "sqlalchemy")) == []
+
+
 def test_the_check_sees_a_heavy_import() -> None:
     assert loaded("import medfed.cli.app, medfed.secagg.ckks as c; c._tenseal()", HEAVY) == [
         "tenseal"

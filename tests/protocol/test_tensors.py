@@ -7,14 +7,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from medfed.errors import NonFiniteError, ProtocolError
-from medfed.protocol import tensors
+from medfed.protocol import framing, tensors
 from medfed.protocol.streams import model_frames, receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 DTYPES = [np.dtype(name) for name in tensors.SUPPORTED_DTYPES]
 
 
-def _roundtrip(weights: dict[str, np.ndarray], size: int = tensors.CHUNK_BYTES) -> tensors.Weights:
+def _roundtrip(weights: dict[str, np.ndarray], size: int = framing.CHUNK_BYTES) -> tensors.Weights:
     message, chunks = tensors.encode_model(weights, size)
     data = b"".join(chunks)
     return tensors.decode(tensors.manifest_from_proto(message), data)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from medfed.coordinator.spec import StudySpec, spec_to_proto
 from medfed.errors import TransportError
-from medfed.protocol import tensors
-from medfed.protocol.streams import receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.transport.errors import rpc_errors
 from medfed.transport.grpc_factory import connect
 from medfed.transport.methods import model_download
 from medfed.transport.tls import TlsFiles
+
+if TYPE_CHECKING:  # numpy loads only for uploads and downloads: `study status` stays fast
+    from medfed.protocol import tensors
 
 MAX_PAGES = 10_000
 """A listing longer than this is a server bug (a token that never ends), not a consortium."""
@@ -53,6 +54,8 @@ class AdminClient:
     ) -> str:
         """Submit a study; ``he_public_context`` (the researcher's CKKS public key) makes every
         site send its evaluation metrics encrypted to the researcher."""
+        from medfed.protocol import tensors
+
         manifest, chunks = tensors.encode_model(initial)
 
         def messages() -> Iterator[pb.SubmitStudyChunk]:
@@ -97,6 +100,8 @@ class AdminClient:
         return [node for reply in pages for node in reply.nodes]
 
     def download(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
+        from medfed.protocol.streams import receive_model
+
         with rpc_errors("download model"):
             stream = self._download(pb.FetchModelRequest(sha256=sha256), timeout=timeout_s)
             return receive_model(iter(stream), sha256)

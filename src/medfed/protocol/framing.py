@@ -15,6 +15,10 @@ from __future__ import annotations
 from medfed.errors import ProtocolError
 from medfed.protocol.v1 import medfed_pb2 as pb
 
+CHUNK_BYTES = 1 << 20
+"""Data chunk size on the wire: small enough for a tight per-message cap, large enough to stream
+at memory speed."""
+
 _LENGTH_DELIMITED = 2
 _MAX_VARINT_BYTES = 10
 

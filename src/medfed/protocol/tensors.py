@@ -18,13 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from medfed.errors import NonFiniteError, ProtocolError
+from medfed.protocol.framing import CHUNK_BYTES
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 Weights = dict[str, npt.NDArray[np.generic]]
 
-CHUNK_BYTES = 1 << 20
-"""Data chunk size on the wire: small enough for a tight per-message cap, large enough to stream
-at memory speed."""
 
 FINITE_BLOCK = 1 << 16
 """Elements per finiteness check: a 64 KiB mask, cache-resident, reused across blocks."""

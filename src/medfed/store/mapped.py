@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from medfed.errors import StoreError
-from medfed.protocol.tensors import CHUNK_BYTES, Manifest, TensorSpec, Weights, hasher
+from medfed.protocol.framing import CHUNK_BYTES
+from medfed.protocol.tensors import Manifest, TensorSpec, Weights, hasher
 
 _DTYPES = {
     "F16": "float16",

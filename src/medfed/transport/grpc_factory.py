@@ -12,7 +12,7 @@ from concurrent import futures
 import grpc
 
 from medfed.errors import ConfigError
-from medfed.protocol.tensors import CHUNK_BYTES
+from medfed.protocol.framing import CHUNK_BYTES
 from medfed.transport.tls import TlsFiles, channel_credentials, server_credentials
 
 MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
