@@ -8,6 +8,9 @@
     │   └── NonFiniteError     a tensor holds NaN or infinity
     ├── StoreError             persisted state is missing or inconsistent
     ├── DatasetError           a local dataset is unknown or does not match its declared schema
+    │   └── EtlError           a FHIR bundle or vocabulary file cannot be loaded into OMOP
+    ├── ConsentError           consent cannot be recorded or enforced (e.g. reading as a superuser)
+    ├── DisclosureError        a statistic would disclose a small cell, subset or difference
     ├── PolicyError            the node's local policy refuses a task (unknown plan, dataset)
     ├── TrainingError          a training plan failed or is unknown
     ├── BundleError            a model bundle is malformed, altered, or does not fit the data
@@ -50,6 +53,18 @@ class StoreError(MedfedError):
 
 class DatasetError(MedfedError):
     """A local dataset is unknown or does not match its declared schema."""
+
+
+class EtlError(DatasetError):
+    """A FHIR bundle or vocabulary file cannot be loaded into the OMOP store; it names the file."""
+
+
+class ConsentError(MedfedError):
+    """Consent cannot be recorded, or the database cannot enforce it for this session."""
+
+
+class DisclosureError(MedfedError):
+    """A statistic would disclose: a subset, or the rows it removes, below the site's threshold."""
 
 
 class SecAggError(MedfedError):
