@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medfed.cli import dicom
+from medfed.cli import consent, dicom, omop
 from medfed.cli.common import err, medfed_errors, out, setup_logging
 from medfed.cli.config_files import CertsOption, ForceOption, config_path, tls_values, write_config
 from medfed.errors import AuthError
@@ -30,6 +30,8 @@ app.add_typer(plan_app, name="plan")
 privacy_app = typer.Typer(help="Privacy budgets per dataset (data steward).", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(dicom.app, name="dicom")
+app.add_typer(omop.app, name="omop")
+app.add_typer(consent.app, name="consent")
 
 ConfigOption = Annotated[Path, typer.Option(help="Node TOML config (`medfed node init`).")]
 

@@ -24,6 +24,10 @@ NODE_KEYS: tuple[Key, ...] = (
         " asking again.", default=20.0, minimum=0.1),
     Key("max_backoff_s", Kind.FLOAT, "Longest wait, in seconds, between reconnection attempts"
         " (exponential backoff, full jitter).", default=30.0, minimum=0.1),
+    Key("omop_store", Kind.TEXT, "The OMOP CDM database: a PostgreSQL URL (the data steward's"
+        " role, which owns the CDM schema), or empty for the embedded DuckDB file"
+        " state_dir/omop.duckdb.", default=""),
+    Key("omop_schema", Kind.TEXT, "PostgreSQL schema holding the CDM tables.", default="cdm"),
     *TLS_KEYS,
 )  # fmt: skip
 
@@ -37,6 +41,13 @@ class NodeConfig:
     heartbeat_interval_s: float = 5.0
     poll_wait_s: float = 20.0
     max_backoff_s: float = 30.0
+    omop_store: str = ""
+    omop_schema: str = "cdm"
+
+    @property
+    def omop_location(self) -> str:
+        """Where this hospital's OMOP CDM lives: the configured URL, or the embedded file."""
+        return self.omop_store or str(self.state_dir / "omop.duckdb")
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -49,4 +60,6 @@ def load_node_config(path: Path) -> NodeConfig:
         heartbeat_interval_s=values["heartbeat_interval_s"],
         poll_wait_s=values["poll_wait_s"],
         max_backoff_s=values["max_backoff_s"],
+        omop_store=values["omop_store"],
+        omop_schema=values["omop_schema"],
     )
