@@ -1,0 +1,21 @@
+"""Federated descriptive statistics ("Table 1") with disclosure control.
+
+Pure functions plus the node-side summary; no orchestration is imported here (no transport/,
+coordinator/ or node/), so the math can be checked against numpy on its own.
+
+    spec.py        StatsSpec (fixed histogram bins, group column, k floor) and column descriptions
+    disclosure.py  threshold k, primary + complementary cell suppression, subset guards
+    release_log.py ReleaseLog: the site's record of released subsets (differencing guard)
+    histogram.py   fixed-bin histograms, bin merging, quantiles with a stated error interval
+    moments.py     per-site (n, mean, M2) and Chan et al.'s pairwise combination
+    summary.py     SiteSummary: everything a site releases, already disclosure-controlled
+    site.py        summarize(matrix, columns, spec, k, release_log) -> SiteSummary
+    combine.py     combine(summaries) -> Table1 (per-site and pooled columns)
+    table1.py      the Table1 result types
+    report.py      render (Rich text) and write (CSV + JSON)
+    wire.py        SiteSummary <-> named float64 arrays + JSON metadata (no pickle)
+
+Flow: the site calls ``summarize`` on its own rows; only the returned ``SiteSummary`` leaves the
+site; the coordinator calls ``combine`` on the summaries, which only adds up released numbers and
+so can never un-hide a cell a site suppressed.
+"""
