@@ -1,4 +1,4 @@
-"""Hand-made CDM rows for the cohort and feature tests: each test states its patients in a few lines."""
+"""Hand-made CDM rows for the cohort and feature tests: each test states its patients briefly."""
 
 from __future__ import annotations
 
