@@ -21,8 +21,9 @@ explicit):
     table is interior to the non-negative solutions, so non-negativity pins nothing extra.
 
   The second cell to hide is the smallest positive released one sharing a margin (least
-  information lost); the loop runs to a fixed point. Sizes the study has already vetted (cohort
-  and stratum sizes, ``fixed``) are never hidden.
+  information lost); the loop runs to a fixed point. Only primary cells need protecting: a
+  complementary cell that ends up recoverable anyway is shown, since it tells nothing new.
+  Sizes the study has already vetted (cohort and stratum sizes, ``fixed``) are never hidden.
 * **Subsets.** A subset (a stratum, a cohort) of size ``n`` out of ``N`` is refused unless both
   ``n`` and the rows it removes, ``N - n``, are 0 or at least k (DataSHIELD's differencing guard).
 """
@@ -120,27 +121,34 @@ def _reduce(rows: list[list[Fraction]], width: int) -> list[tuple[int, int]]:
 def suppress(table: LinearTable, k: int) -> frozenset[int]:
     """Primary then complementary suppression to a fixed point; returns the hidden variables.
 
-    Raises DisclosureError when no released positive variable is left to hide and a hidden one
-    is still recoverable (a degenerate table: the caller withholds it whole).
+    Only primary cells need protecting; the loop stops when none of them is recoverable, then
+    releases complementary cells that turned out recoverable anyway. Raises DisclosureError when
+    no released positive variable is left to hide and a primary cell is still recoverable (a
+    degenerate table: the caller withholds it whole).
     """
     values = table.values
     if any(v < 0 for v in values):
         raise DisclosureError("counts must be non-negative")
-    hidden = {i for i, v in enumerate(values) if 0 < v < k}
-    small_fixed = hidden & table.fixed
+    primary = {i for i, v in enumerate(values) if 0 < v < k}
+    small_fixed = primary & table.fixed
     if small_fixed:
         raise DisclosureError(
             f"a cohort or stratum size is below k={k}: {sorted(values[i] for i in small_fixed)}"
         )
+    hidden = set(primary)
     while True:
         extra = _line_fix(table, hidden, k)
         if extra is not None:
             hidden.add(extra)
             continue
-        exposed = pinned(table, hidden)
+        exposed = pinned(table, hidden) & primary
         if not exposed:
-            return frozenset(hidden)
+            break
         hidden.add(_unpin(table, hidden, min(exposed)))
+    # A hidden complementary cell an observer can solve for anyway (e.g. the only positive cell
+    # of a column whose other cells are released zeros) protects nothing: show it. Releasing
+    # what is already derivable leaves what is derivable unchanged, so nothing else becomes so.
+    return frozenset(hidden - (pinned(table, hidden) - primary))
 
 
 def _hideable(table: LinearTable, hidden: set[int], candidates: Iterable[int]) -> list[int]:
