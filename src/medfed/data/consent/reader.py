@@ -44,12 +44,10 @@ class ConsentedReader:
     connection: sa.Connection
     consented_n: int
     watermark: int
-    _owns_engine: bool
 
     def close(self) -> None:
         self.connection.close()
-        if self._owns_engine:
-            self.engine.dispose()
+        self.engine.dispose()
 
     def __enter__(self) -> ConsentedReader:
         return self
@@ -122,7 +120,7 @@ def _postgres_reader(
         conn.execute(sa.text("SET TRANSACTION READ ONLY"))
         postgres.check_session(conn, store)
         watermark = postgres.read_scope(conn, store, study_id)
-        return ConsentedReader(study_id, engine, conn, _count_persons(conn, store), watermark, True)
+        return ConsentedReader(study_id, engine, conn, _count_persons(conn, store), watermark)
     except BaseException:
         conn.close()
         engine.dispose()
@@ -132,7 +130,11 @@ def _postgres_reader(
 def _embedded_reader(store: OmopStore, study_id: str) -> ConsentedReader:
     with store.begin() as conn:
         schema = embedded.ensure_views(conn, study_id)
-    engine = store.engine.execution_options(schema_translate_map={None: schema})
+    # Its own connection to the same in-process database (same config, so DuckDB shares the
+    # instance): a snapshot of its own, and the steward's engine stays usable meanwhile.
+    engine = sa.create_engine(
+        store.engine.url, connect_args={"config": {"threads": 2}}, poolclass=sa.pool.NullPool
+    ).execution_options(schema_translate_map={None: schema})
     conn = engine.connect()
     try:
         conn.begin()
@@ -141,9 +143,10 @@ def _embedded_reader(store: OmopStore, study_id: str) -> ConsentedReader:
             sa.select(sa.func.coalesce(sa.func.max(log.c.seq), 0)).where(log.c.study_id == study_id)
         ).scalar_one()
         n = _count_persons(conn, store)
-        return ConsentedReader(study_id, engine, conn, n, int(watermark), False)
+        return ConsentedReader(study_id, engine, conn, n, int(watermark))
     except BaseException:
         conn.close()
+        engine.dispose()
         raise
 
 

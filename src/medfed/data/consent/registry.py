@@ -54,14 +54,18 @@ class Consents:
     def __init__(self, store: OmopStore) -> None:
         self.store = store
         self._consent, self._log, _ = consent_tables(consent_schema(store))
+        self._created = False
 
     def create(self) -> None:
-        """Consent schema and tables, the append-only log (idempotent)."""
+        """Consent schema and tables, the append-only log (idempotent; once per instance)."""
+        if self._created:
+            return
         with self.store.begin() as conn:
             if self.store.embedded:
                 embedded.create_consent_objects(conn)
             else:
                 postgres.create_consent_objects(conn, self.store)
+        self._created = True
 
     def enable(self, study_id: str, role: str | None = None, password: str | None = None) -> str:
         """Make the study readable under consent: PostgreSQL read role + RLS, or DuckDB views.
@@ -197,7 +201,7 @@ class Consents:
             found_rows = conn.execute(
                 sa.select(column, person.c.person_id).where(column.in_(chunk))
             )
-            known.update({str(value): int(pid) for value, pid in found_rows.tuples()})
+            known.update({str(value): int(pid) for value, pid in found_rows})
         return known
 
     def _source_values(self, conn: sa.Connection, person_ids: list[int]) -> dict[int, str | None]:
@@ -209,7 +213,7 @@ class Consents:
                     person.c.person_id.in_(chunk)
                 )
             )
-            values.update({int(pid): value for pid, value in rows.tuples()})
+            values.update({int(pid): value for pid, value in rows})
         return values
 
     def _append(self, conn: sa.Connection, study_id: str, changes: list[_Change], by: str) -> None:
