@@ -163,6 +163,40 @@ def dataset_add(
     out.print(f"registered {entry.name}: {entry.rows} rows, {what}")
 
 
+@dataset_app.command("add-omop")
+def dataset_add_omop(
+    name: str,
+    config: ConfigOption,
+    spec: Annotated[
+        Path, typer.Option(help="Cohort/feature spec (TOML) to run on the OMOP store.")
+    ],
+    consent_study: Annotated[
+        str,
+        typer.Option(help="Read every load through this study's consent (medfed node consent)."),
+    ] = "",
+) -> None:
+    """Register a cohort/feature spec over this node's OMOP store (node config: omop_store,
+    omop_schema). The matrix is built once now; the spec's hash is pinned, so a changed spec is
+    refused until registered again."""
+    from medfed.data.registry import DatasetRegistry
+
+    with medfed_errors():
+        node = load_node_config(config)
+        entry = DatasetRegistry(node.state_dir).add_omop(
+            name,
+            spec,
+            location=node.omop_location,
+            schema=node.omop_schema,
+            consent_study=consent_study,
+            now=time.time(),
+            warn=_warn,
+        )
+    out.print(
+        f"registered {entry.name}: {entry.rows} rows ({entry.train_rows} train, "
+        f"{entry.test_rows} test), {len(entry.features)} features, spec {entry.sha256[:16]}…"
+    )
+
+
 def _warn(message: str) -> None:
     """A registration warning (accepted, but worth the steward's look), on stderr."""
     err.print(f"[yellow]warning:[/yellow] {escape(message)}")

@@ -26,6 +26,7 @@ from medfed.errors import DatasetError, StoreError
 
 if TYPE_CHECKING:  # pydicom loads with the first DICOM dataset, not with the node
     from medfed.data.dicom.connector import DicomSource
+    from medfed.data.omop.dataset import OmopLoad
 
 log = logging.getLogger("medfed.data")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -33,13 +34,14 @@ _FILE_NAME = "datasets.json"
 _FORMAT_VERSION = 1
 
 
-Kind = Literal["csv", "dicom"]
+Kind = Literal["csv", "dicom", "omop"]
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """``path`` is the CSV file, or the DICOM folder; ``sha256`` the file's hash, or the
-    DICOM manifest's (labels file and every image). The ``dicom`` fields are unset for CSV."""
+    """``path`` is the CSV file, the DICOM folder, or the OMOP cohort/feature spec; ``sha256``
+    the file's hash, the DICOM manifest's (labels file and every image), or the spec's. The
+    ``dicom`` and ``omop`` fields are unset for other kinds."""
 
     name: str
     kind: Kind
@@ -55,7 +57,12 @@ class DatasetEntry:
     skipped: tuple[str, ...] = ()
     train_rows: int = 0
     test_rows: int = 0
-    """Rows in each split; 0 and 0 in a registry written before they were recorded."""
+    """Rows in each split; 0 and 0 in a registry written before they were recorded. For OMOP:
+    at registration, without consent filtering (an upper bound for every later round)."""
+    omop_location: str = ""
+    omop_schema: str = ""
+    consent_study: str = ""
+    """OMOP: the consent study every load reads through ("" reads the store directly)."""
 
     def dicom_source(self) -> DicomSource:
         if self.kind != "dicom" or self.labels is None:
@@ -166,6 +173,65 @@ class DatasetRegistry:
         self._write(entries)
         return entry
 
+    def add_omop(
+        self,
+        name: str,
+        spec_path: Path,
+        *,
+        location: str,
+        schema: str,
+        consent_study: str = "",
+        now: float,
+        warn: Callable[[str], None] | None = None,
+    ) -> DatasetEntry:
+        """Register a cohort/feature spec over the node's OMOP store: builds the matrix once
+        (directly, as the steward), pins the spec's hash and records the split sizes."""
+        from medfed.data.omop.dataset import build
+        from medfed.data.omop.spec import load_spec
+
+        entries = self._free(name)
+        path = spec_path.resolve()
+        spec = load_spec(path)
+        shutil.rmtree(self._cache_dir(name), ignore_errors=True)
+        data = build(spec, location, schema, cache_dir=self._cache_dir(name)).extraction.dataset
+        _warn_labels(name, data, warn)
+        entry = DatasetEntry(
+            name=name,
+            kind="omop",
+            path=path,
+            label=data.label,
+            features=data.features,
+            split_column=None,
+            sha256=spec.sha256,
+            rows=data.rows,
+            added_unix=float(now),
+            train_rows=len(data.y_train),
+            test_rows=len(data.y_test),
+            omop_location=location,
+            omop_schema=schema,
+            consent_study=consent_study,
+        )
+        entries[name] = entry
+        self._write(entries)
+        return entry
+
+    def load_omop(self, name: str, study_id: str = "") -> OmopLoad:
+        """Build an OMOP dataset (cached while data and consent are unchanged), through the
+        consent reader of ``study_id``, or of the study named at registration."""
+        from medfed.data.omop.dataset import build, pinned_spec
+
+        entry = self.get(name)
+        if entry.kind != "omop":
+            raise DatasetError(f"dataset {name!r} is a {entry.kind} dataset, not an OMOP one")
+        spec = pinned_spec(entry.path, entry.sha256, name)
+        return build(
+            spec,
+            entry.omop_location,
+            entry.omop_schema,
+            study_id=study_id or entry.consent_study,
+            cache_dir=self._cache_dir(name),
+        )
+
     def _free(self, name: str) -> dict[str, DatasetEntry]:
         """The registry's entries, after checking ``name`` is valid and not taken."""
         if not NAME_PATTERN.fullmatch(name):
@@ -226,6 +292,8 @@ class DatasetRegistry:
             from medfed.data.dicom.connector import load
 
             return load(entry.dicom_source(), entry.sha256, self._cache_dir(name))
+        if entry.kind == "omop":
+            return self.load_omop(name).extraction.dataset
         data = _read_bytes(entry.path)
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry.sha256:
@@ -308,6 +376,12 @@ def _entry_to_json(entry: DatasetEntry) -> dict[str, Any]:
         {}
         if entry.kind == "csv"
         else {
+            "omop_location": entry.omop_location,
+            "omop_schema": entry.omop_schema,
+            "consent_study": entry.consent_study,
+        }
+        if entry.kind == "omop"
+        else {
             "labels": str(entry.labels),
             "image_size": entry.image_size,
             "skipped": list(entry.skipped),
@@ -317,7 +391,7 @@ def _entry_to_json(entry: DatasetEntry) -> dict[str, Any]:
 
 def _entry_from_json(doc: dict[str, Any]) -> DatasetEntry:
     kind = doc["kind"]
-    if kind not in ("csv", "dicom"):
+    if kind not in ("csv", "dicom", "omop"):
         raise ValueError(f"dataset {doc['name']!r} has unknown kind {kind!r}")
     dicom = kind == "dicom"
     return DatasetEntry(
@@ -335,4 +409,7 @@ def _entry_from_json(doc: dict[str, Any]) -> DatasetEntry:
         skipped=tuple(str(s) for s in doc["skipped"]) if dicom else (),
         train_rows=int(doc.get("train_rows", 0)),
         test_rows=int(doc.get("test_rows", 0)),
+        omop_location=str(doc.get("omop_location", "")),
+        omop_schema=str(doc.get("omop_schema", "")),
+        consent_study=str(doc.get("consent_study", "")),
     )

@@ -60,27 +60,36 @@ class Extraction:
 
 
 def extract(
-    engine: sa.Engine,
+    source: sa.Engine | sa.Connection,
     spec: CohortSpec,
     *,
     cache_dir: Path | None = None,
     watermark: str = "",
 ) -> Extraction:
-    """Build (or read back from ``cache_dir``) the spec's matrix from the CDM behind ``engine``.
+    """Build (or read back from ``cache_dir``) the spec's matrix from the CDM behind ``source``.
 
-    ``engine`` is the store's, or the consent reader's (only consented persons visible);
-    ``watermark`` is that reader's consent-log position, part of the cache key.
+    ``source`` is the store's engine, or the consent reader's connection (only consented persons
+    visible, one snapshot for the whole build); ``watermark`` is that reader's consent-log
+    position, part of the cache key.
     """
-    with engine.connect() as conn:
-        fingerprint = store_fingerprint(conn)
-        key = hashlib.sha256(f"{spec.sha256}|{fingerprint}|{watermark}".encode()).hexdigest()
-        if cache_dir is not None:
-            cached = _read_cache(cache_dir, key, spec, fingerprint)
-            if cached is not None:
-                return cached
-        cohort = build_cohort(conn, spec)
-        raw = {f.name: _raw_feature(conn, spec, cohort, f) for f in spec.features}
-        labels = _labels(conn, spec, cohort)
+    if isinstance(source, sa.Engine):
+        with source.connect() as conn:
+            return _extract(conn, spec, cache_dir, watermark)
+    return _extract(source, spec, cache_dir, watermark)
+
+
+def _extract(
+    conn: sa.Connection, spec: CohortSpec, cache_dir: Path | None, watermark: str
+) -> Extraction:
+    fingerprint = store_fingerprint(conn)
+    key = hashlib.sha256(f"{spec.sha256}|{fingerprint}|{watermark}".encode()).hexdigest()
+    if cache_dir is not None:
+        cached = _read_cache(cache_dir, key, spec, fingerprint)
+        if cached is not None:
+            return cached
+    cohort = build_cohort(conn, spec)
+    raw = {f.name: _raw_feature(conn, spec, cohort, f) for f in spec.features}
+    labels = _labels(conn, spec, cohort)
     dataset, attrition = assemble(spec, cohort, raw, labels)
     result = Extraction(dataset, attrition, spec.sha256, fingerprint)
     if cache_dir is not None:
