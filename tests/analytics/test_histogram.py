@@ -5,8 +5,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medfed.analytics.histogram import (
-    coarsen,
-    common_boundaries,
     fine_counts,
     is_safe,
     merge_boundaries,
@@ -57,7 +55,7 @@ def test_quantile_interval_holds_numpys_quantile_and_the_estimate(x, q, k):
     fine = fine_counts(x, EDGES)
     bounds = merge_boundaries(fine[:, None], k)
     counts = tuple(int(c) for c in merged_counts(fine, bounds))
-    got = quantile(counts, bounds, EDGES, q)
+    got = quantile([(counts, bounds)], EDGES, q)
     assert got is not None
     truth = float(np.quantile(x, q))
     assert got.low <= truth <= got.high
@@ -72,20 +70,37 @@ def test_dense_data_quartiles_are_within_one_bin_of_numpy():
     bounds = merge_boundaries(fine[:, None], 5)
     counts = tuple(int(c) for c in merged_counts(fine, bounds))
     for q in (0.25, 0.5, 0.75):
-        got = quantile(counts, bounds, EDGES, q)
+        got = quantile([(counts, bounds)], EDGES, q)
         assert got is not None
         assert abs(got.estimate - np.quantile(x, q)) <= 5.0
         assert got.high - got.low == 5.0
 
 
-def test_sites_histograms_pool_on_the_partition_they_share():
-    a_bounds, a_counts = (0, 2, 3, 5), (10, 6, 9)
-    b_bounds, b_counts = (0, 1, 3, 5), (5, 7, 8)
-    target = common_boundaries([a_bounds, b_bounds])
-    assert target == (0, 3, 5)
-    total = coarsen(a_counts, a_bounds, target) + coarsen(b_counts, b_bounds, target)
-    assert total.tolist() == [28, 17]
+@settings(max_examples=150, deadline=None)
+@given(st.lists(samples(), min_size=2, max_size=5), st.sampled_from([0.25, 0.5, 0.75]))
+def test_pooled_quantile_of_differently_merged_sites_brackets_numpy(parts, q):
+    histograms = []
+    for i, x in enumerate(parts):
+        fine = fine_counts(x, EDGES)
+        bounds = merge_boundaries(fine[:, None], 3 + 2 * i)
+        histograms.append((tuple(int(c) for c in merged_counts(fine, bounds)), bounds))
+    got = quantile(histograms, EDGES, q)
+    assert got is not None
+    truth = float(np.quantile(np.concatenate(parts), q))
+    assert got.low <= truth <= got.high
+    assert got.low <= got.estimate <= got.high
+
+
+def test_pooling_keeps_the_boundaries_only_one_site_merged_away():
+    # Site A merged [0, 5) and [5, 10); site B kept them. Fewer than 2 + 6 = 8 of the 20 persons
+    # lie below 5 and 16 below 10, so the median is in [5, 10): one fine bin, where a common
+    # partition of the two sites would only say [0, 10).
+    a = ((0, 6, 4, 0), (0, 1, 3, 4, 22))
+    b = ((0, 2, 8, 0), (0, 1, 2, 3, 22))
+    got = quantile([a, b], EDGES, 0.5)
+    assert got is not None
+    assert (got.low, got.high) == (5.0, 10.0)
 
 
 def test_empty_histogram_has_no_quantile():
-    assert quantile((0, 0), (0, 3, 22), EDGES, 0.5) is None
+    assert quantile([((0, 0), (0, 3, 22))], EDGES, 0.5) is None

@@ -1,17 +1,15 @@
 """Combine the sites' released summaries into Table 1 (runs at the coordinator).
 
 Only released numbers are used: counts are summed (a hidden part makes the pooled count a lower
-bound), moments pooled by Chan et al.'s update (moments.py), histograms re-summed on the coarsest
-partition all contributing sites share (histogram.py) before quantiles are read off.
+bound), moments pooled by Chan et al.'s update (moments.py), histograms pooled on the spec's
+fine boundaries, where each site's count below a boundary is exact or bounded (histogram.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from medfed.analytics.histogram import coarsen, common_boundaries, quantile
+from medfed.analytics.histogram import Histogram, quantile
 from medfed.analytics.moments import Moments, pool
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.summary import (
@@ -130,10 +128,7 @@ def _continuous(
     hidden: Cells = (None,) * n_cols
     none_m: tuple[Moments | None, ...] = (None,) * n_cols
     site_quartiles = tuple(
-        tuple(
-            _quartiles(c.histogram[col], c.boundaries, edges) if c else None
-            for col in range(n_cols)
-        )
+        tuple(_quartiles([h] if (h := _histogram(c, col)) else [], edges) for col in range(n_cols))
         for c in conts
     )
     return ContinuousBlock(
@@ -158,15 +153,8 @@ def _pooled_stat(
     m_idx = [i for i, c in enumerate(conts) if c is not None and c.moments[col] is not None]
     h_idx = [i for i, c in enumerate(conts) if c is not None and c.histogram[col] is not None]
     moments = pool([m for i in m_idx if (m := _moment(conts[i], col)) is not None])
-    quartiles = None
-    if h_idx:
-        hists = [(_site(conts, i).histogram[col], _site(conts, i).boundaries) for i in h_idx]
-        target = common_boundaries([b for _, b in hists])
-        total = np.zeros(len(target) - 1, dtype=np.int64)
-        for counts, bounds in hists:
-            if counts is not None:
-                total += coarsen(counts, bounds, target)
-        quartiles = _quartiles(tuple(int(v) for v in total), target, edges)
+    hists = [_histogram(conts[i], col) for i in h_idx]
+    quartiles = _quartiles([h for h in hists if h is not None], edges)
     return PooledStat(
         moments=moments if m_idx else None,
         quartiles=quartiles,
@@ -177,23 +165,21 @@ def _pooled_stat(
     )
 
 
-def _site(conts: Sequence[ContinuousSummary | None], i: int) -> ContinuousSummary:
-    c = conts[i]
+def _histogram(c: ContinuousSummary | None, col: int) -> Histogram | None:
     if c is None:
-        raise ConfigError("internal: a contributing site has no summary")
-    return c
+        return None
+    counts = c.histogram[col]
+    return None if counts is None else (counts, c.boundaries)
 
 
 def _moment(c: ContinuousSummary | None, col: int) -> Moments | None:
     return c.moments[col] if c is not None else None
 
 
-def _quartiles(
-    counts: tuple[int, ...] | None, bounds: tuple[int, ...], edges: tuple[float, ...]
-) -> Quartiles | None:
-    if counts is None:
+def _quartiles(histograms: Sequence[Histogram], edges: tuple[float, ...]) -> Quartiles | None:
+    if not histograms:
         return None
-    q1, med, q3 = (quantile(counts, bounds, edges, q) for q in (0.25, 0.5, 0.75))
+    q1, med, q3 = (quantile(histograms, edges, q) for q in (0.25, 0.5, 0.75))
     if q1 is None or med is None or q3 is None:
         return None
     return Quartiles(q1, med, q3)

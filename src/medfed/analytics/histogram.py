@@ -6,14 +6,16 @@ over *merged* bins: adjacent fine bins are joined until every released column ho
 k persons per bin (bins are cells too). A merged histogram is described by its boundaries, fine
 bin indices ``b_0 = 0 < b_1 < ... < b_M = B + 2``; merged bin j covers fine bins b_j to b_(j+1) - 1.
 
-Sites merge differently, so pooling uses the coarsest common partition: a boundary survives when
-every contributing site has it. Every pooled bin's count is then an exact sum.
+Sites merge differently. Pooling therefore works on the spec's fine boundaries: at each one, a
+site's count of persons below it is exact where the site kept that boundary and otherwise bounded
+by the counts at its merged bin's two ends; the pooled count is bounded by the sums.
 
 Quantiles follow numpy's default (``method="linear"``): with h = (n - 1) q the answer lies between
 the order statistics of 0-based rank floor(h) and ceil(h). From a histogram we know which bin holds
-each rank, so the answer lies in [left edge of floor(h)'s bin, right edge of ceil(h)'s bin]: that
-interval is the stated error (one bin wide unless the two ranks straddle a boundary). The point
-estimate interpolates linearly inside the bin holding rank h + 1/2.
+each rank (or, pooled, a run of fine bins that must hold it), so the answer lies in an interval
+of bin edges: that interval is the stated error, one fine bin wide where nobody merged and the
+two ranks share a bin. The point estimate interpolates the cumulative count, spreading each merged
+bin uniformly over its width, at rank h + 1/2 (and is kept inside the interval).
 """
 
 from __future__ import annotations
@@ -71,24 +73,6 @@ def is_safe(counts: npt.NDArray[np.int64], bounds: Sequence[int], k: int) -> boo
     return all(_ok(row, k) for row in merged_counts(counts, bounds))
 
 
-def common_boundaries(partitions: Sequence[Sequence[int]]) -> tuple[int, ...]:
-    """The coarsest partition every site's partition refines: boundaries all sites share."""
-    shared = set(partitions[0])
-    for p in partitions[1:]:
-        shared &= set(p)
-    return tuple(sorted(shared))
-
-
-def coarsen(
-    counts: Sequence[int], bounds: Sequence[int], target: Sequence[int]
-) -> npt.NDArray[np.int64]:
-    """Re-sum a merged histogram onto a coarser partition ``target`` (a subset of ``bounds``)."""
-    out = np.zeros(len(target) - 1, dtype=np.int64)
-    for j, c in enumerate(counts):
-        out[int(np.searchsorted(target, bounds[j], side="right")) - 1] += c
-    return out
-
-
 @dataclass(frozen=True)
 class Quantile:
     """A quantile estimate and the interval the exact sample quantile is known to lie in."""
@@ -103,30 +87,56 @@ def extended_edges(edges: Sequence[float]) -> tuple[float, ...]:
     return (-math.inf, *edges, math.inf)
 
 
-def quantile(
-    counts: Sequence[int], bounds: Sequence[int], edges: Sequence[float], q: float
-) -> Quantile | None:
-    """Quantile q of a merged histogram; None when it holds nobody."""
-    total = int(sum(counts))
+Histogram = tuple[Sequence[int], Sequence[int]]
+"""A merged histogram: (counts per merged bin, boundaries)."""
+
+
+def quantile(histograms: Sequence[Histogram], edges: Sequence[float], q: float) -> Quantile | None:
+    """Quantile q of the union of the persons in ``histograms``; None when they hold nobody."""
+    ext = np.asarray(extended_edges(edges))
+    lower, upper, guess = _cdf_bounds(histograms, ext)
+    total = int(upper[-1])
     if total == 0:
         return None
-    ext = extended_edges(edges)
-    cum = np.cumsum(np.asarray(counts, dtype=np.int64))
     h = (total - 1) * q
-
-    def bin_of(rank: float) -> int:
-        return int(np.searchsorted(cum, rank, side="right"))
-
-    lo_bin, hi_bin = bin_of(math.floor(h)), bin_of(math.ceil(h))
-    low, high = ext[bounds[lo_bin]], ext[bounds[hi_bin + 1]]
+    below = np.flatnonzero(upper <= math.floor(h))
+    above = np.flatnonzero(lower >= math.ceil(h) + 1)
+    low, high = float(ext[below[-1]]), float(ext[above[0]])
     pos = h + 0.5
-    j = bin_of(pos)
-    left, right = ext[bounds[j]], ext[bounds[j + 1]]
-    before = float(cum[j - 1]) if j > 0 else 0.0
-    if math.isinf(left):
-        estimate = right
-    elif math.isinf(right):
-        estimate = left
+    b = int(np.searchsorted(guess, pos, side="right"))
+    left, right = float(ext[b - 1]), float(ext[b])
+    if math.isinf(left) or math.isinf(right):
+        estimate = right if math.isinf(left) else left
     else:
-        estimate = left + (pos - before) / float(counts[j]) * (right - left)
-    return Quantile(q, estimate, low, high)
+        share = (pos - guess[b - 1]) / (guess[b] - guess[b - 1])
+        estimate = left + share * (right - left)
+    return Quantile(q, min(max(estimate, low), high), low, high)
+
+
+def _cdf_bounds(
+    histograms: Sequence[Histogram], ext: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Bounds and a uniform-spread estimate of ``#{x < ext[b]}`` at every fine boundary b.
+
+    A site's count below a fine boundary is exact at its own merged boundaries and otherwise
+    lies between the counts at the merged bin's two ends; summing over sites bounds the pooled
+    count. The estimate spreads each merged bin over its finite width (open ends get none).
+    """
+    widths = np.diff(ext)
+    widths[~np.isfinite(widths)] = 0.0
+    n_bounds = ext.size
+    lower, upper, guess = np.zeros(n_bounds), np.zeros(n_bounds), np.zeros(n_bounds)
+    for counts, bounds in histograms:
+        cum = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype=np.float64))])
+        for j in range(len(bounds) - 1):
+            a, z = bounds[j], bounds[j + 1]
+            inner = np.arange(a, z)
+            lower[inner] += cum[j]
+            upper[inner] += np.where(inner == a, cum[j], cum[j + 1])
+            span = np.concatenate([[0.0], np.cumsum(widths[a:z])])
+            share = span / span[-1] if span[-1] > 0 else np.zeros_like(span)
+            guess[inner] += cum[j] + share[:-1] * (cum[j + 1] - cum[j])
+        lower[-1] += cum[-1]
+        upper[-1] += cum[-1]
+        guess[-1] += cum[-1]
+    return lower, upper, guess

@@ -209,6 +209,8 @@ def _render_block(
     quart = [_quart(q[c]) for q in block.site_quartiles]
     star = "*" if stat.quartiles_partial else ""
     grid.add_row("  median [Q1, Q3]", *quart, _quart(stat.quartiles) + star)
+    within = [_within(q[c]) for q in block.site_quartiles]
+    grid.add_row("  median lies in", *within, _within(stat.quartiles))
     missing = [_count(cells[c], None) for cells in block.missing.per_site]
     grid.add_row("  missing", *missing, _pooled_count(block.missing.pooled[c], None))
 
@@ -237,6 +239,13 @@ def _quart(q: Quartiles | None) -> str:
     if q is None:
         return "—"
     return f"{_q(q.median)} [{_q(q.q1)}, {_q(q.q3)}]"
+
+
+def _within(q: Quartiles | None) -> str:
+    """The interval the exact median is known to lie in: the stated error of the estimate."""
+    if q is None:
+        return "—"
+    return f"[{q.median.low:.4g}, {q.median.high:.4g}]"
 
 
 def _q(x: Quantile) -> str:
