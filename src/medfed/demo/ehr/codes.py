@@ -12,11 +12,19 @@ invented. The vocabulary ships in Athena's layout under
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 LOCAL_SYSTEM = "https://medfed.org/fhir/heart"
 LOCAL_VOCABULARY = "MedFed Heart"
+
+_BUILTIN = Path(str(resources.files("medfed.data").joinpath("builtin", "heart_ehr")))
+HEART_SPEC = _BUILTIN / "heart.toml"
+"""The heart study's cohort/feature spec (package data)."""
+HEART_VOCABULARY = _BUILTIN / "vocabulary"
+"""The Athena-layout folder with the concepts the heart bundles use."""
 
 
 @dataclass(frozen=True)
