@@ -46,17 +46,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from medfed.errors import DatasetError
+from medfed.data.omop.spec_reader import SpecError, SpecReader
+
+__all__ = ["CohortSpec", "SpecError", "load_spec", "parse_spec"]
 
 SPEC_VERSION = 1
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 Occurrence = Literal["first", "all"]
 Sex = Literal["male", "female"]
@@ -64,10 +64,6 @@ FeatureKind = Literal["age", "sex", "value", "categorical"]
 Aggregate = Literal["any", "count", "latest", "mean"]
 Missing = Literal["drop", "median", "constant"]
 SplitMethod = Literal["stratified", "none"]
-
-
-class SpecError(DatasetError):
-    """A cohort/feature spec that cannot be run: the message names the key and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +198,7 @@ def parse_spec(text: str, *, source: str = "spec") -> CohortSpec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML ({exc})") from None
-    reader = _Reader(source)
+    reader = SpecReader(source)
     reader.keys(doc, "", {"version", "name", "description", "concept_sets", "cohort", "outcome",
                           "features", "split"})  # fmt: skip
     version = reader.integer(doc, "version", "")
@@ -228,7 +224,7 @@ def parse_spec(text: str, *, source: str = "spec") -> CohortSpec:
     return spec
 
 
-def _concept_set(reader: _Reader, name: str, body: Any) -> ConceptSet:
+def _concept_set(reader: SpecReader, name: str, body: Any) -> ConceptSet:
     where = f"concept_sets.{name}"
     reader.check_name(name, where)
     if not isinstance(body, dict):
@@ -240,7 +236,7 @@ def _concept_set(reader: _Reader, name: str, body: Any) -> ConceptSet:
     return ConceptSet(name, ids, reader.boolean(body, "descendants", where, False))
 
 
-def _cohort(reader: _Reader, body: dict[str, Any]) -> CohortRule:
+def _cohort(reader: SpecReader, body: dict[str, Any]) -> CohortRule:
     reader.keys(body, "cohort", {"entry", "occurrence", "min_age", "max_age", "sex",
                                  "prior_observation_days"})  # fmt: skip
     sexes = body.get("sex", [])
@@ -263,7 +259,7 @@ def _cohort(reader: _Reader, body: dict[str, Any]) -> CohortRule:
     return rule
 
 
-def _outcome(reader: _Reader, body: dict[str, Any]) -> Outcome:
+def _outcome(reader: SpecReader, body: dict[str, Any]) -> Outcome:
     reader.keys(body, "outcome", {"name", "concept_set", "time_at_risk"})
     return Outcome(
         name=reader.name(body, "name", "outcome"),
@@ -272,7 +268,7 @@ def _outcome(reader: _Reader, body: dict[str, Any]) -> Outcome:
     )
 
 
-def _feature(reader: _Reader, body: Any, where: str) -> Feature:
+def _feature(reader: SpecReader, body: Any, where: str) -> Feature:
     if not isinstance(body, dict):
         raise SpecError(f"{reader.source}: {where} must be a table")
     kind = cast(FeatureKind, reader.choice(body, "kind", where, FeatureKind, "value"))
@@ -311,7 +307,7 @@ def _feature(reader: _Reader, body: Any, where: str) -> Feature:
     return feature
 
 
-def _level(reader: _Reader, body: Any, where: str) -> Level:
+def _level(reader: SpecReader, body: Any, where: str) -> Level:
     if not isinstance(body, dict):
         raise SpecError(f"{reader.source}: {where} must be a table")
     reader.keys(body, where, {"label", "concept_set", "value_concepts"})
@@ -327,7 +323,7 @@ def _level(reader: _Reader, body: Any, where: str) -> Level:
     )
 
 
-def _split(reader: _Reader, body: Any) -> SplitRule:
+def _split(reader: SpecReader, body: Any) -> SplitRule:
     if not isinstance(body, dict):
         raise SpecError(f"{reader.source}: split must be a table")
     reader.keys(body, "split", {"method", "train_fraction", "seed"})
@@ -360,106 +356,3 @@ def _check_references(spec: CohortSpec, source: str) -> None:
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated or spec.outcome.name in columns:
         raise SpecError(f"{source}: column names repeat: {duplicated or [spec.outcome.name]}")
-
-
-class _Reader:
-    """Typed access to the parsed TOML, each refusal naming the file and key."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def _fail(self, where: str, key: str, what: str) -> SpecError:
-        path = f"{where}.{key}" if where else key
-        return SpecError(f"{self.source}: {path} {what}")
-
-    def keys(self, body: dict[str, Any], where: str, allowed: set[str]) -> None:
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise SpecError(
-                f"{self.source}: unknown key(s) {unknown} in {where or 'the top level'}; "
-                f"allowed: {sorted(allowed)}"
-            )
-
-    def table(
-        self, body: dict[str, Any], key: str, where: str, *, required: bool = True
-    ) -> dict[str, Any]:
-        if key not in body and not required:
-            return {}
-        value = body.get(key)
-        if not isinstance(value, dict):
-            raise self._fail(where, key, "must be a table")
-        return value
-
-    def array(
-        self, body: dict[str, Any], key: str, where: str, *, required: bool = True
-    ) -> list[Any]:
-        if key not in body and not required:
-            return []
-        value = body.get(key)
-        if not isinstance(value, list):
-            raise self._fail(where, key, "must be an array")
-        return value
-
-    def check_name(self, name: str, where: str) -> str:
-        if not _NAME.fullmatch(name):
-            raise SpecError(f"{self.source}: {where}: {name!r} is not a name ({_NAME.pattern})")
-        return name
-
-    def name(self, body: dict[str, Any], key: str, where: str) -> str:
-        value = body.get(key)
-        if not isinstance(value, str):
-            raise self._fail(where, key, "must be a string")
-        return self.check_name(value, f"{where}.{key}" if where else key)
-
-    def integer(self, body: dict[str, Any], key: str, where: str) -> int:
-        value = body.get(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self._fail(where, key, "must be an integer")
-        return value
-
-    def optional_int(self, body: dict[str, Any], key: str, where: str) -> int | None:
-        return self.integer(body, key, where) if key in body else None
-
-    def number(self, body: dict[str, Any], key: str, where: str) -> float:
-        value = body.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail(where, key, "must be a number")
-        if not math.isfinite(value):
-            raise self._fail(where, key, "must be finite")
-        return float(value)
-
-    def boolean(self, body: dict[str, Any], key: str, where: str, default: bool) -> bool:
-        value = body.get(key, default)
-        if not isinstance(value, bool):
-            raise self._fail(where, key, "must be true or false")
-        return value
-
-    def choice(self, body: dict[str, Any], key: str, where: str, kind: Any, default: str) -> str:
-        value = body.get(key, default)
-        if value not in get_args(kind):
-            raise self._fail(where, key, f"must be one of {list(get_args(kind))}, got {value!r}")
-        return str(value)
-
-    def concept_id(self, text: str, where: str) -> int:
-        if not re.fullmatch(r"[0-9]{1,10}", text):
-            raise SpecError(f"{self.source}: {where}: key {text!r} is not a concept id")
-        return int(text)
-
-    def ids(self, body: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
-        value = body.get(key)
-        if not isinstance(value, list) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value
-        ):
-            raise self._fail(where, key, "must be a list of concept ids (integers >= 0)")
-        return tuple(sorted(set(value)))
-
-    def window(self, body: dict[str, Any], key: str, where: str) -> tuple[int, int]:
-        value = body.get(key)
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
-            or value[0] > value[1]
-        ):
-            raise self._fail(where, key, "must be [start, end] days from index, start <= end")
-        return (value[0], value[1])
