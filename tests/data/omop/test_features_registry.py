@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from medfed.data.consent import Consents
+from medfed.data.omop.dataset import build
 from medfed.data.omop.features import extract
 from medfed.data.omop.spec import load_spec
 from medfed.data.omop.store import OmopStore, open_store
@@ -137,3 +138,17 @@ def test_loads_read_only_consented_persons(located: tuple[OmopStore, str], tmp_p
     assert fewer.extraction.dataset.rows == 10
     assert not fewer.extraction.from_cache
     assert registry.load_omop("heart").extraction.from_cache  # nothing changed since
+
+
+def test_unreadable_store_or_unknown_consent_study_is_a_dataset_error(
+    located: tuple[OmopStore, str], tmp_path: Path
+) -> None:
+    store, location = located
+    registry = register(tmp_path, store, location)
+    # PostgreSQL: the study was never enabled; DuckDB: its views show nobody, nothing to train on
+    refusal = "no training row" if store.embedded else "consent for study 'nobody'"
+    with pytest.raises(DatasetError, match=refusal):
+        registry.load_omop("heart", study_id="nobody")
+    spec = load_spec(write_spec(tmp_path))
+    with pytest.raises(DatasetError, match="OMOP store postgresql"):
+        build(spec, "postgresql://root:secret@127.0.0.1:1/test", "cdm")

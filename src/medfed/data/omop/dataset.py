@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from medfed.data.omop.features import Extraction, extract
 from medfed.data.omop.spec import CohortSpec, load_spec
-from medfed.data.omop.store import open_store
-from medfed.errors import DatasetError
+from medfed.data.omop.store import OmopStore, open_store
+from medfed.errors import ConsentError, DatasetError
 
 
 @dataclass(frozen=True)
@@ -49,20 +51,36 @@ def build(
     cache_dir: Path | None = None,
 ) -> OmopLoad:
     """The spec's matrix from the store at ``location`` (a DuckDB file or a PostgreSQL URL),
-    read through ``study_id``'s consent reader when one is given."""
+    read through ``study_id``'s consent reader when one is given.
+
+    A store that cannot be read, or a consent scope that cannot be opened, is a
+    :class:`DatasetError` naming the store (password hidden): the node refuses the task with
+    that reason instead of failing the round.
+    """
     store = open_store(location, schema)
     try:
-        if not study_id:
-            return OmopLoad(extract(store.engine, spec, cache_dir=cache_dir), None, None)
-        from medfed.data.consent import consented_reader  # only stores with consent need it
-
-        with consented_reader(store, study_id) as reader:
-            extraction = extract(
-                reader.connection,
-                spec,
-                cache_dir=cache_dir,
-                watermark=f"{study_id}:{reader.watermark}",
-            )
-            return OmopLoad(extraction, reader.consented_n, reader.watermark)
+        return _build(store, spec, study_id, cache_dir)
+    except sa.exc.SQLAlchemyError as exc:
+        where = store.engine.url.render_as_string(hide_password=True)
+        raise DatasetError(
+            f"OMOP store {where} ({schema}): {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        ) from exc
+    except ConsentError as exc:
+        raise DatasetError(f"consent for study {study_id!r}: {exc}") from exc
     finally:
         store.close()
+
+
+def _build(store: OmopStore, spec: CohortSpec, study_id: str, cache_dir: Path | None) -> OmopLoad:
+    if not study_id:
+        return OmopLoad(extract(store.engine, spec, cache_dir=cache_dir), None, None)
+    from medfed.data.consent import consented_reader  # only stores with consent need it
+
+    with consented_reader(store, study_id) as reader:
+        extraction = extract(
+            reader.connection,
+            spec,
+            cache_dir=cache_dir,
+            watermark=f"{study_id}:{reader.watermark}",
+        )
+        return OmopLoad(extraction, reader.consented_n, reader.watermark)
