@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medfed.analytics.histogram import Histogram, quantile
+from medfed.analytics.histogram import Histogram, quantiles
 from medfed.analytics.moments import Moments, pool
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.summary import (
@@ -179,7 +179,7 @@ def _moment(c: ContinuousSummary | None, col: int) -> Moments | None:
 def _quartiles(histograms: Sequence[Histogram], edges: tuple[float, ...]) -> Quartiles | None:
     if not histograms:
         return None
-    q1, med, q3 = (quantile(histograms, edges, q) for q in (0.25, 0.5, 0.75))
+    q1, med, q3 = quantiles(histograms, edges, (0.25, 0.5, 0.75))
     if q1 is None or med is None or q3 is None:
         return None
     return Quartiles(q1, med, q3)

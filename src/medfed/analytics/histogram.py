@@ -93,11 +93,29 @@ Histogram = tuple[Sequence[int], Sequence[int]]
 
 def quantile(histograms: Sequence[Histogram], edges: Sequence[float], q: float) -> Quantile | None:
     """Quantile q of the union of the persons in ``histograms``; None when they hold nobody."""
+    return quantiles(histograms, edges, (q,))[0]
+
+
+def quantiles(
+    histograms: Sequence[Histogram], edges: Sequence[float], qs: Sequence[float]
+) -> tuple[Quantile | None, ...]:
+    """Several quantiles from one pass over the histograms."""
     ext = np.asarray(extended_edges(edges))
     lower, upper, guess = _cdf_bounds(histograms, ext)
     total = int(upper[-1])
     if total == 0:
-        return None
+        return tuple(None for _ in qs)
+    return tuple(_read(lower, upper, guess, ext, total, q) for q in qs)
+
+
+def _read(
+    lower: npt.NDArray[np.float64],
+    upper: npt.NDArray[np.float64],
+    guess: npt.NDArray[np.float64],
+    ext: npt.NDArray[np.float64],
+    total: int,
+    q: float,
+) -> Quantile:
     h = (total - 1) * q
     below = np.flatnonzero(upper <= math.floor(h))
     above = np.flatnonzero(lower >= math.ceil(h) + 1)
@@ -124,19 +142,21 @@ def _cdf_bounds(
     """
     widths = np.diff(ext)
     widths[~np.isfinite(widths)] = 0.0
-    n_bounds = ext.size
-    lower, upper, guess = np.zeros(n_bounds), np.zeros(n_bounds), np.zeros(n_bounds)
-    for counts, bounds in histograms:
+    reach = np.concatenate([[0.0], np.cumsum(widths)])  # finite width left of each boundary
+    fine = np.arange(ext.size)
+    lower, upper, guess = np.zeros(ext.size), np.zeros(ext.size), np.zeros(ext.size)
+    for counts, raw_bounds in histograms:
+        bounds = np.asarray(raw_bounds, dtype=np.int64)
         cum = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype=np.float64))])
-        for j in range(len(bounds) - 1):
-            a, z = bounds[j], bounds[j + 1]
-            inner = np.arange(a, z)
-            lower[inner] += cum[j]
-            upper[inner] += np.where(inner == a, cum[j], cum[j + 1])
-            span = np.concatenate([[0.0], np.cumsum(widths[a:z])])
-            share = span / span[-1] if span[-1] > 0 else np.zeros_like(span)
-            guess[inner] += cum[j] + share[:-1] * (cum[j + 1] - cum[j])
-        lower[-1] += cum[-1]
-        upper[-1] += cum[-1]
-        guess[-1] += cum[-1]
+        last = bounds.size - 1
+        j = np.searchsorted(bounds, fine, side="right") - 1  # merged bin starting at or left of b
+        nxt = np.minimum(j + 1, last)
+        exact = bounds[j] == fine
+        lower += cum[j]
+        upper += np.where(exact, cum[j], cum[nxt])
+        span = reach[bounds[nxt]] - reach[bounds[j]]
+        share = np.divide(
+            reach[fine] - reach[bounds[j]], span, out=np.zeros(ext.size), where=span > 0
+        )
+        guess += cum[j] + np.where(exact, 0.0, share) * (cum[nxt] - cum[j])
     return lower, upper, guess
