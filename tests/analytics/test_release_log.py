@@ -50,10 +50,10 @@ def test_the_log_survives_a_restart_and_still_refuses(tmp_path):
         reopened.check({"cohort": ids(range(0, 49))}, SPEC, k=5)
 
 
-def test_a_changed_spec_is_refused_for_the_same_study():
+def test_changed_bin_edges_are_refused_for_the_same_study():
     log = ReleaseLog("heart")
     log.record({"cohort": ids(range(0, 50))}, SPEC)
-    with pytest.raises(DisclosureError, match="another spec"):
+    with pytest.raises(DisclosureError, match="other bin edges"):
         log.check({"cohort": ids(range(0, 50))}, "b" * 64, k=5)
 
 

@@ -154,3 +154,19 @@ def test_attrition_is_protected_and_must_end_at_the_cohort():
     assert [s.count for s in summary.attrition] == [400, None, 100]
     with pytest.raises(ConfigError, match="cohort size"):
         summarize(x, COLUMNS, SPEC, 5, site="A", attrition=[("all", 400), ("cohort", 99)])
+
+
+def test_a_study_may_regroup_but_not_rebin(tmp_path):
+    x = cohort(10, 150)
+    person_ids = np.arange(150, dtype=np.int64)
+    log = ReleaseLog("heart")
+    summarize(x, COLUMNS, SPEC, 5, log, site="A", person_ids=person_ids)
+    by_sex = StatsSpec(bins=SPEC.bins, group="sex")
+    assert summarize(x, COLUMNS, by_sex, 5, log, site="A", person_ids=person_ids).columns == (
+        "overall",
+        "sex=female",
+        "sex=male",
+    )
+    shifted = StatsSpec(bins={"age": tuple(e + 1 for e in SPEC.bins["age"])}, group="disease")
+    with pytest.raises(DisclosureError, match="bin edges"):
+        summarize(x, COLUMNS, shifted, 5, log, site="A", person_ids=person_ids)

@@ -5,8 +5,9 @@ therefore refuses a subset when either one-sided difference with any earlier rel
 same study holds between 1 and k - 1 persons. This implies the symmetric-difference rule
 (``0 < |A ^ B| < k`` refused) and also catches "same cohort minus one, plus ten others".
 
-The log also pins the study to one statistics spec (its fingerprint): re-asking with shifted bin
-edges would difference two histograms of the same persons into a sliver bin.
+The log also pins the study to one set of bin edges (their fingerprint): re-asking with shifted
+edges would difference two histograms of the same persons into a sliver bin. Changing the group
+column is allowed: its strata are subsets like any other and pass the same check.
 
 Members are kept as sorted person ids. The file lives in the node's state directory and never
 leaves the site; it holds nothing the site's own database does not.
@@ -61,8 +62,8 @@ class ReleaseLog:
         """Refuse the query if it would difference against an earlier release."""
         if self.spec_fingerprint not in (None, spec_fingerprint):
             raise DisclosureError(
-                f"study {self.study!r} already released statistics under another spec "
-                "(bins or group differ): a changed spec could difference two releases"
+                f"study {self.study!r} already released histograms with other bin edges: "
+                "shifted edges could difference two releases into a sliver bin"
             )
         for name, raw in subsets.items():
             members = np.unique(raw.astype(np.int64))

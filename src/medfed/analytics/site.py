@@ -66,7 +66,7 @@ def summarize(
     subsets = _subsets(n, person_ids, release_log, labels, strata)
     fingerprint = spec.fingerprint()
     if release_log is not None:
-        release_log.check(subsets, fingerprint, k)
+        release_log.check(subsets, spec.bins_fingerprint(), k)
     views = [np.ones(n, dtype=bool), *strata] if len(strata) > 1 else [np.ones(n, dtype=bool)]
     features: list[FeatureSummary] = []
     withheld: list[str] = []
@@ -88,7 +88,7 @@ def summarize(
         withheld=tuple(withheld),
     )
     if release_log is not None:
-        release_log.record(subsets, fingerprint)
+        release_log.record(subsets, spec.bins_fingerprint())
     return summary
 
 

@@ -135,6 +135,14 @@ class StatsSpec:
         )
 
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical JSON: the release log pins a study to one set of bins."""
-        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """SHA-256 of the canonical JSON: every site of a study must summarize under one spec."""
+        return _sha256(self.to_json())
+
+    def bins_fingerprint(self) -> str:
+        """SHA-256 of the bin edges alone: the release log pins a study to one set of bins."""
+        return _sha256(self.to_json()["bins"])
+
+
+def _sha256(doc: object) -> str:
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
