@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -175,3 +176,27 @@ def test_the_consent_log_is_append_only_even_for_the_steward(
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), pg_store.begin() as conn:
         conn.execute(sa.text(statement.format(log=log)))
     assert Consents(pg_store).show("s1").watermark == 3
+
+
+def test_planner_statistics_do_not_leak_unconsented_values(pg_store: OmopStore) -> None:
+    role = _enable(pg_store)
+    with pg_store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'ANALYZE "{pg_store.schema}".person'))
+
+    query = sa.text("SELECT count(*) FROM pg_stats WHERE schemaname = :s AND tablename = 'person'")
+    with pg_store.engine.connect() as conn:
+        assert conn.execute(query, {"s": pg_store.schema}).scalar_one() > 0
+    with _as_role(pg_store, role) as conn:
+        assert conn.execute(query, {"s": pg_store.schema}).scalar_one() == 0
+
+
+def test_a_study_never_enabled_or_an_unreadable_password_file_is_refused(
+    pg_store: OmopStore, tmp_path: Path
+) -> None:
+    with pytest.raises(ConsentError, match="0 read roles"):
+        consented_reader(pg_store, "s1")  # no consent schema yet
+    role = _enable(pg_store)
+    with pytest.raises(ConsentError, match="0 read roles"):
+        consented_reader(pg_store, "s9")
+    with pytest.raises(ConsentError, match="password file"):
+        consented_reader(pg_store, "s1", role=role, password_file=tmp_path / "missing")
