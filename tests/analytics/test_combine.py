@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medfed.analytics.combine import combine, standardization
+from medfed.analytics.moments import from_shifted
 from medfed.analytics.report import render, write
 from medfed.analytics.site import summarize
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock
-from medfed.analytics.wire import additive, from_arrays, to_arrays
+from medfed.analytics.wire import additive, centre, from_arrays, to_arrays
 from medfed.errors import ConfigError, ProtocolError
 from tests.analytics.test_site import COLUMNS, SPEC, cohort
 
@@ -147,9 +148,6 @@ def test_additive_parts_summed_across_sites_give_the_pooled_table():
             assert (sums["cat/chest_pain#hidden"][r, c] == 0) == cell.exact
             if cell.value is not None:
                 assert sums["cat/chest_pain"][r, c] == cell.value
-    from medfed.analytics.moments import from_shifted
-    from medfed.analytics.wire import centre
-
     n, s1, s2 = sums["cont/age/shifted"][0]
     pooled = from_shifted(n, s1, s2, centre(SPEC, "age"))
     everything = np.concatenate([x[:, 0] for x in data])
