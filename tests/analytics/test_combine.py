@@ -15,6 +15,7 @@ from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock
 from medfed.analytics.wire import additive, centre, from_arrays, to_arrays
 from medfed.errors import ConfigError, ProtocolError
+from medfed.protocol.tensors import check_finite, decode, iter_data, manifest_of
 from tests.analytics.test_site import COLUMNS, SPEC, cohort
 
 SIZES = (300, 120, 60)
@@ -122,6 +123,16 @@ def test_wire_round_trip_is_exact_and_combines_the_same():
     assert back == summaries
     meta = to_arrays(summaries[0])[1]
     assert json.loads(json.dumps(meta)) == meta
+
+
+def test_wire_arrays_pass_the_tensor_codec():
+    _, summaries = sites()
+    arrays, meta = to_arrays(summaries[2])
+    assert (arrays["cat/chest_pain"] == -1).any()  # hidden cells travel as -1, not NaN
+    check_finite(arrays)
+    manifest = manifest_of(arrays)
+    data = b"".join(bytes(view) for view in iter_data(arrays))
+    assert from_arrays(decode(manifest, data), meta) == summaries[2]
 
 
 def test_wire_refuses_malformed_counts():

@@ -1,14 +1,15 @@
 """A SiteSummary as named float64 arrays plus JSON metadata: what the integrator sends.
 
 No pickle: arrays travel through the project's tensor codec (dtype + shape + raw bytes), the
-metadata as JSON. A hidden count is NaN. Keys:
+metadata as JSON. Every value is finite, so the codec's ``check_finite`` accepts the message: a
+hidden count is ``HIDDEN`` (-1; counts are never negative). Keys:
 
     totals                 (C,)        cohort and stratum sizes
     attrition              (S, 2)      persons left, removed, per step
     cat/<feature>          (L + 1, C)  counts per level, last row missing
     cont/<feature>/count   (2, C)      present, missing
-    cont/<feature>/moments (C, 3)      n, mean, M2 (NaN row where withheld)
-    cont/<feature>/hist    (M, C)      counts per merged bin (NaN column where withheld)
+    cont/<feature>/moments (C, 4)      released (1 or 0), n, mean, M2 (zeros where withheld)
+    cont/<feature>/hist    (M, C)      counts per merged bin (HIDDEN column where withheld)
 
 Secure aggregation sums vectors across sites, so ``additive`` gives the parts that add: every
 count with hidden cells as 0 plus a ``#hidden`` indicator (its sum is how many sites hid the cell,
@@ -20,7 +21,6 @@ enough that no site needs to merge.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,10 +42,11 @@ from medfed.errors import ProtocolError
 Arrays = dict[str, npt.NDArray[np.float64]]
 ArraysIn = Mapping[str, npt.NDArray[np.float64]]
 WIRE_VERSION = 1
+HIDDEN = -1.0
 
 
 def _f(cells: tuple[int | None, ...]) -> list[float]:
-    return [math.nan if c is None else float(c) for c in cells]
+    return [HIDDEN if c is None else float(c) for c in cells]
 
 
 def to_arrays(summary: SiteSummary) -> tuple[Arrays, dict[str, Any]]:
@@ -63,10 +64,10 @@ def to_arrays(summary: SiteSummary) -> tuple[Arrays, dict[str, Any]]:
             continue
         arrays[f"cont/{f.name}/count"] = np.array([_f(f.present), _f(f.missing)])
         arrays[f"cont/{f.name}/moments"] = np.array(
-            [[m.n, m.mean, m.m2] if m else [math.nan] * 3 for m in f.moments], dtype=np.float64
+            [[1.0, m.n, m.mean, m.m2] if m else [0.0] * 4 for m in f.moments], dtype=np.float64
         )
         bins = len(f.boundaries) - 1
-        hist = np.full((bins, len(f.histogram)), math.nan)
+        hist = np.full((bins, len(f.histogram)), HIDDEN)
         for c, counts in enumerate(f.histogram):
             if counts is not None:
                 hist[:, c] = counts
@@ -128,18 +129,18 @@ def _feature(
         _ints(arrays[f"cont/{name}/count"], (2, n_cols), hidden_ok=True), n_cols
     )
     raw = np.asarray(arrays[f"cont/{name}/moments"], dtype=np.float64)
-    if raw.shape != (n_cols, 3):
-        raise ProtocolError(f"moments of {name!r} have shape {raw.shape}")
+    if raw.shape != (n_cols, 4) or not np.isfinite(raw).all():
+        raise ProtocolError(f"moments of {name!r} have shape {raw.shape} or are not finite")
     moments = tuple(
-        None if np.isnan(row).all() else Moments(int(row[0]), float(row[1]), float(row[2]))
-        for row in raw
+        Moments(int(row[1]), float(row[2]), float(row[3])) if row[0] == 1.0 else None for row in raw
     )
     hist = np.asarray(arrays[f"cont/{name}/hist"], dtype=np.float64)
     if hist.shape != (len(bounds) - 1, n_cols):
         raise ProtocolError(f"histogram of {name!r} has shape {hist.shape}")
+    cells = _ints(hist, hist.shape, hidden_ok=True)
+    columns = [cells[c::n_cols] for c in range(n_cols)]
     histogram = tuple(
-        None if np.isnan(hist[:, c]).any() else tuple(int(v) for v in hist[:, c])
-        for c in range(n_cols)
+        None if None in col else tuple(v for v in col if v is not None) for col in columns
     )
     return ContinuousSummary(name, present, missing, moments, bounds, histogram)
 
@@ -147,17 +148,17 @@ def _feature(
 def _ints(
     raw: npt.NDArray[np.float64], shape: tuple[int, ...], *, hidden_ok: bool
 ) -> list[int | None]:
-    """Flattened counts, None for NaN; refuse wrong shapes, negatives and fractions."""
+    """Flattened counts, None for HIDDEN; refuse wrong shapes, negatives and fractions."""
     a = np.asarray(raw, dtype=np.float64)
     if a.shape != shape:
         raise ProtocolError(f"expected shape {shape}, got {a.shape}")
     flat = a.ravel()
-    hidden = np.isnan(flat)
+    hidden = flat == HIDDEN
     if hidden.any() and not hidden_ok:
         raise ProtocolError("a count that must be released is missing")
     shown = flat[~hidden]
     if np.any(~np.isfinite(shown)) or np.any(shown < 0) or np.any(shown != np.round(shown)):
-        raise ProtocolError("counts must be non-negative integers")
+        raise ProtocolError("counts must be non-negative integers (or -1 where hidden)")
     return [None if h else int(v) for v, h in zip(flat, hidden, strict=True)]
 
 
@@ -178,8 +179,8 @@ def additive(summary: SiteSummary, spec: StatsSpec) -> Arrays:
     for key, a in arrays.items():
         if key.endswith(("/moments", "/hist")):
             continue
-        out[key] = np.nan_to_num(a, nan=0.0)
-        out[f"{key}#hidden"] = np.isnan(a).astype(np.float64)
+        out[key] = np.where(a == HIDDEN, 0.0, a)
+        out[f"{key}#hidden"] = (a == HIDDEN).astype(np.float64)
     for f in summary.features:
         if isinstance(f, ContinuousSummary):
             c = centre(spec, f.name)
