@@ -7,7 +7,7 @@ Three tables live in a consent schema next to the CDM (``<cdm>_consent`` on Post
 - ``consent_log``: every decision ever recorded, append-only, numbered by ``seq``. The highest
   ``seq`` of a study is its *watermark*: a round that records (consented N, watermark) names
   exactly which consent state it trained on, without naming anyone;
-- ``study_role`` (PostgreSQL only): which database role reads for which study. Row-level
+- ``study_role`` (used on PostgreSQL): which database role reads for which study. Row-level
   security derives the study from ``session_user`` through it, so the node cannot pick another.
 """
 

@@ -130,8 +130,9 @@ def _postgres_reader(
 def _embedded_reader(store: OmopStore, study_id: str) -> ConsentedReader:
     with store.begin() as conn:
         schema = embedded.ensure_views(conn, study_id)
-    # Its own connection to the same in-process database (same config, so DuckDB shares the
-    # instance): a snapshot of its own, and the steward's engine stays usable meanwhile.
+    # Its own connection to the same in-process database: DuckDB shares the open instance only
+    # when the config matches the store's (omop/store.py opens it with threads=2). The reader
+    # gets a snapshot of its own, and the steward's engine stays usable meanwhile.
     engine = sa.create_engine(
         store.engine.url, connect_args={"config": {"threads": 2}}, poolclass=sa.pool.NullPool
     ).execution_options(schema_translate_map={None: schema})

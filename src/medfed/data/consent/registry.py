@@ -105,6 +105,8 @@ class Consents:
 
         ``at`` stands in for a Consent without ``dateTime``.
         """
+        if at.tzinfo is None:
+            raise ConsentError("a consent time needs a time zone (use UTC)")
         decisions, refused = read_consents(list(paths))
         self.create()
         with self.store.begin() as conn:
