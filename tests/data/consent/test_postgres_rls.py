@@ -48,6 +48,7 @@ def test_the_study_role_sees_only_consented_persons_in_every_person_table(
     pg_store: OmopStore,
 ) -> None:
     role = _enable(pg_store)
+    assert Consents(pg_store).enable("s1") == role  # enabling again changes nothing
 
     with _as_role(pg_store, role) as conn:
         for table in person_tables():
