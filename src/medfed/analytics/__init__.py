@@ -17,5 +17,12 @@ coordinator/ or node/), so the math can be checked against numpy on its own.
 
 Flow: the site calls ``summarize`` on its own rows; only the returned ``SiteSummary`` leaves the
 site; the coordinator calls ``combine`` on the summaries, which only adds up released numbers and
-so can never un-hide a cell a site suppressed.
+so can never un-hide a cell a site suppressed::
+
+    log = ReleaseLog.in_state_dir(state_dir, study)                       # at each site
+    summary = summarize(matrix, columns, spec, k=5, release_log=log,
+                        site="A", person_ids=ids, attrition=[("entry", 912), ("cohort", 303)])
+    arrays, meta = wire.to_arrays(summary)                                # -> coordinator
+    table = combine([wire.from_arrays(a, m) for a, m in received], spec)  # at the coordinator
+    report.write(table, out_dir); print(report.render(table))
 """
