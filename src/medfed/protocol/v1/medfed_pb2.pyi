@@ -70,6 +70,8 @@ class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.Val
     TASK_KIND_EVALUATE: _TaskKind.ValueType  # 2
     TASK_KIND_SECAGG: _TaskKind.ValueType  # 3
     """a secure-aggregation stage (advertise, share, reveal)"""
+    TASK_KIND_STATS: _TaskKind.ValueType  # 4
+    """descriptive statistics under the site's disclosure control"""
 
 class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper): ...
 
@@ -78,6 +80,8 @@ TASK_KIND_TRAIN: TaskKind.ValueType  # 1
 TASK_KIND_EVALUATE: TaskKind.ValueType  # 2
 TASK_KIND_SECAGG: TaskKind.ValueType  # 3
 """a secure-aggregation stage (advertise, share, reveal)"""
+TASK_KIND_STATS: TaskKind.ValueType  # 4
+"""descriptive statistics under the site's disclosure control"""
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
 @_typing.final
@@ -306,6 +310,7 @@ class StudySpec(_message.Message):
     SECURE_AGGREGATION_FIELD_NUMBER: _builtins.int
     HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
     MAX_SITE_WEIGHT_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -342,6 +347,10 @@ class StudySpec(_message.Message):
     def record_dp(self) -> Global___RecordDp: ...
     @_builtins.property
     def secure_aggregation(self) -> Global___SecureAggregation: ...
+    @_builtins.property
+    def stats(self) -> Global___StatsQuery:
+        """set: a statistics study (one round, no model trained)"""
+
     def __init__(
         self,
         *,
@@ -370,14 +379,38 @@ class StudySpec(_message.Message):
         secure_aggregation: Global___SecureAggregation | None = ...,
         he_context_sha256: _builtins.str = ...,
         max_site_weight: _builtins.float = ...,
+        stats: Global___StatsQuery | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "strategy", b"strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudySpec: _TypeAlias = StudySpec  # noqa: Y015
+
+@_typing.final
+class StatsQuery(_message.Message):
+    """A descriptive-statistics query ("Table 1", medfed.analytics): the StatsSpec as its canonical
+    JSON (bin edges per continuous feature, optional group column, the study's k floor).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_JSON_FIELD_NUMBER: _builtins.int
+    spec_json: _builtins.str
+    def __init__(
+        self,
+        *,
+        spec_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec_json", b"spec_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsQuery: _TypeAlias = StatsQuery  # noqa: Y015
 
 @_typing.final
 class SecureAggregation(_message.Message):
@@ -568,6 +601,7 @@ class Task(_message.Message):
     MAX_UPDATE_BYTES_FIELD_NUMBER: _builtins.int
     SECAGG_FIELD_NUMBER: _builtins.int
     HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
@@ -587,6 +621,10 @@ class Task(_message.Message):
     def secagg(self) -> Global___SecAggStage:
         """set on secure-aggregation stages and on a secure TRAIN task"""
 
+    @_builtins.property
+    def stats(self) -> Global___StatsQuery:
+        """STATS: what to summarize"""
+
     def __init__(
         self,
         *,
@@ -602,10 +640,11 @@ class Task(_message.Message):
         max_update_bytes: _builtins.int = ...,
         secagg: Global___SecAggStage | None = ...,
         he_context_sha256: _builtins.str = ...,
+        stats: Global___StatsQuery | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "stats", b"stats", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
