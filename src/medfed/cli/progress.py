@@ -35,8 +35,9 @@ def site_table(status: pb.StudyStatus) -> Table:
 def round_sites_table(status: pb.StudyStatus) -> Table:
     """Per round and hospital: trained or not, its evaluation, and every refusal with its reason
     (failed attempts of a round included)."""
-    table = Table("round", "site", "train", "examples", *EVAL_COLUMNS, "refusals",
-                  title="per round and hospital")  # fmt: skip
+    table = Table("round", "site", "train", "examples", "consented", *EVAL_COLUMNS, "refusals",
+                  title="per round and hospital", caption="consented: patients with consent"
+                  " for the study @ the consent-log watermark the round read (OMOP datasets)")  # fmt: skip
     table.columns[-1].overflow = "fold"
     for row in _site_rows(status):
         table.add_row(
@@ -44,6 +45,7 @@ def round_sites_table(status: pb.StudyStatus) -> Table:
             row.node,
             row.train,
             str(row.examples) if row.examples else "-",
+            row.consent,
             *(f"{row.eval[k]:.3f}" if k in row.eval else "-" for k in EVAL_COLUMNS),
             Text("\n".join(row.refusals) or "-"),
         )
@@ -56,6 +58,7 @@ class _SiteRow:
     node: str
     train: str = "-"
     examples: int = 0
+    consent: str = "-"
     eval: dict[str, float] = field(default_factory=dict)
     refusals: list[str] = field(default_factory=list)
 
@@ -70,6 +73,10 @@ def _site_rows(status: pb.StudyStatus) -> Iterator[_SiteRow]:
         for m in r.train_per_node:
             trained = row(r.round, m.node)
             trained.train, trained.examples = "accepted", int(m.num_examples)
+            if "consented_n" in m.metrics:
+                trained.consent = (
+                    f"{m.metrics['consented_n']:.0f} @ {m.metrics.get('consent_watermark', 0):.0f}"
+                )
         for m in r.per_node:
             row(r.round, m.node).eval = dict(m.metrics)
     for refusal in status.refusals:

@@ -32,6 +32,8 @@ METRIC_RANGES: tuple[tuple[str, tuple[float, float]], ...] = (
     ("sensitivity", UNIT),
     ("specificity", UNIT),
     ("loss", NON_NEGATIVE),  # also train_loss, initial_loss
+    ("consented_n", NON_NEGATIVE),
+    ("watermark", NON_NEGATIVE),  # consent_watermark
 )
 """Metric families and their closed ranges. A family names a metric when it is the whole name
 or its last ``_``-separated part; a metric of no family only has to be finite."""

@@ -22,6 +22,9 @@ from medfed.training.score_histogram import ScoreHistogram, histogram_metrics
 
 SPREAD_METRICS = ("accuracy", "auc", "loss")
 PER_SITE_ONLY = frozenset({"epsilon", "epsilon_budget_left", "delta"})
+DATA_STATE = frozenset({"consented_n", "consent_watermark"})
+"""What an OMOP site read for the round: its consented patients and consent-log position. Per
+site (shown per hospital); the round records the consented total."""
 
 
 def _weighted(per_node: Sequence[NodeRoundMetrics], key: str) -> float | None:
@@ -38,7 +41,10 @@ def train_metrics(per_node: Sequence[NodeRoundMetrics], selected: int) -> dict[s
     keys = sorted({k for m in per_node for k in m.metrics})
     for key in PER_SITE_ONLY & set(keys):  # privacy spent is per hospital: report the worst
         out[f"{key}_max"] = max(m.metrics[key] for m in per_node if key in m.metrics)
-    for key in sorted(set(keys) - PER_SITE_ONLY):
+    consented = [m.metrics["consented_n"] for m in per_node if "consented_n" in m.metrics]
+    if consented:
+        out["consented_n"] = float(sum(consented))
+    for key in sorted(set(keys) - PER_SITE_ONLY - DATA_STATE):
         value = _weighted(per_node, key)
         if value is not None:
             out[f"train_{key}"] = value

@@ -70,6 +70,7 @@ class TaskExecutor:
         self._ledger = ledger
         self._wall = wall
         self._memory: dict[str, MemoryClientState] = {}
+        self._data_states: dict[str, dict[str, float]] = {}
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, Dataset]:
         """Check the task against local policy and data; PolicyError says why it is refused."""
@@ -78,7 +79,7 @@ class TaskExecutor:
         plan = self.admit_stage(task)
         try:
             entry = self._datasets.get(task.dataset.name)
-            data = self._datasets.load(task.dataset.name)
+            data = self._load(task)
         except DatasetError as exc:
             raise PolicyError("dataset_unavailable", str(exc)) from exc
         wanted = tuple(task.dataset.features)
@@ -95,6 +96,20 @@ class TaskExecutor:
             )
         client_settings(task.config)  # refuse settings this node cannot honour before training
         return plan, data
+
+    def _load(self, task: pb.Task) -> Dataset:
+        """The task's dataset; an OMOP one is read through its consent study, and the consented
+        N and consent-log watermark it was read at go with the reply (:data:`DATA_STATE`)."""
+        name = task.dataset.name
+        if self._datasets.get(name).kind != "omop":
+            return self._datasets.load(name)
+        loaded = self._datasets.load_omop(name)
+        if loaded.consented_n is not None:
+            self._data_states[task.task_id] = {
+                "consented_n": float(loaded.consented_n),
+                "consent_watermark": float(loaded.watermark or 0),
+            }
+        return loaded.extraction.dataset
 
     def admit_stage(self, task: pb.Task) -> TrainingPlan:
         """The checks a secure-aggregation stage needs (approved plan, registered dataset),
@@ -117,6 +132,7 @@ class TaskExecutor:
         config = local_config(task.config)
         settings = client_settings(task.config)
         versions = self._state(task.study_id)
+        data_state = self._data_states.pop(task.task_id, {})
         try:
             if task.kind == pb.TASK_KIND_EVALUATE:  # after round r is committed: r's state
                 state = RoundView(versions, task.round + 1)
@@ -136,7 +152,7 @@ class TaskExecutor:
         metrics = update.metrics | privacy
         if privacy:  # exact training losses are functions of every row: not covered by DP
             metrics = {k: v for k, v in metrics.items() if k not in NOT_PRIVATE}
-        return Outcome(update.num_examples, metrics, update.wire)
+        return Outcome(update.num_examples, metrics | data_state, update.wire)
 
     def _spend_privacy(
         self, task: pb.Task, data: Dataset, config: LocalTrainConfig
