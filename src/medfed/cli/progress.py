@@ -35,9 +35,9 @@ def site_table(status: pb.StudyStatus) -> Table:
 def round_sites_table(status: pb.StudyStatus) -> Table:
     """Per round and hospital: trained or not, its evaluation, and every refusal with its reason
     (failed attempts of a round included)."""
+    caption = "consented: patients consenting to the study @ the consent-log position read"
     table = Table("round", "site", "train", "examples", "consented", *EVAL_COLUMNS, "refusals",
-                  title="per round and hospital", caption="consented: patients with consent"
-                  " for the study @ the consent-log watermark the round read (OMOP datasets)")  # fmt: skip
+                  title="per round and hospital", caption=caption)  # fmt: skip
     table.columns[-1].overflow = "fold"
     for row in _site_rows(status):
         table.add_row(
