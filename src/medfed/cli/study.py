@@ -11,6 +11,7 @@ from rich.live import Live
 
 from medfed.cli.common import medfed_errors, out
 from medfed.cli.progress import WatchLines, round_sites_table, site_table, status_json
+from medfed.cli.stats import register as register_stats
 from medfed.cli.tables import encrypted_eval_table, node_table, privacy_table, round_table
 from medfed.coordinator.config import load_client_config
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # gRPC, numpy, TenSEAL load inside the commands (tests/cli/te
 
 app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
+register_stats(app)  # medfed study stats | stats-show (medfed.cli.stats)
 
 
 def prepare(spec: StudySpec) -> tuple[StudySpec, tensors.Weights]:

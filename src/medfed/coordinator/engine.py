@@ -29,6 +29,7 @@ from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
 from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
 from medfed.coordinator.spec import StudySpec
+from medfed.coordinator.stats import StatsHooks, run_stats
 from medfed.errors import SecAggError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -97,6 +98,10 @@ class StudyRunner(threading.Thread):
     def _run(self) -> None:
         record = self._p.state.study(self.study_id)
         spec = StudySpec.from_json(record.spec_json)
+        if spec.stats_spec:  # a statistics study: one round of site summaries, no model
+            hooks = StatsHooks(self.study_id, self._p, self._select, self._set_state, self._halt)
+            run_stats(hooks, spec, record.completed_rounds)
+            return
         strategy = build_strategy(spec)
         model = self._p.models.get(record.model_sha256)
         if record.state_sha256:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from medfed.analytics.spec import StatsSpec
 from medfed.configfile import read_toml, require_table
 from medfed.errors import ConfigError
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -81,6 +82,9 @@ class StudySpec:
     he_context_sha256: str = ""
     """Set by the coordinator when the researcher submitted a CKKS public context: sites then
     send their evaluation metrics encrypted (medfed.coordinator.encrypted_eval)."""
+    stats_spec: str = ""
+    """Set: a statistics study (``medfed study stats``), the StatsSpec's canonical JSON; one
+    round of disclosure-controlled site summaries, no model (medfed.coordinator.stats)."""
 
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
@@ -153,6 +157,7 @@ class StudySpec:
         )
         _check(self.dp_accountant in ("rdp", "pld"), "privacy accountant must be rdp or pld")
         self._check_site_weight()
+        self._check_stats()
 
     def _check_site_weight(self) -> None:
         """A cap of ``m`` needs at least ``1/m`` sites in a round, and the coordinator's eyes:
@@ -170,6 +175,20 @@ class StudySpec:
             not self.secure_aggregation,
             "max_site_weight cannot be enforced with secure aggregation: each site folds its "
             "example weight into its masked update, so the coordinator never sees it to cap",
+        )
+
+    def _check_stats(self) -> None:
+        if not self.stats_spec:
+            return
+        try:
+            StatsSpec.from_json(json.loads(self.stats_spec))
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(f"invalid study spec: stats query: {exc}") from exc
+        _check(self.rounds == 1, "a statistics study has exactly one round")
+        _check(
+            not self.secure_aggregation,
+            "secure aggregation of statistics is not supported yet: site summaries are combined "
+            "in the clear after each site's own disclosure control",
         )
 
     def to_json(self) -> str:
@@ -314,6 +333,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         ),
         he_context_sha256=spec.he_context_sha256,
         max_site_weight=spec.max_site_weight,
+        stats=pb.StatsQuery(spec_json=spec.stats_spec) if spec.stats_spec else None,
     )
 
 
@@ -357,6 +377,7 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         secagg_stage_deadline_s=message.secure_aggregation.stage_deadline_s or 30.0,
         he_context_sha256=message.he_context_sha256,
         max_site_weight=message.max_site_weight,
+        stats_spec=message.stats.spec_json,
     )
 
 

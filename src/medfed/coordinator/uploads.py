@@ -18,6 +18,7 @@ import numpy as np
 from medfed.coordinator.claims import check_examples, check_metrics
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
 from medfed.coordinator.staging import StagingPool
+from medfed.coordinator.stats import receive_summary
 from medfed.errors import ProtocolError, StrategyError, TrainingError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -84,6 +85,9 @@ def _apply(
     pool: StagingPool,
 ) -> None:
     metrics = _check_header(header)
+    if slot.task.kind == pb.TASK_KIND_STATS:  # a site's Table 1 summary, not a model update
+        receive_summary(round_, slot, header, frames, pool)
+        return
     plain_eval = slot.task.kind == pb.TASK_KIND_EVALUATE and not slot.task.HasField("secagg")
     if header.HasField("score_histogram") and (not plain_eval or slot.task.he_context_sha256):
         raise Rejected("a score histogram travels in the clear only with a plain evaluation")

@@ -15,10 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from medfed.data.registry import DatasetSizes
-from medfed.errors import AuthError, MedfedError, PolicyError, SecAggError, TransportError
+from medfed.errors import (
+    AuthError,
+    DisclosureError,
+    MedfedError,
+    PolicyError,
+    SecAggError,
+    TransportError,
+)
 from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
 from medfed.node.secure import SecureAggregationClient
+from medfed.node.stats import StatsResponder
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg import ckks
 from medfed.secagg.ckks import CONTEXT_TENSOR, blob_bytes
@@ -58,8 +66,10 @@ class NodeAgent:
         poll_wait_s: float = 20.0,
         backoff: Backoff | None = None,
         secure: SecureAggregationClient | None = None,
+        stats: StatsResponder | None = None,
     ) -> None:
         self._client = client
+        self._stats = stats
         self._secure = secure
         self._contexts: dict[str, bytes] = {}
         self._executor = executor
@@ -118,6 +128,9 @@ class NodeAgent:
 
     def _handle(self, task: pb.Task) -> None:
         what = f"study {task.study_id} round {task.round}"
+        if task.kind == pb.TASK_KIND_STATS:
+            self._answer_stats(task, what)
+            return
         try:
             if task.kind == pb.TASK_KIND_SECAGG:
                 self._executor.admit_stage(task)
@@ -166,6 +179,24 @@ class NodeAgent:
             log.info("%s: reply accepted", what)
         else:
             log.warning("%s: reply rejected by coordinator: %s", what, reply.reason)
+
+    def _answer_stats(self, task: pb.Task, what: str) -> None:
+        """A statistics task (medfed.node.stats): refused with the reason, or one upload."""
+        try:
+            if self._stats is None:
+                raise PolicyError("stats_unsupported", "this node answers no statistics queries")
+            n, summary = self._stats.answer(task)
+        except (TransportError, AuthError):
+            raise
+        except MedfedError as exc:
+            code = "disclosure" if isinstance(exc, DisclosureError) else _refusal_code(exc)
+            log.warning("refusing statistics for %s: %s (%s)", what, exc, code)
+            self._client.refuse(task, code, str(exc))
+            return
+        reply = self._client.submit(task, n, {}, summary)
+        self.completed_tasks += 1
+        if not reply.accepted:
+            log.warning("%s: summary rejected by coordinator: %s", what, reply.reason)
 
     def _encrypt(
         self, task: pb.Task, num_examples: int, metrics: Mapping[str, float]

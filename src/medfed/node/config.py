@@ -28,6 +28,9 @@ NODE_KEYS: tuple[Key, ...] = (
         " role, which owns the CDM schema), or empty for the embedded DuckDB file"
         " state_dir/omop.duckdb.", default=""),
     Key("omop_schema", Kind.TEXT, "PostgreSQL schema holding the CDM tables.", default="cdm"),
+    Key("stats_k", Kind.INT, "Disclosure threshold for statistics queries: no count below k"
+        " leaves this node (cells suppressed, small subsets refused); at least 3.",
+        default=5, minimum=3),
     *TLS_KEYS,
 )  # fmt: skip
 
@@ -43,6 +46,7 @@ class NodeConfig:
     max_backoff_s: float = 30.0
     omop_store: str = ""
     omop_schema: str = "cdm"
+    stats_k: int = 5
 
     @property
     def omop_location(self) -> str:
@@ -62,4 +66,5 @@ def load_node_config(path: Path) -> NodeConfig:
         max_backoff_s=values["max_backoff_s"],
         omop_store=values["omop_store"],
         omop_schema=values["omop_schema"],
+        stats_k=values["stats_k"],
     )

@@ -16,6 +16,7 @@ from medfed.node.config import NodeConfig
 from medfed.node.executor import TaskExecutor
 from medfed.node.policy import LocalPolicy
 from medfed.node.secure import SecureAggregationClient
+from medfed.node.stats import StatsResponder
 from medfed.pki.identity import Identity, Role, identity_from_cert
 from medfed.privacy.ledger import PrivacyLedger
 from medfed.secagg.signing import CaVerifier, CertificateSigner
@@ -67,5 +68,6 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
             CertificateSigner.from_files(config.tls.cert, config.tls.key),
             CaVerifier.from_file(config.tls.ca),
         ),
+        stats=StatsResponder(identity.name, datasets, config.state_dir, config.stats_k),
     )
     return identity, agent

@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medfed.analytics.spec import StatsSpec
+from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock, Table1
+from medfed.cli.app import root
+from medfed.coordinator.stats import StatsResult, query_blob, read_result, stats_study
+from medfed.data.registry import DatasetRegistry
+from medfed.demo.heart import HEART_LABEL, heart_study
+from medfed.node import stats as node_stats
+from medfed.protocol import tensors
+from medfed.protocol.v1 import medfed_pb2 as pb
+from tests.e2e.harness import HOSPITALS, Network
+
+DATASET = heart_study().dataset
+AGE_EDGES = tuple(float(a) for a in range(20, 85, 5))
+QUERY = StatsSpec(bins={"age": AGE_EDGES, "thalach": (60.0, 100.0, 140.0, 180.0, 220.0)})
+K = 5  # the node config's default stats_k
+
+
+def site_csv(network: Network, node: str) -> Path:
+    return network.consortium.node_state(node).parent / "data" / f"{node}.csv"
+
+
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return {c: np.array([float(r[c]) for r in rows]) for c in rows[0] if c != "split"}
+
+
+def run_query(network: Network, query: StatsSpec, **changes: object) -> pb.StudyStatus:
+    spec = stats_study(query, DATASET, deadline_s=60.0, **changes)  # type: ignore[arg-type]
+    study_id = network.admin.submit(spec, query_blob(spec))
+    return network.wait_done(study_id, timeout_s=90)
+
+
+def result_of(network: Network, status: pb.StudyStatus) -> StatsResult:
+    assert status.state == "completed", status.message
+    return read_result(network.admin.download(status.model_sha256))
+
+
+def block(table: Table1, name: str) -> CategoricalBlock | ContinuousBlock:
+    return next(b for b in table.features if b.name == name)
+
+
+def released_counts(document: dict[str, object]) -> Iterator[float]:
+    for r in document["records"]:  # type: ignore[attr-defined]
+        if r["statistic"] in ("n", "persons", "removed") and r["value"] is not None:
+            yield r["value"]
+
+
+@pytest.fixture
+def running(network: Network) -> Network:
+    network.start_coordinator()
+    network.start_nodes()
+    return network
+
+
+def test_table1_per_site_and_pooled_equals_numpy_on_the_csvs(running: Network) -> None:
+    status = run_query(running, QUERY, min_nodes=len(HOSPITALS))
+    result = result_of(running, status)
+    table = result.table
+    data = {node: read_columns(site_csv(running, node)) for node in HOSPITALS}
+
+    assert status.completed_rounds == 1
+    assert table.sites == tuple(sorted(HOSPITALS))
+    assert {m.node: m.num_examples for m in status.rounds[0].train_per_node} == {
+        n: len(d["age"]) for n, d in data.items()
+    }
+    age, sex = block(table, "age"), block(table, "sex")
+    assert isinstance(age, ContinuousBlock) and isinstance(sex, CategoricalBlock)
+    for s, node in enumerate(table.sites):
+        d = data[node]
+        assert table.totals.per_site[s] == (len(d["age"]),)
+        moments = age.site_moments[s][0]
+        assert moments is not None
+        assert moments.n == len(d["age"])
+        assert moments.mean == pytest.approx(d["age"].mean(), rel=1e-12)
+        assert moments.std == pytest.approx(d["age"].std(ddof=1), rel=1e-9)
+        yes = next(line for line in sex.lines if line.level == "yes").per_site[s][0]
+        if yes is not None:
+            assert yes == int(d["sex"].sum())
+    pooled_age = np.concatenate([d["age"] for d in data.values()])
+    pooled = age.pooled[0].moments
+    assert pooled is not None and not age.pooled[0].moments_partial
+    assert pooled.n == len(pooled_age)
+    assert pooled.mean == pytest.approx(pooled_age.mean(), rel=1e-12)
+    assert pooled.std == pytest.approx(pooled_age.std(ddof=1), rel=1e-9)
+    assert table.totals.pooled[0].value == len(pooled_age)
+    assert HEART_LABEL in {b.name for b in table.features}
+
+
+def test_small_cells_are_suppressed_at_the_site_and_nowhere_released(running: Network) -> None:
+    d = read_columns(site_csv(running, "switzerland"))
+    women = int(np.sum(d["sex"] == 0))
+    assert 0 < women < K  # the data has a small cell here
+
+    result = result_of(running, run_query(running, QUERY))
+    stratified = run_query(running, StatsSpec(bins=QUERY.bins, group=HEART_LABEL))
+
+    sex = block(result.table, "sex")
+    assert isinstance(sex, CategoricalBlock)
+    s = result.table.sites.index("switzerland")
+    by_level = {line.level: line.per_site[s][0] for line in sex.lines}
+    assert by_level["no"] is None  # hidden, and so is "yes" (46 - yes would give it away)
+    assert by_level["yes"] is None
+    counts = list(released_counts(result.document))
+    assert counts and all(c == 0 or c >= K for c in counts)
+    assert any(r["note"] == "hidden" for r in result.document["records"])
+    refused = {r.node: r.reason for r in stratified.refusals}
+    assert "subset 'target=no' has 1 persons, below the threshold k=5" in refused["switzerland"]
+    assert "switzerland" not in result_of(running, stratified).table.sites
+
+
+def test_a_query_differing_by_fewer_than_k_rows_is_refused_by_the_node(running: Network) -> None:
+    first = run_query(running, QUERY)
+    assert first.state == "completed", first.message
+    path = site_csv(running, "hungary")
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-2]))  # the steward's data lost two patients since
+    registry = DatasetRegistry(running.consortium.node_state("hungary"))
+    entry = registry.get(DATASET)
+    registry.remove(DATASET)
+    registry.add(DATASET, path, label=entry.label, features=list(entry.features),
+                 split_column=entry.split_column, now=time.time())  # fmt: skip
+
+    second = run_query(running, QUERY)
+
+    assert second.state == "completed", second.message
+    result = result_of(running, second)
+    assert "hungary" not in result.table.sites
+    refusals = [r for r in second.refusals if r.node == "hungary"]
+    assert len(refusals) == 1 and refusals[0].code == "disclosure"
+    assert "differs from the earlier released" in refusals[0].reason
+
+
+def test_a_malformed_summary_is_rejected_by_the_coordinator(
+    running: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest = node_stats.StatsResponder.answer
+
+    def tampered(self: node_stats.StatsResponder, task: pb.Task) -> tuple[int, tensors.Weights]:
+        n, upload = honest(self, task)
+        if self._site == "cleveland":  # one node reveals a count of 2 for one level
+            upload = dict(upload)
+            cells = upload["cat/sex"].copy()
+            cells[0, 0] = 2.0
+            upload["cat/sex"] = cells
+        return n, upload
+
+    monkeypatch.setattr(node_stats.StatsResponder, "answer", tampered)
+
+    status = run_query(running, QUERY)
+
+    result = result_of(running, status)
+    assert "cleveland" not in result.table.sites
+    assert len(result.table.sites) == len(HOSPITALS) - 1
+    reasons = [r.reason for r in status.refusals if r.node == "cleveland"]
+    assert reasons and "releases 2, below the site's k=5" in reasons[0]
+
+
+def test_the_result_survives_a_coordinator_restart(running: Network) -> None:
+    status = run_query(running, QUERY)
+    before = result_of(running, status).document
+
+    running.stop_coordinator()
+    running.start_coordinator()
+
+    after = running.admin.status(status.study_id)
+    assert after.state == "completed"
+    assert result_of(running, after).document == before
+
+
+def test_secure_statistics_are_refused_at_submission(running: Network) -> None:
+    runner = CliRunner()
+    config = str(running.consortium.admin_config)
+
+    done = runner.invoke(
+        root, ["study", "stats", "--config", config, "--dataset", DATASET, "--bins", "age=20:80:5",
+              "--secure"],
+    )  # fmt: skip
+
+    assert done.exit_code == 2
+    assert "secure aggregation of statistics is not supported" in " ".join(done.output.split())
+
+
+def test_cli_prints_writes_and_reads_back_table1(running: Network, tmp_path: Path) -> None:
+    runner = CliRunner()
+    config = str(running.consortium.admin_config)
+    args = ["study", "stats", "--config", config, "--dataset", DATASET, "--bins", "age=20:80:5",
+            "--bins", "thalach=60,100,140,180,220", "--group", HEART_LABEL,
+            "--min-nodes", "3"]  # fmt: skip
+
+    printed = runner.invoke(root, [*args, "--out", str(tmp_path / "t1")])
+    as_json = runner.invoke(root, [*args, "--json"])
+
+    assert printed.exit_code == 0, printed.output
+    assert "Table 1 — overall" in printed.output and "Table 1 — target=yes" in printed.output
+    assert "switzerland: refused (disclosure)" in printed.output  # its 'target=no' holds 1
+    assert (tmp_path / "t1" / "table1.csv").read_text().startswith("section,feature,level")
+    written = json.loads((tmp_path / "t1" / "table1.json").read_text())
+    assert written["sites"] == sorted(set(HOSPITALS) - {"switzerland"})
+    assert as_json.exit_code == 0, as_json.output
+    doc = json.loads(as_json.stdout)
+    shown = runner.invoke(
+        root, ["study", "stats-show", doc["study_id"], "--config", config, "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == doc
+    assert doc["records"] == written["records"]
