@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock, Table1
 from medfed.cli.app import root
-from medfed.coordinator.stats import StatsResult, query_blob, read_result, stats_study
+from medfed.coordinator.stats_result import StatsResult, query_blob, read_result, stats_study
 from medfed.data.registry import DatasetRegistry
 from medfed.demo.heart import HEART_LABEL, heart_study
 from medfed.node import stats as node_stats

@@ -21,7 +21,7 @@ from medfed.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from medfed.coordinator.client import AdminClient
-    from medfed.coordinator.stats import StatsResult
+    from medfed.coordinator.stats_result import StatsResult
     from medfed.protocol.v1 import medfed_pb2 as pb
 
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
@@ -89,7 +89,7 @@ def stats(
     import dataclasses
 
     from medfed.analytics.spec import StatsSpec
-    from medfed.coordinator.stats import query_blob, stats_study
+    from medfed.coordinator.stats_result import query_blob, stats_study
 
     with medfed_errors():
         query = StatsSpec(bins=parse_bins(bins), group=group, k_floor=k_floor)
@@ -142,7 +142,7 @@ def _wait(client: AdminClient, study_id: str, timeout_s: float) -> pb.StudyStatu
 
 
 def _result(client: AdminClient, status: pb.StudyStatus) -> StatsResult:
-    from medfed.coordinator.stats import read_result
+    from medfed.coordinator.stats_result import read_result
 
     if not status.spec.HasField("stats"):
         raise ConfigError(f"study {status.study_id} is not a statistics study")

@@ -182,7 +182,7 @@ class StudySpec:
             return
         try:
             StatsSpec.from_json(json.loads(self.stats_spec))
-        except (ValueError, AttributeError) as exc:
+        except (ValueError, AttributeError, ConfigError) as exc:
             raise ConfigError(f"invalid study spec: stats query: {exc}") from exc
         _check(self.rounds == 1, "a statistics study has exactly one round")
         _check(

@@ -13,11 +13,10 @@ A site that refuses (its disclosure control, a differencing attempt, no such dat
 refusal like any other, with its reason in ``study status``. Nothing is retried: a refusal under
 disclosure control does not change by asking again.
 
-The result blob (``RESULT_TENSOR``, JSON as uint8, see :func:`result_blob`) holds the Table 1 in
-the report's long format and the accepted site summaries in their wire form, so ``medfed study
-stats-show`` re-renders it with the same pure ``combine``. Secure aggregation is refused at
-submission (spec.py): sites' summaries are combined in the clear after their own disclosure
-control.
+The result blob (stats_result.py) holds the Table 1 in the report's long format and the
+accepted site summaries in their wire form, so ``medfed study stats-show`` re-renders it with the
+same pure ``combine``. Secure aggregation is refused at submission (spec.py): sites' summaries are
+combined in the clear after their own disclosure control.
 """
 
 from __future__ import annotations
@@ -28,21 +27,21 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from medfed.analytics import report, wire
+from medfed.analytics import wire
 from medfed.analytics.combine import combine
 from medfed.analytics.spec import MIN_K, StatsSpec
 from medfed.analytics.summary import CategoricalSummary, SiteSummary
-from medfed.analytics.table1 import Table1
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskSlot, TaskStatus
 from medfed.coordinator.spec import StudySpec
 from medfed.coordinator.staging import StagingPool
+from medfed.coordinator.stats_result import WireSummary, result_blob, stored_form
 from medfed.errors import ConfigError, ProtocolError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -55,11 +54,7 @@ log = logging.getLogger("medfed.coordinator")
 
 META_TENSOR = "meta.json"
 """The summary's JSON metadata travels as a uint8 tensor next to its float64 arrays."""
-RESULT_TENSOR = "stats_result"
-QUERY_TENSOR = "stats_query"
-"""The "initial model" of a statistics study: its query, so the study starts from a real blob."""
 MAX_SUMMARY_BYTES = 16 << 20
-RESULT_VERSION = 1
 
 
 @dataclass
@@ -68,7 +63,7 @@ class StatsRound(OpenRound):
 
     spec: StatsSpec = field(default_factory=StatsSpec)
     summaries: dict[str, SiteSummary] = field(default_factory=dict)
-    wire: dict[str, tuple[dict[str, list[Any]], dict[str, Any]]] = field(default_factory=dict)
+    stored: dict[str, WireSummary] = field(default_factory=dict)
 
     def accept_summary(
         self,
@@ -82,18 +77,9 @@ class StatsRound(OpenRound):
                 slot.status = TaskStatus.REJECTED
                 raise Rejected(f"round {self.round} closed while the summary was arriving")
             self.summaries[slot.node] = summary
-            self.wire[slot.node] = ({k: _listed(a) for k, a in arrays.items()}, meta)
+            self.stored[slot.node] = stored_form(arrays, meta)
             self.per_node.append(NodeRoundMetrics(slot.node, "train", summary.totals[0], {}))
             self._finish(slot, TaskStatus.ACCEPTED)
-
-
-def _listed(a: npt.NDArray[np.float64]) -> list[Any]:
-    return [list(a.shape), a.ravel().tolist()]
-
-
-def query_blob(spec: StudySpec) -> tensors.Weights:
-    """What a statistics study is submitted with in place of an initial model."""
-    return {QUERY_TENSOR: np.frombuffer(spec.stats_spec.encode(), dtype=np.uint8).copy()}
 
 
 # -- receiving one site's summary -----------------------------------------------------------------
@@ -267,7 +253,8 @@ def run_stats(hooks: StatsHooks, spec: StudySpec, completed_rounds: int) -> None
     except ConfigError as exc:
         _fail(hooks, round_, f"the summaries do not combine: {exc}")
         return
-    sha = hooks.parts.models.put(result_blob(table, round_, sites))
+    blob = result_blob(table, round_.spec, [round_.stored[s] for s in sites])
+    sha = hooks.parts.models.put(blob)
     hooks.parts.state.commit_round(
         RoundRecord(
             study_id=hooks.study_id, round=1, model_sha256=sha, selected=len(nodes),
@@ -315,92 +302,4 @@ def _fail(hooks: StatsHooks, round_: StatsRound, why: str) -> None:
     reasons = "; ".join(round_.rejections[-4:])
     hooks.set_state(
         "failed", f"statistics not combined: {why}" + (f"; {reasons}" if reasons else "")
-    )
-
-
-# -- the stored result ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StatsResult:
-    """A stored statistics result, read back: the query, Table 1 and the sites' summaries."""
-
-    spec: StatsSpec
-    table: Table1
-    document: dict[str, Any]
-
-
-def table1_document(table: Table1) -> dict[str, Any]:
-    """Table 1 as JSON: the long format of ``analytics.report`` (a record per number)."""
-    fields = (*report.FIELDS, "note")
-    return {
-        "sites": list(table.sites),
-        "columns": list(table.columns),
-        "k": list(table.k),
-        "spec": table.spec_fingerprint,
-        "withheld": [list(w) for w in table.withheld],
-        "records": [{f: getattr(r, f) for f in fields} for r in report.records(table)],
-    }
-
-
-def result_blob(table: Table1, round_: StatsRound, sites: Sequence[str]) -> tensors.Weights:
-    doc = {
-        "version": RESULT_VERSION,
-        "query": round_.spec.to_json(),
-        "table1": table1_document(table),
-        "summaries": [{"arrays": round_.wire[s][0], "meta": round_.wire[s][1]} for s in sites],
-    }
-    text = json.dumps(doc, sort_keys=True, allow_nan=False)
-    return {RESULT_TENSOR: np.frombuffer(text.encode(), dtype=np.uint8).copy()}
-
-
-def read_result(weights: Mapping[str, npt.NDArray[np.generic]]) -> StatsResult:
-    """A stored result blob back to Table 1 (recombined from the summaries it holds)."""
-    raw = weights.get(RESULT_TENSOR)
-    if raw is None or raw.dtype != np.uint8:
-        raise ProtocolError("this blob is not a statistics result")
-    try:
-        doc = json.loads(raw.tobytes().decode())
-        if doc["version"] != RESULT_VERSION:
-            raise ProtocolError(f"statistics result version {doc['version']} is unknown")
-        spec = StatsSpec.from_json(doc["query"])
-        summaries = [
-            wire.from_arrays(
-                {
-                    k: np.asarray(v[1], dtype=np.float64).reshape(v[0])
-                    for k, v in s["arrays"].items()
-                },
-                s["meta"],
-            )
-            for s in doc["summaries"]
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"malformed statistics result: {exc!r}") from exc
-    return StatsResult(spec, combine(summaries, spec), doc["table1"])
-
-
-def stats_study(
-    query: StatsSpec,
-    dataset: str,
-    *,
-    name: str = "stats",
-    features: Sequence[str] = (),
-    min_nodes: int = 1,
-    nodes: Sequence[str] = (),
-    deadline_s: float = 120.0,
-) -> StudySpec:
-    """The study spec of a statistics query (submit it with ``query_blob`` as its model)."""
-    return StudySpec(
-        name=name,
-        dataset=dataset,
-        features=tuple(features),
-        label="",
-        plan="stats",
-        plan_version="1",
-        rounds=1,
-        eval_every=0,
-        min_nodes=min_nodes,
-        nodes=tuple(nodes),
-        round_deadline_s=deadline_s,
-        stats_spec=json.dumps(query.to_json(), sort_keys=True),
     )

@@ -1,0 +1,129 @@
+"""A statistics study's query and stored result: what ``medfed study stats`` sends and reads.
+
+The result is a blob in the coordinator's model store (``RESULT_TENSOR``: JSON as uint8, the way
+CKKS contexts are kept), committed as the study's round 1 "model": the Table 1 in the report's
+long format and the accepted site summaries in their wire form, so a reader can re-render it with
+the same pure ``analytics.combine``. An admin downloads it like any model, by hash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from medfed.analytics import report, wire
+from medfed.analytics.combine import combine
+from medfed.analytics.spec import StatsSpec
+from medfed.analytics.table1 import Table1
+from medfed.coordinator.spec import StudySpec
+from medfed.errors import ProtocolError
+from medfed.protocol import tensors
+
+RESULT_TENSOR = "stats_result"
+QUERY_TENSOR = "stats_query"
+"""The "initial model" of a statistics study: its query, so the study starts from a real blob."""
+RESULT_VERSION = 1
+WireSummary = tuple[dict[str, list[Any]], dict[str, Any]]
+"""A summary as stored: {array name: [shape, flat values]} and its wire metadata."""
+
+
+def query_blob(spec: StudySpec) -> tensors.Weights:
+    """What a statistics study is submitted with in place of an initial model."""
+    return {QUERY_TENSOR: np.frombuffer(spec.stats_spec.encode(), dtype=np.uint8).copy()}
+
+
+@dataclass(frozen=True)
+class StatsResult:
+    """A stored statistics result, read back: the query, Table 1 and the sites' summaries."""
+
+    spec: StatsSpec
+    table: Table1
+    document: dict[str, Any]
+
+
+def table1_document(table: Table1) -> dict[str, Any]:
+    """Table 1 as JSON: the long format of ``analytics.report`` (a record per number)."""
+    fields = (*report.FIELDS, "note")
+    return {
+        "sites": list(table.sites),
+        "columns": list(table.columns),
+        "k": list(table.k),
+        "spec": table.spec_fingerprint,
+        "withheld": [list(w) for w in table.withheld],
+        "records": [{f: getattr(r, f) for f in fields} for r in report.records(table)],
+    }
+
+
+def stored_form(arrays: Mapping[str, npt.NDArray[np.float64]], meta: dict[str, Any]) -> WireSummary:
+    return {k: [list(a.shape), a.ravel().tolist()] for k, a in arrays.items()}, meta
+
+
+def result_blob(
+    table: Table1, query: StatsSpec, summaries: Sequence[WireSummary]
+) -> tensors.Weights:
+    """Table 1 and the summaries it was combined from, as one uint8 tensor of JSON."""
+    doc = {
+        "version": RESULT_VERSION,
+        "query": query.to_json(),
+        "table1": table1_document(table),
+        "summaries": [{"arrays": arrays, "meta": meta} for arrays, meta in summaries],
+    }
+    text = json.dumps(doc, sort_keys=True, allow_nan=False)
+    return {RESULT_TENSOR: np.frombuffer(text.encode(), dtype=np.uint8).copy()}
+
+
+def read_result(weights: Mapping[str, npt.NDArray[np.generic]]) -> StatsResult:
+    """A stored result blob back to Table 1 (recombined from the summaries it holds)."""
+    raw = weights.get(RESULT_TENSOR)
+    if raw is None or raw.dtype != np.uint8:
+        raise ProtocolError("this blob is not a statistics result")
+    try:
+        doc = json.loads(raw.tobytes().decode())
+        if doc["version"] != RESULT_VERSION:
+            raise ProtocolError(f"statistics result version {doc['version']} is unknown")
+        spec = StatsSpec.from_json(doc["query"])
+        summaries = [
+            wire.from_arrays(
+                {
+                    k: np.asarray(v[1], dtype=np.float64).reshape(v[0])
+                    for k, v in s["arrays"].items()
+                },
+                s["meta"],
+            )
+            for s in doc["summaries"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed statistics result: {exc!r}") from exc
+    return StatsResult(spec, combine(summaries, spec), doc["table1"])
+
+
+def stats_study(
+    query: StatsSpec,
+    dataset: str,
+    *,
+    name: str = "stats",
+    features: Sequence[str] = (),
+    min_nodes: int = 1,
+    nodes: Sequence[str] = (),
+    deadline_s: float = 120.0,
+) -> StudySpec:
+    """The study spec of a statistics query (submit it with ``query_blob`` as its model)."""
+    return StudySpec(
+        name=name,
+        dataset=dataset,
+        features=tuple(features),
+        label="",
+        plan="stats",
+        plan_version="1",
+        rounds=1,
+        eval_every=0,
+        min_nodes=min_nodes,
+        nodes=tuple(nodes),
+        round_deadline_s=deadline_s,
+        stats_spec=json.dumps(query.to_json(), sort_keys=True),
+    )
