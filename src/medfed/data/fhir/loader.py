@@ -131,7 +131,7 @@ def load_bundles(store: OmopStore, paths: Sequence[Path], *, validate: bool = Fa
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             refused.append(RefusedBundle(path, f"{path}: the database refused it: {detail}"))
     for refusal in refused:
-        log.warning("refused %s", refusal.reason)
+        log.info("refused %s", refusal.reason)
     return LoadReport(tuple(loaded), tuple(refused))
 
 

@@ -13,7 +13,8 @@ The explicit casts also type a column whose values are all NULL, and on PostgreS
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,3 +88,9 @@ def _last_per_key(table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[Ma
     for row in rows:
         latest[tuple(row.get(key) for key in keys)] = row
     return list(latest.values())
+
+
+def batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in lists of :data:`BATCH_ROWS`, for streaming a file through :func:`insert_rows`."""
+    while batch := list(islice(rows, BATCH_ROWS)):
+        yield batch

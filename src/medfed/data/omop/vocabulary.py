@@ -24,13 +24,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
-from medfed.data.omop.bulk import BATCH_ROWS, insert_rows
+from medfed.data.omop.bulk import batches, insert_rows
 from medfed.data.omop.csv_rows import read_rows
 from medfed.data.omop.store import VOCABULARY_TABLES, OmopStore
 from medfed.errors import EtlError
@@ -87,7 +85,7 @@ def load_vocabulary(store: OmopStore, directory: Path) -> dict[str, int]:
         with path.open(encoding="utf-8", newline="") as stream, store.begin() as conn:
             loaded[name] = sum(
                 insert_rows(conn, table, batch, upsert=True)
-                for batch in _batches(read_rows(stream, table, str(path)))
+                for batch in batches(read_rows(stream, table, str(path)))
             )
         log.info("vocabulary: %s rows of %s from %s", loaded[name], name, path)
     return loaded
@@ -102,11 +100,6 @@ def _vocabulary_files(directory: Path) -> list[tuple[str, Path]]:
         if path.is_file() and path.suffix.lower() == ".csv"
     }
     return [(name, found[name]) for name in VOCABULARY_TABLES if name in found]
-
-
-def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    while batch := list(islice(rows, BATCH_ROWS)):
-        yield batch
 
 
 @dataclass(frozen=True)
