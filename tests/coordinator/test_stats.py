@@ -18,15 +18,18 @@ from medfed.coordinator.stats import StatsRound, check_summary, split_upload
 from medfed.coordinator.stats_result import (
     RESULT_TENSOR,
     read_result,
+    resolve_standardization,
     result_blob,
     stats_study,
     stored_form,
 )
 from medfed.coordinator.uploads import StagingPool, receive
-from medfed.errors import ConfigError, ProtocolError
+from medfed.errors import ConfigError, ProtocolError, StoreError
 from medfed.node.stats import upload
 from medfed.protocol import framing, tensors
+from medfed.protocol.tensors import Weights
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.store.records import StudyRecord
 
 SPEC = StatsSpec(bins={"age": (20.0, 40.0, 60.0, 80.0)}, group="sex")
 COLUMNS = (
@@ -193,3 +196,58 @@ def test_a_bad_summary_upload_is_rejected_with_the_reason(
 
     assert not reply.accepted and why in reply.reason
     assert not round_.summaries and why in round_.rejections[0]
+
+
+def stored_stats(spec: StudySpec, table_of: list[SiteSummary]) -> tuple[StudyRecord, Weights]:
+    query = StatsSpec.from_json(json.loads(spec.stats_spec))
+    stored = [stored_form(*wire.to_arrays(s)) for s in table_of]
+    blob = result_blob(combine(table_of, query), query, stored)
+    record = StudyRecord("s-stats", "stats", spec.to_json(), "completed", 1, "0" * 64, "", 0, 0)
+    return record, blob
+
+
+def test_pooled_standardization_resolves_from_a_completed_statistics_study() -> None:
+    no_group = StatsSpec(bins=SPEC.bins)
+    stats_spec = stats_study(no_group, "heart")
+    sites = [honest("a", 0, no_group), honest("b", 1, no_group)]
+    record, blob = stored_stats(stats_spec, sites)
+    train = StudySpec(
+        name="t", dataset="heart", features=("age", "sex"), label="y", plan="logistic_regression",
+        plan_version="1", rounds=1, standardize="pooled:s-stats",
+    )  # fmt: skip
+
+    resolved = resolve_standardization(train, {"s-stats": record}.__getitem__, lambda _: blob)
+
+    ages = np.concatenate([site_matrix(0)[:, 0], site_matrix(1)[:, 0]])
+    assert resolved.pooled_standardization.keys() == {"age"}
+    assert resolved.pooled_standardization["age"] == pytest.approx(
+        (ages.mean(), ages.std(ddof=1)), rel=1e-12
+    )
+    assert spec_from_proto(spec_to_proto(resolved)) == resolved
+    assert StudySpec.from_json(resolved.to_json()) == resolved
+    forged = dataclasses.replace(train, standardize="", pooled_standardization={"age": (0, 1)})
+    assert resolve_standardization(forged, {}.__getitem__, dict).pooled_standardization == {}
+
+
+def test_pooled_standardization_from_anything_else_is_refused() -> None:
+    no_group = StatsSpec(bins=SPEC.bins)
+    record, blob = stored_stats(stats_study(no_group, "heart"), [honest("a", 0, no_group)])
+    base = StudySpec(
+        name="t", dataset="heart", features=("age",), label="y", plan="logistic_regression",
+        plan_version="1", rounds=1, standardize="pooled:s-stats",
+    )  # fmt: skip
+
+    def missing(study_id: str) -> StudyRecord:
+        raise StoreError(f"no study {study_id!r}")
+
+    cases = [
+        (base, missing, "no study 's-stats'"),
+        (base, lambda _: dataclasses.replace(record, state="running"), "not a completed"),
+        (dataclasses.replace(base, dataset="icu"), lambda _: record, "summarized dataset"),
+        (dataclasses.replace(base, features=("bmi",)), lambda _: record, "none of the features"),
+    ]
+    for spec, study, why in cases:
+        with pytest.raises(ConfigError, match=why):
+            resolve_standardization(spec, study, lambda _: blob)
+    with pytest.raises(ConfigError, match="standardize is"):
+        dataclasses.replace(base, standardize="site")

@@ -13,13 +13,20 @@ from typer.testing import CliRunner
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock, Table1
 from medfed.cli.app import root
+from medfed.coordinator.spec import spec_from_proto
 from medfed.coordinator.stats_result import StatsResult, query_blob, read_result, stats_study
+from medfed.data.heart_disease import heart_disease_centres
 from medfed.data.registry import DatasetRegistry
 from medfed.demo.heart import HEART_LABEL, heart_study
+from medfed.errors import MedfedError
+from medfed.model.apply import evaluate
+from medfed.model.bundle import bundle_from_status
 from medfed.node import stats as node_stats
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
-from tests.e2e.harness import HOSPITALS, Network
+from medfed.training.registry import get_plan
+from medfed.training.standardize import pooled_standardizer
+from tests.e2e.harness import HOSPITALS, Network, small_study
 
 DATASET = heart_study().dataset
 AGE_EDGES = tuple(float(a) for a in range(20, 85, 5))
@@ -56,6 +63,18 @@ def released_counts(document: dict[str, object]) -> Iterator[float]:
     for r in document["records"]:  # type: ignore[attr-defined]
         if r["statistic"] in ("n", "persons", "removed") and r["value"] is not None:
             yield r["value"]
+
+
+def wait_for_size(network: Network, node: str, rows: int, timeout_s: float = 20.0) -> None:
+    """Until the coordinator has heard the node announce the dataset with ``rows`` rows."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = next(n for n in network.admin.nodes() if n.name == node)
+        sizes = {d.name: d.train_rows + d.test_rows for d in info.dataset_sizes}
+        if DATASET in info.datasets and sizes.get(DATASET) == rows:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{node} did not announce {rows} rows of {DATASET}")
 
 
 @pytest.fixture
@@ -132,6 +151,7 @@ def test_a_query_differing_by_fewer_than_k_rows_is_refused_by_the_node(running: 
     registry.remove(DATASET)
     registry.add(DATASET, path, label=entry.label, features=list(entry.features),
                  split_column=entry.split_column, now=time.time())  # fmt: skip
+    wait_for_size(running, "hungary", len(lines) - 3)  # header and the two rows left out
 
     second = run_query(running, QUERY)
 
@@ -217,3 +237,40 @@ def test_cli_prints_writes_and_reads_back_table1(running: Network, tmp_path: Pat
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout) == doc
     assert doc["records"] == written["records"]
+
+
+def test_a_training_study_standardizes_with_the_pooled_statistics(running: Network) -> None:
+    stats = run_query(running, QUERY)
+    spec = small_study(rounds=1, standardize=f"pooled:{stats.study_id}")
+
+    status = running.wait_done(running.submit(spec), timeout_s=120)
+
+    assert status.state == "completed", status.message
+    pooled = spec_from_proto(status.spec).pooled_standardization
+    every = [read_columns(site_csv(running, node)) for node in HOSPITALS]
+    for name in ("age", "thalach"):
+        values = np.concatenate([d[name] for d in every])
+        assert pooled[name] == pytest.approx((values.mean(), values.std(ddof=1)), rel=1e-9)
+    assert set(pooled) == {"age", "thalach"}
+    plan = get_plan(spec.plan, spec.plan_version)
+    weights = running.admin.download(status.model_sha256)
+    bundle = bundle_from_status(status, weights, spec_from_proto(status.spec).to_json())
+    assert bundle.info.preprocessing == "pooled_standardization"
+    centres = heart_disease_centres()
+    recorded = {m.node: m for m in status.rounds[0].per_node}
+    for node, data in centres.items():
+        mean, std = pooled_standardizer(data.features, data.x_train, pooled)
+        as_nodes = evaluate(bundle, plan, data).metrics  # the bundle applies the pooled stats
+        assert as_nodes["loss"] == pytest.approx(recorded[node].metrics["loss"], rel=1e-5)
+        own = plan.evaluate(weights, data).metrics  # each site's own statistics instead
+        assert own["loss"] != pytest.approx(as_nodes["loss"], rel=1e-5)
+        assert np.allclose(mean[data.features.index("age")], pooled["age"][0])
+        assert std.shape == (len(data.features),)
+
+
+def test_standardizing_with_what_is_not_a_statistics_result_is_refused(running: Network) -> None:
+    training = running.submit(small_study(rounds=1))
+
+    for source, why in (("s-nope", "s-nope"), (training, "not a completed statistics study")):
+        with pytest.raises(MedfedError, match=why):
+            running.submit(small_study(rounds=1, standardize=f"pooled:{source}"))

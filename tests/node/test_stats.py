@@ -13,8 +13,15 @@ from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
 from medfed.errors import ConfigError, DisclosureError, PolicyError
 from medfed.node.config import NODE_KEYS, load_node_config
-from medfed.node.stats import META_TENSOR, StatsResponder, row_ids, tabular_table
+from medfed.node.stats import (
+    META_TENSOR,
+    StatsResponder,
+    row_ids,
+    tabular_table,
+    with_pooled_standardization,
+)
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.training.standardize import fit_standardizer
 
 QUERY = StatsSpec(bins={"age": (20.0, 40.0, 60.0, 80.0)}, group="target")
 
@@ -141,3 +148,27 @@ def test_the_node_config_refuses_a_stats_k_below_3(tmp_path: Path) -> None:
     config.write_text(render("node", NODE_KEYS, keys | {"stats_k": 2}))
     with pytest.raises(ConfigError, match="stats_k"):
         load_node_config(config)
+
+
+def test_pooled_statistics_replace_the_sites_own_for_their_columns() -> None:
+    data = dataset()
+    train = pb.Task(kind=pb.TASK_KIND_TRAIN)
+    assert with_pooled_standardization(train, data) is data
+    train.standardization.CopyFrom(
+        pb.Standardization(source="s-1", features=["age"], mean=[50.0], std=[10.0])
+    )
+
+    pooled = with_pooled_standardization(train, data)
+
+    assert isinstance(pooled, TabularDataset) and pooled.standardization is not None
+    mean, std = pooled.standardization
+    own_mean, own_std = fit_standardizer(data.x_train)
+    assert (mean[0], std[0]) == (50.0, 10.0)
+    assert np.array_equal(mean[1:], own_mean[1:]) and np.array_equal(std[1:], own_std[1:])
+    for features, means, stds, why in (
+        (["bmi"], [1.0], [1.0], "columns the data does not have"),
+        (["age"], [50.0], [0.0], "unusable"),
+    ):
+        train.standardization.CopyFrom(pb.Standardization(features=features, mean=means, std=stds))
+        with pytest.raises(PolicyError, match=why):
+            with_pooled_standardization(train, data)

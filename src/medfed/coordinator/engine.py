@@ -28,7 +28,7 @@ from medfed.coordinator.round_metrics import eval_metrics, train_metrics
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
 from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
-from medfed.coordinator.spec import StudySpec
+from medfed.coordinator.spec import StudySpec, standardization_of
 from medfed.coordinator.stats import StatsHooks, run_stats
 from medfed.errors import SecAggError
 from medfed.protocol import tensors
@@ -346,6 +346,9 @@ class StudyRunner(threading.Thread):
             )
             if round_.kind == pb.TASK_KIND_EVALUATE:
                 task.he_context_sha256 = spec.he_context_sha256
+            pooled = standardization_of(spec)  # federated standardization (stats_result.py)
+            if pooled is not None:
+                task.standardization.CopyFrom(pooled)
             if stage is not None:
                 task.secagg.CopyFrom(stage(node))
             limit = claim_limit(self._p.directory, node, spec.dataset, round_.kind)

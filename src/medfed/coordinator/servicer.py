@@ -22,6 +22,7 @@ from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskStatus
 from medfed.coordinator.sites import parse_refusal, refusal_reason
 from medfed.coordinator.spec import StudySpec, spec_to_proto
 from medfed.coordinator.staging import StagingPool
+from medfed.coordinator.stats_result import resolve_standardization
 from medfed.coordinator.submission import read_submission
 from medfed.errors import MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
@@ -208,6 +209,7 @@ class AdminServicer:
         me = self._auth.require(context, Role.ADMIN)
         try:
             spec, weights, he_context = read_submission(request_iterator)
+            spec = resolve_standardization(spec, self._state.study, self._models.get_private)
             he_sha = store_context(self._models, he_context) if he_context else ""
         except MedfedError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))

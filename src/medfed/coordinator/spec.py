@@ -85,6 +85,12 @@ class StudySpec:
     stats_spec: str = ""
     """Set: a statistics study (``medfed study stats``), the StatsSpec's canonical JSON; one
     round of disclosure-controlled site summaries, no model (medfed.coordinator.stats)."""
+    standardize: str = ""
+    """"": each site standardizes with its own training statistics; ``pooled:<stats study>``:
+    continuous features with that study's pooled mean and std (federated standardization)."""
+    pooled_standardization: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    """Set by the coordinator from ``standardize`` (never the client's word): feature ->
+    (mean, std), sent with every task and kept in the spec, hence in the model bundle."""
 
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
@@ -178,6 +184,12 @@ class StudySpec:
         )
 
     def _check_stats(self) -> None:
+        _check(
+            self.standardize == "" or self.standardize.startswith("pooled:"),
+            f"standardize is '' or 'pooled:<stats study id>', not {self.standardize!r}",
+        )
+        for name, (mean, std) in self.pooled_standardization.items():
+            _check(math.isfinite(mean) and std > 0, f"pooled statistics of {name!r} unusable")
         if not self.stats_spec:
             return
         try:
@@ -200,6 +212,8 @@ class StudySpec:
         doc = json.loads(text)
         doc["features"] = tuple(doc["features"])
         doc["nodes"] = tuple(doc["nodes"])
+        pooled = doc.get("pooled_standardization", {})
+        doc["pooled_standardization"] = {k: (float(m), float(s)) for k, (m, s) in pooled.items()}
         return cls(**doc)
 
 
@@ -236,6 +250,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             dataset=str(dataset["name"]),
             features=tuple(str(f) for f in dataset.get("features", [])),
             label=str(dataset.get("label", "")),
+            standardize=str(dataset.get("standardize", "")),
             plan=str(plan["name"]),
             plan_version=str(plan["version"]),
             plan_sha256=str(plan.get("sha256", "")),
@@ -334,6 +349,8 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         he_context_sha256=spec.he_context_sha256,
         max_site_weight=spec.max_site_weight,
         stats=pb.StatsQuery(spec_json=spec.stats_spec) if spec.stats_spec else None,
+        standardize=spec.standardize,
+        standardization=standardization_of(spec),
     )
 
 
@@ -378,6 +395,29 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         he_context_sha256=message.he_context_sha256,
         max_site_weight=message.max_site_weight,
         stats_spec=message.stats.spec_json,
+        standardize=message.standardize,
+        pooled_standardization={
+            f: (m, s)
+            for f, m, s in zip(
+                message.standardization.features,
+                message.standardization.mean,
+                message.standardization.std,
+                strict=True,
+            )
+        },
+    )
+
+
+def standardization_of(spec: StudySpec) -> pb.Standardization | None:
+    """The pooled statistics every node of the study standardizes with (None: its own)."""
+    if not spec.pooled_standardization:
+        return None
+    names = sorted(spec.pooled_standardization)
+    return pb.Standardization(
+        source=spec.standardize.removeprefix("pooled:"),
+        features=names,
+        mean=[spec.pooled_standardization[n][0] for n in names],
+        std=[spec.pooled_standardization[n][1] for n in names],
     )
 
 

@@ -8,8 +8,10 @@ the same pure ``analytics.combine``. An admin downloads it like any model, by ha
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from medfed.analytics import report, wire
-from medfed.analytics.combine import combine
+from medfed.analytics.combine import combine, standardization
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import Table1
 from medfed.coordinator.spec import StudySpec
-from medfed.errors import ProtocolError
+from medfed.errors import ConfigError, ProtocolError, StoreError
 from medfed.protocol import tensors
+from medfed.store.records import StudyRecord
 
 RESULT_TENSOR = "stats_result"
 QUERY_TENSOR = "stats_query"
@@ -127,3 +130,43 @@ def stats_study(
         round_deadline_s=deadline_s,
         stats_spec=json.dumps(query.to_json(), sort_keys=True),
     )
+
+
+def resolve_standardization(
+    spec: StudySpec,
+    study: Callable[[str], StudyRecord],
+    blob: Callable[[str], tensors.Weights],
+) -> StudySpec:
+    """Fill ``pooled_standardization`` from the statistics study ``spec.standardize`` names.
+
+    Refused (ConfigError, at submission) unless that study is a completed statistics study of
+    the same dataset whose pooled moments are complete for every feature used: standardizing
+    with part of the data would be silently wrong. Note the pooled std is the sample std
+    (ddof=1) over every row the sites summarized, training and test splits together.
+    """
+    if not spec.standardize:
+        return dataclasses.replace(spec, pooled_standardization={})
+    source = spec.standardize.removeprefix("pooled:")
+    try:
+        record = study(source)
+    except StoreError as exc:
+        raise ConfigError(f"standardize: {exc}") from exc
+    source_spec = StudySpec.from_json(record.spec_json)
+    if not source_spec.stats_spec or record.state != "completed":
+        raise ConfigError(f"standardize: {source!r} is not a completed statistics study")
+    if source_spec.dataset != spec.dataset:
+        raise ConfigError(
+            f"standardize: {source!r} summarized dataset {source_spec.dataset!r}, "
+            f"the study trains on {spec.dataset!r}"
+        )
+    pooled = standardization(read_result(blob(record.model_sha256)).table)
+    chosen = {f: _usable(*pooled[f]) for f in spec.features if f in pooled}
+    if not chosen:
+        raise ConfigError(f"standardize: {source!r} has pooled statistics for none of the features")
+    return dataclasses.replace(spec, pooled_standardization=chosen)
+
+
+def _usable(mean: float, std: float) -> tuple[float, float]:
+    """A constant column is centred, not scaled (as training.standardize does)."""
+    flat = not math.isfinite(std) or std <= 1e-8 * (1.0 + abs(mean))
+    return mean, 1.0 if flat else std

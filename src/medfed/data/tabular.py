@@ -27,9 +27,16 @@ class TabularDataset:
     y_train: npt.NDArray[np.float32]
     x_test: npt.NDArray[np.float32]
     y_test: npt.NDArray[np.float32]
+    standardization: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+    """Mean and std per feature that the plans standardize with, set by the node for a study
+    with federated (pooled) statistics; None: each plan fits them on this training split."""
 
     def __post_init__(self) -> None:
         width = len(self.features)
+        if self.standardization is not None:
+            mean, std = self.standardization
+            if mean.shape != (width,) or std.shape != (width,) or not np.all(std > 0):
+                raise DatasetError(f"standardization needs {width} means and positive stds")
         for split, x, y in (
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),

@@ -26,11 +26,12 @@ import numpy.typing as npt
 from medfed.data.dataset import Dataset
 from medfed.data.images import ImageDataset
 from medfed.data.tabular import TabularDataset
-from medfed.errors import BundleError, DatasetError
+from medfed.errors import BundleError, DatasetError, TrainingError
 from medfed.model.bundle import BundleInfo, ModelBundle
 from medfed.training.metrics import sigmoid
 from medfed.training.plan import EvalResult, TrainingPlan
 from medfed.training.registry import get_plan, plan_sha256
+from medfed.training.standardize import pooled_standardizer
 
 TOLERANCE = 1e-9
 """How far a re-computed metric may be from the coordinator's record and still reproduce it: the
@@ -127,7 +128,20 @@ def check_columns(
 
 def evaluate(bundle: ModelBundle, plan: TrainingPlan, data: Dataset) -> EvalResult:
     """The test-split metrics, by the plan's ``evaluate``: the node's own code path."""
-    return plan.evaluate(bundle.weights, data)
+    return plan.evaluate(bundle.weights, prepared(bundle, data))
+
+
+def prepared(bundle: ModelBundle, data: Dataset) -> Dataset:
+    """``data`` set to standardize as the study's nodes did: with the pooled statistics the
+    bundle's spec records (federated standardization), else with the site's own."""
+    pooled = bundle.info.pooled_statistics
+    if not pooled or not isinstance(data, TabularDataset):
+        return data
+    try:
+        stats = pooled_standardizer(data.features, data.x_train, pooled)
+    except TrainingError as exc:
+        raise BundleError(str(exc)) from exc
+    return dataclasses.replace(data, standardization=stats)
 
 
 def predict_site(
@@ -136,6 +150,7 @@ def predict_site(
     """(split, label, probability) for every row: training rows, then test rows, each in file
     order (labels-file order for images)."""
     out: list[tuple[str, float, float]] = []
+    data = prepared(bundle, data)
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         view = dataclasses.replace(data, x_test=x, y_test=y)
         p = sigmoid(plan.predict(bundle.weights, view))
@@ -150,7 +165,9 @@ def predict_rows(
     statistics the model was evaluated with at that site."""
     if not isinstance(site, TabularDataset):
         raise BundleError("scoring separate rows is for tables; images carry their own scale")
-    view = dataclasses.replace(site, x_test=x, y_test=np.zeros(len(x), dtype=np.float32))
+    view = dataclasses.replace(
+        prepared(bundle, site), x_test=x, y_test=np.zeros(len(x), dtype=np.float32)
+    )
     return sigmoid(plan.predict(bundle.weights, view))
 
 

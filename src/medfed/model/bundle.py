@@ -14,7 +14,8 @@ document::
     study_id, study_name, study_state, round, model_sha256, tensors (names in model order),
     plan {name, version, sha256}, label,
     inputs {kind: "table", features: [{name, dtype}]} | {kind: "image", feature, shape, dtype},
-    preprocessing {kind: "site_standardization" | "image_scale", description},
+    preprocessing {kind: "site_standardization" | "pooled_standardization" | "image_scale",
+                   description},
     spec {json, sha256},
     metrics {round, aggregate, sites: [{site, num_examples, metrics}]}
 
@@ -45,12 +46,18 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 
 FORMAT = "medfed/model-bundle/v1"
 InputKind = Literal["table", "image"]
-Preprocessing = Literal["site_standardization", "image_scale"]
+Preprocessing = Literal["site_standardization", "pooled_standardization", "image_scale"]
 PREPROCESSING: dict[Preprocessing, str] = {
     "site_standardization": (
         "each feature z = (x - mean) / std, with the mean and population std of the training "
         "rows of the site using the model (a column constant there is centred, not scaled): "
         "every site trained and evaluated on its own statistics"
+    ),
+    "pooled_standardization": (
+        "z = (x - mean) / std with the pooled mean and sample std of all sites (federated "
+        "standardization from a statistics study; the values are in the bundled spec's "
+        "pooled_standardization) for the features listed there, each site's own training "
+        "statistics for the others"
     ),
     "image_scale": "pixels windowed to [0, 1] by the DICOM connector, then (x - 0.5) / 0.5",
 }
@@ -112,9 +119,22 @@ class BundleInfo:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        """Tables: each site's own standardization; images: a fixed scale. (Pooled statistics
-        from federated standardization would be a third kind, carrying mean and std.)"""
-        return "site_standardization" if self.image_shape is None else "image_scale"
+        """Tables: each site's own standardization, or the study's pooled statistics;
+        images: a fixed scale."""
+        if self.image_shape is not None:
+            return "image_scale"
+        return "pooled_standardization" if self.pooled_statistics else "site_standardization"
+
+    @property
+    def pooled_statistics(self) -> dict[str, tuple[float, float]]:
+        """Feature -> (mean, std) of federated standardization, from the bundled spec."""
+        try:
+            raw = json.loads(self.spec_json).get("pooled_standardization") or {}
+            return {str(k): (float(m), float(s)) for k, (m, s) in raw.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BundleError(
+                f"the bundled spec's pooled statistics are unreadable: {exc}"
+            ) from exc
 
     @property
     def spec_sha256(self) -> str:

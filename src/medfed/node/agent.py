@@ -26,7 +26,7 @@ from medfed.errors import (
 from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
 from medfed.node.secure import SecureAggregationClient
-from medfed.node.stats import StatsResponder
+from medfed.node.stats import StatsResponder, with_pooled_standardization
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg import ckks
 from medfed.secagg.ckks import CONTEXT_TENSOR, blob_bytes
@@ -136,6 +136,7 @@ class NodeAgent:
                 self._executor.admit_stage(task)
             else:
                 plan, data = self._executor.admit(task)
+                data = with_pooled_standardization(task, data)
         except PolicyError as exc:
             log.warning("refusing %s: %s (%s)", what, exc, exc.code)
             self._client.refuse(task, exc.code, str(exc))

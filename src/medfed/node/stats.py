@@ -19,6 +19,7 @@ rows: a CSV has no patient id, and this stays stable when other rows come or go.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -32,11 +33,13 @@ from medfed.analytics import wire
 from medfed.analytics.release_log import ReleaseLog
 from medfed.analytics.site import summarize
 from medfed.analytics.spec import DEFAULT_K, Column, ColumnKind, StatsSpec, check_k
+from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
-from medfed.errors import ConfigError, DatasetError, PolicyError
+from medfed.errors import ConfigError, DatasetError, PolicyError, TrainingError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.training.standardize import pooled_standardizer
 
 META_TENSOR = "meta.json"
 """Must match medfed.coordinator.stats.META_TENSOR (the node never imports the coordinator)."""
@@ -151,6 +154,24 @@ def row_ids(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         digest = hashlib.sha256(key + n.to_bytes(8, "little")).digest()
         ids[i] = int.from_bytes(digest[:8], "little", signed=True)
     return ids
+
+
+def with_pooled_standardization(task: pb.Task, data: Dataset) -> Dataset:
+    """The task's dataset, set to standardize with the study's pooled statistics if it has any
+    (federated standardization; columns without them keep this site's own)."""
+    if not task.HasField("standardization"):
+        return data
+    pooled = task.standardization
+    if not isinstance(data, TabularDataset):
+        raise PolicyError("bad_standardization", "pooled standardization is for tables only")
+    if not (len(pooled.features) == len(pooled.mean) == len(pooled.std)):
+        raise PolicyError("bad_standardization", "pooled statistics of unequal lengths")
+    stats = {f: (m, s) for f, m, s in zip(pooled.features, pooled.mean, pooled.std, strict=True)}
+    try:
+        mean, std = pooled_standardizer(data.features, data.x_train, stats)
+    except TrainingError as exc:
+        raise PolicyError("bad_standardization", str(exc)) from exc
+    return dataclasses.replace(data, standardization=(mean, std))
 
 
 def upload(arrays: dict[str, npt.NDArray[np.float64]], meta: dict[str, Any]) -> tensors.Weights:

@@ -10,6 +10,9 @@ deployment must standardize with its own site's training statistics too.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -30,6 +33,27 @@ def fit_standardizer(
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std[std <= _FLAT * (1.0 + np.abs(mean))] = 1.0
+    return mean, std
+
+
+def pooled_standardizer(
+    features: Sequence[str],
+    x_train: npt.NDArray[np.float32],
+    pooled: Mapping[str, tuple[float, float]],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Federated standardization: the pooled (mean, std) of every feature that has them (from a
+    statistics study over all sites, medfed.coordinator.stats_result), this site's own training
+    statistics for the others (binary columns, which a statistics study does not pool)."""
+    unknown = sorted(set(pooled) - set(features))
+    if unknown:
+        raise TrainingError(f"pooled statistics for columns the data does not have: {unknown}")
+    mean, std = fit_standardizer(x_train)
+    for j, name in enumerate(features):
+        if name in pooled:
+            m, s = pooled[name]
+            if not (math.isfinite(m) and math.isfinite(s) and s > 0):
+                raise TrainingError(f"pooled statistics of {name!r} are unusable: {m}, {s}")
+            mean[j], std[j] = m, s
     return mean, std
 
 

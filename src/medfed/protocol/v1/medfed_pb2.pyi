@@ -311,6 +311,8 @@ class StudySpec(_message.Message):
     HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
     MAX_SITE_WEIGHT_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    STANDARDIZE_FIELD_NUMBER: _builtins.int
+    STANDARDIZATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -333,6 +335,8 @@ class StudySpec(_message.Message):
     """set by the coordinator: evaluation metrics under CKKS"""
     max_site_weight: _builtins.float
     """cap on one site's share of the aggregation weight; 0 = off"""
+    standardize: _builtins.str
+    """"" each site's own statistics; "pooled:<stats study id>" """
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -350,6 +354,10 @@ class StudySpec(_message.Message):
     @_builtins.property
     def stats(self) -> Global___StatsQuery:
         """set: a statistics study (one round, no model trained)"""
+
+    @_builtins.property
+    def standardization(self) -> Global___Standardization:
+        """set by the coordinator from `standardize`"""
 
     def __init__(
         self,
@@ -380,14 +388,52 @@ class StudySpec(_message.Message):
         he_context_sha256: _builtins.str = ...,
         max_site_weight: _builtins.float = ...,
         stats: Global___StatsQuery | None = ...,
+        standardize: _builtins.str = ...,
+        standardization: Global___Standardization | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "standardization", b"standardization", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudySpec: _TypeAlias = StudySpec  # noqa: Y015
+
+@_typing.final
+class Standardization(_message.Message):
+    """Federated standardization: pooled mean and std per continuous feature, from a statistics
+    study; sites standardize these columns with them instead of their own training statistics.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    STD_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """the statistics study they come from"""
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mean(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def std(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        features: _abc.Iterable[_builtins.str] | None = ...,
+        mean: _abc.Iterable[_builtins.float] | None = ...,
+        std: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "mean", b"mean", "source", b"source", "std", b"std"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Standardization: _TypeAlias = Standardization  # noqa: Y015
 
 @_typing.final
 class StatsQuery(_message.Message):
@@ -602,6 +648,7 @@ class Task(_message.Message):
     SECAGG_FIELD_NUMBER: _builtins.int
     HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    STANDARDIZATION_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
@@ -625,6 +672,10 @@ class Task(_message.Message):
     def stats(self) -> Global___StatsQuery:
         """STATS: what to summarize"""
 
+    @_builtins.property
+    def standardization(self) -> Global___Standardization:
+        """TRAIN/EVALUATE: pooled statistics to standardize with"""
+
     def __init__(
         self,
         *,
@@ -641,10 +692,11 @@ class Task(_message.Message):
         secagg: Global___SecAggStage | None = ...,
         he_context_sha256: _builtins.str = ...,
         stats: Global___StatsQuery | None = ...,
+        standardization: Global___Standardization | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg", "stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg", "standardization", b"standardization", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "stats", b"stats", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "standardization", b"standardization", "stats", b"stats", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -193,11 +193,15 @@ def predict(model: nn.Module, weights: Weights, data: Dataset) -> npt.NDArray[np
 
 
 def _inputs(data: Dataset, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Model inputs: table columns standardized with the training split's mean and std; image
+    """Model inputs: table columns standardized with the training split's mean and std (or the
+    study's pooled statistics, ``TabularDataset.standardization``); image
     pixels in [0, 1] mapped to [-1, 1] (a fixed scale, the same at every hospital)."""
     if isinstance(data, ImageDataset):
         return (x - np.float32(0.5)) / np.float32(0.5)
-    mean, std = fit_standardizer(data.x_train)
+    if data.standardization is not None:  # federated standardization, set by the node
+        mean, std = data.standardization
+    else:
+        mean, std = fit_standardizer(data.x_train)
     return standardize(x, mean, std)
 
 
