@@ -9,6 +9,7 @@ import pytest
 from medfed.analytics import wire
 from medfed.analytics.spec import ColumnKind, StatsSpec
 from medfed.configfile import render
+from medfed.data.omop.store import OmopStore
 from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
 from medfed.errors import ConfigError, DisclosureError, PolicyError
@@ -22,6 +23,7 @@ from medfed.node.stats import (
 )
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.training.standardize import fit_standardizer
+from tests.data.omop.test_features_registry import located, register  # noqa: F401 (a fixture)
 
 QUERY = StatsSpec(bins={"age": (20.0, 40.0, 60.0, 80.0)}, group="target")
 
@@ -172,3 +174,21 @@ def test_pooled_statistics_replace_the_sites_own_for_their_columns() -> None:
         train.standardization.CopyFrom(pb.Standardization(features=features, mean=means, std=stds))
         with pytest.raises(PolicyError, match=why):
             with_pooled_standardization(train, data)
+
+
+def test_an_omop_dataset_is_summarized_with_its_cohort_attrition(
+    located: tuple[OmopStore, str],  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    store, location = located
+    registry = register(tmp_path, store, location)
+    responder = StatsResponder("a", registry, tmp_path / "state", k=3)
+    query = StatsSpec(bins={"age": (60.0, 70.0, 80.0, 90.0, 100.0)})
+
+    n, upload = responder.answer(task(query=query))
+
+    meta = json.loads(upload[META_TENSOR].tobytes())
+    summary = wire.from_arrays({k: v for k, v in upload.items() if k != META_TENSOR}, meta)
+    assert n == 12 == summary.totals[0]
+    assert summary.attrition and summary.attrition[-1].count == 12
+    assert {f.name for f in summary.features} == {"age", "sbp_missing", "target"}
