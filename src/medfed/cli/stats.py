@@ -3,7 +3,9 @@
 The query is given on the command line (one clean form, no spec file): the dataset every site
 registered, bin edges per continuous feature (``--bins age=20:80:5`` means edges 20, 25, ..., 80;
 ``--bins chol=0,200,240,600`` lists them), an optional ``--group`` (a 0/1 column such as the
-label) and the study's k floor. Each site applies its own k (node config ``stats_k``) on top.
+label) and the study's k floor. Each site applies its own k (node config ``stats_k``) on top,
+and keeps a release log per dataset: a later query over nearly the same rows, or with other bin
+edges for the same dataset, is refused by the site with the reason.
 """
 
 from __future__ import annotations
