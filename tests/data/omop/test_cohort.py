@@ -118,3 +118,22 @@ def test_entry_event_in_any_domain(omop_store: OmopStore, table: str) -> None:
                 row[column.name] = 0 if column.name.endswith("_id") else INDEX
         conn.execute(omop_store.table(table).insert(), row)
     assert run(omop_store, spec(entry=777))[0] == [("x", INDEX)]
+
+
+def test_a_known_concept_is_looked_up_in_its_domain_table_only(omop_store: OmopStore) -> None:
+    insert(omop_store, [Patient("x", dt.date(1950, 1, 1))])  # the entry: a procedure row
+    with omop_store.begin() as conn:
+        conn.execute(
+            omop_store.table("concept").insert(),
+            {
+                "concept_id": STRESS_TEST,
+                "concept_name": "Cardiovascular stress testing",
+                "domain_id": "Condition",  # deliberately not its real domain
+                "vocabulary_id": "SNOMED",
+                "concept_class_id": "Procedure",
+                "concept_code": "76746007",
+                "valid_start_date": dt.date(1970, 1, 1),
+                "valid_end_date": dt.date(2099, 12, 31),
+            },
+        )
+    assert run(omop_store, spec())[0] == []  # OMOP files a concept's events by its domain

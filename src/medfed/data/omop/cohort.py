@@ -37,6 +37,15 @@ EVENT_TABLES: tuple[tuple[str, str, str], ...] = (
     ("device_exposure", "device_concept_id", "device_exposure_start_date"),
 )
 """(table, concept column, start date column) of every table a concept set is looked up in."""
+_DOMAIN_TABLE = {
+    "Condition": "condition_occurrence",
+    "Measurement": "measurement",
+    "Observation": "observation",
+    "Procedure": "procedure_occurrence",
+    "Visit": "visit_occurrence",
+    "Drug": "drug_exposure",
+    "Device": "device_exposure",
+}
 
 
 @dataclass(frozen=True)
@@ -88,14 +97,39 @@ def resolve_concepts(conn: sa.Connection, concept_set: ConceptSet) -> tuple[int,
     return tuple(sorted(ids))
 
 
-def events(concept_ids: Sequence[int]) -> sa.Subquery:
-    """Every event of these concepts across :data:`EVENT_TABLES`: ``person_id``, ``event_date``,
+def concept_events(conn: sa.Connection, concept_set: ConceptSet) -> sa.Subquery:
+    """:func:`events` of a concept set, looked up only in the tables of its concepts' domains."""
+    ids = resolve_concepts(conn, concept_set)
+    return events(ids, domain_tables(conn, ids))
+
+
+def domain_tables(conn: sa.Connection, concept_ids: Sequence[int]) -> tuple[str, ...]:
+    """The event tables OMOP puts these concepts in (a concept's ``domain_id`` names its table);
+    every table when any concept is missing from ``concept`` or has another domain, so an event
+    is never missed because the steward's vocabulary lacks a row."""
+    concept = cdm_metadata().tables["concept"]
+    query = sa.select(concept.c.concept_id, concept.c.domain_id).where(
+        concept.c.concept_id.in_(list(concept_ids))
+    )
+    domains = {int(cid): str(domain) for cid, domain in conn.execute(query)}
+    tables = {_DOMAIN_TABLE.get(domains.get(cid, "")) for cid in concept_ids}
+    if None in tables:
+        return tuple(name for name, _, _ in EVENT_TABLES)
+    return tuple(name for name, _, _ in EVENT_TABLES if name in tables)
+
+
+def events(concept_ids: Sequence[int], tables: Sequence[str] = ()) -> sa.Subquery:
+    """Every event of these concepts in ``tables`` (default: all of :data:`EVENT_TABLES`):
+    ``person_id``, ``event_date``,
     ``value`` (``value_as_number`` where the table has one), ``value_concept``, and ``source`` +
     ``event_id`` to break ties between events on one day in a stable order."""
-    tables = cdm_metadata().tables
+    metadata_tables = cdm_metadata().tables
+    searched = set(tables)
     parts = []
     for rank, (name, concept_column, date_column) in enumerate(EVENT_TABLES):
-        table = tables[name]
+        if searched and name not in searched:
+            continue
+        table = metadata_tables[name]
         has_value = "value_as_number" in table.c
         parts.append(
             sa.select(
@@ -120,8 +154,7 @@ def events(concept_ids: Sequence[int]) -> sa.Subquery:
 def build_cohort(conn: sa.Connection, spec: CohortSpec) -> Cohort:
     """Run the spec's cohort rule, counting who is left after each step."""
     rule = spec.cohort
-    entry_ids = resolve_concepts(conn, spec.concept_set(rule.entry))
-    entry = _entry_events(entry_ids, rule)
+    entry = _entry_events(concept_events(conn, spec.concept_set(rule.entry)), rule)
     person = cdm_metadata().tables["person"]
     age = age_at(entry.c.index_date, person)
     base = sa.select(
@@ -170,9 +203,8 @@ def age_at(index_date: sa.ColumnElement[dt.date], person: sa.Table) -> sa.Column
                    sa.Integer)  # fmt: skip
 
 
-def _entry_events(entry_ids: Sequence[int], rule: CohortRule) -> sa.Subquery:
+def _entry_events(found: sa.Subquery, rule: CohortRule) -> sa.Subquery:
     """One row per (person, index date): the first entry event, or every distinct day of one."""
-    found = events(entry_ids)
     if rule.occurrence == "first":
         select = sa.select(
             found.c.person_id, sa.func.min(found.c.event_date).label("index_date")

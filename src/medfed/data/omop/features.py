@@ -35,8 +35,7 @@ from medfed.data.omop.cohort import (
     AttritionStep,
     Cohort,
     build_cohort,
-    events,
-    resolve_concepts,
+    concept_events,
 )
 from medfed.data.omop.spec import CohortSpec, Feature, SplitRule
 from medfed.data.tabular import TabularDataset
@@ -246,7 +245,7 @@ def _values(
     conn: sa.Connection, spec: CohortSpec, cohort: Cohort, feature: Feature
 ) -> dict[Key, float]:
     """One number per cohort entry that has events: the spec's aggregate over the window."""
-    found = events(resolve_concepts(conn, spec.concept_set(feature.concept_set)))
+    found = concept_events(conn, spec.concept_set(feature.concept_set))
     keys, joined = _windowed(cohort, found, feature.window)
     value: sa.ColumnElement[Any] = found.c.value
     if feature.value_map:
@@ -303,7 +302,7 @@ def _categorical(
     """One-hot of each entry's latest level (first level dropped); NaN rows where none is seen."""
     latest: dict[Key, tuple[dt.date, int]] = {}
     for index, level in enumerate(feature.levels):
-        found = events(resolve_concepts(conn, spec.concept_set(level.concept_set)))
+        found = concept_events(conn, spec.concept_set(level.concept_set))
         keys, joined = _windowed(cohort, found, feature.window)
         if level.value_concepts:
             joined = joined.where(found.c.value_concept.in_(list(level.value_concepts)))
@@ -326,7 +325,7 @@ def _categorical(
 
 
 def _labels(conn: sa.Connection, spec: CohortSpec, cohort: Cohort) -> npt.NDArray[np.float32]:
-    found = events(resolve_concepts(conn, spec.concept_set(spec.outcome.concept_set)))
+    found = concept_events(conn, spec.concept_set(spec.outcome.concept_set))
     _, joined = _windowed(cohort, found, spec.outcome.time_at_risk)
     positive = {(int(p), _as_date(d)) for p, d in conn.execute(joined.distinct())}
     return np.array(

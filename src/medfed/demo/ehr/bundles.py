@@ -215,8 +215,14 @@ def _condition(cid: str, code: codes.Code, context: dict[str, Any], when: str) -
 
 
 def _quantity(value: float, unit: str) -> dict[str, Any]:
-    number: float | int = int(value) if value.is_integer() else value
-    return {"value": number, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+    """Always a JSON decimal with a point (130.0, not 130), as Synthea writes its values: the
+    ETL's PostgreSQL batch insert refuses a batch mixing ints and floats in one column."""
+    return {
+        "value": float(value),
+        "unit": unit,
+        "system": "http://unitsofmeasure.org",
+        "code": unit,
+    }
 
 
 def _measured(code: codes.Code, unit: str) -> Any:
