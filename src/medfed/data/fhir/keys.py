@@ -116,20 +116,22 @@ class RowIds:
         existing = self.known.get((table, source_key))
         if existing is not None:
             return existing
-        if table not in self._next:
-            self._next[table] = self._highest(table) + 1
-        row_id = self._next[table]
-        self._next[table] += 1
+        if not self._next:
+            self._next = self._highest()
+        row_id = self._next[table] + 1
+        self._next[table] = row_id
         self.known[(table, source_key)] = row_id
         return row_id
 
-    def _highest(self, table: str) -> int:
-        cdm = self.store.table(table)
-        in_table = self.conn.execute(sa.select(sa.func.max(cdm.c[ID_COLUMNS[table]]))).scalar()
-        in_keys = self.conn.execute(
-            sa.select(sa.func.max(key_table.c.row_id)).where(key_table.c.cdm_table == table)
-        ).scalar()
-        return max(int(in_table or 0), int(in_keys or 0))
+    def _highest(self) -> dict[str, int]:
+        """The highest id in each table, in one query. Every key names a row that exists
+        (keys are rewritten with their rows), so the tables alone bound the ids in use."""
+        columns = [
+            sa.select(sa.func.max(self.store.table(table).c[column])).scalar_subquery()
+            for table, column in ID_COLUMNS.items()
+        ]
+        highest = self.conn.execute(sa.select(*columns)).one()
+        return {table: int(value or 0) for table, value in zip(ID_COLUMNS, highest, strict=True)}
 
 
 def replace_keys(conn: sa.Connection, patients: Iterable[str], rows: list[KeyRow]) -> None:

@@ -13,6 +13,7 @@ The explicit casts also type a column whose values are all NULL, and on PostgreS
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
@@ -42,14 +43,28 @@ def insert_rows(
         return 0
     if upsert:
         rows = _last_per_key(table, rows)
-    names = _column_names(rows, table)
-    statement = _statement(table, names, upsert=upsert)
+    names = tuple(_column_names(rows, table))
     for start in range(0, len(rows), BATCH_ROWS):
         batch = rows[start : start + BATCH_ROWS]
-        conn.execute(
-            statement, {f"c{i}": [row.get(name) for row in batch] for i, name in enumerate(names)}
-        )
+        arrays = {f"c{i}": [row.get(name) for row in batch] for i, name in enumerate(names)}
+        if conn.dialect.supports_statement_cache:
+            conn.execute(_statement(table, names, upsert=upsert), arrays)
+        else:  # duckdb-engine turns SQLAlchemy's cache off: compile each shape once ourselves
+            sql, order = _compiled(conn.dialect, table, names, upsert)
+            conn.exec_driver_sql(sql, tuple(arrays[name] for name in order))
     return len(rows)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(
+    dialect: sa.Dialect, table: sa.Table, names: tuple[str, ...], upsert: bool
+) -> tuple[str, tuple[str, ...]]:
+    """The SQL text of a bulk insert and the order of its positional parameters.
+
+    Only for a store without a schema translation (the embedded DuckDB): the text is sent as is.
+    """
+    compiled = _statement(table, names, upsert=upsert).compile(dialect=dialect)
+    return str(compiled), tuple(compiled.positiontup or ())
 
 
 def _column_names(rows: Iterable[Mapping[str, Any]], table: sa.Table) -> list[str]:
@@ -62,7 +77,7 @@ def _column_names(rows: Iterable[Mapping[str, Any]], table: sa.Table) -> list[st
     return [column.name for column in table.columns if column.name in present]
 
 
-def _statement(table: sa.Table, names: list[str], *, upsert: bool) -> sa.Executable:
+def _statement(table: sa.Table, names: tuple[str, ...], *, upsert: bool) -> postgresql.Insert:
     columns = [table.c[name] for name in names]
     select = sa.select(
         *(
@@ -70,7 +85,7 @@ def _statement(table: sa.Table, names: list[str], *, upsert: bool) -> sa.Executa
             for i, column in enumerate(columns)
         )
     )
-    insert = postgresql.insert(table).from_select(names, select)
+    insert = postgresql.insert(table).from_select(list(names), select)
     if not upsert:
         return insert
     keys = [column.name for column in table.primary_key.columns]
