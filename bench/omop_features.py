@@ -1,0 +1,114 @@
+"""Feature extraction time for the heart cohort, per hospital and in total, on both OMOP stores.
+
+Each UCI Heart Disease hospital is written as FHIR bundles (medfed.demo.ehr), loaded through the
+ETL into its own store (an embedded DuckDB file; a PostgreSQL schema), and the heart spec's
+matrix is built from it without the cache (cohort, 10 feature queries, label, split) -- what a
+node does when its data or consent changed since the last round. Median of --repeats runs;
+printed as a Markdown table naming the machine.
+
+    .venv/bin/python bench/omop_features.py [--postgres-url URL] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from medfed.data.fhir import load_bundles
+from medfed.data.heart_disease import heart_disease_centres
+from medfed.data.omop.features import extract
+from medfed.data.omop.spec import load_spec
+from medfed.data.omop.store import OmopStore, open_store
+from medfed.data.omop.vocabulary import install_builtin_vocabulary, load_vocabulary
+from medfed.demo.ehr.bundles import HOSPITAL_FILES, write_heart_bundles
+from medfed.demo.ehr.codes import HEART_SPEC, HEART_VOCABULARY
+
+DEFAULT_PG = "postgresql+psycopg://root@127.0.0.1:5432/test"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+
+
+def loaded_store(kind: str, site: str, paths: list[Path], work: Path, pg_url: str) -> OmopStore:
+    if kind == "duckdb":
+        store = open_store(work / f"{site}.duckdb")
+    else:
+        store = open_store(pg_url, schema=f"bench_omop_{site}_{uuid.uuid4().hex[:6]}")
+    store.create()
+    install_builtin_vocabulary(store)
+    load_vocabulary(store, HEART_VOCABULARY)
+    report = load_bundles(store, paths)
+    if report.refused:
+        raise SystemExit(f"{site}: the ETL refused bundles: {report.refused[:3]}")
+    return store
+
+
+def drop(store: OmopStore, pg_url: str) -> None:
+    store.close()
+    if store.schema is not None:
+        engine = sa.create_engine(pg_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres-url", default=DEFAULT_PG)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    spec = load_spec(HEART_SPEC)
+    expected = heart_disease_centres()
+    times: dict[tuple[str, str], float] = {}
+    rows: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bundles = write_heart_bundles(work / "fhir")
+        for kind in ("duckdb", "postgresql"):
+            for site in HOSPITAL_FILES:
+                store = loaded_store(kind, site, bundles[site], work, args.postgres_url)
+                try:
+                    runs = []
+                    for _ in range(args.repeats):
+                        start = time.perf_counter()
+                        data = extract(store.engine, spec).dataset
+                        runs.append(time.perf_counter() - start)
+                    if data.rows != expected[site].rows:
+                        raise SystemExit(f"{site} on {kind}: {data.rows} rows, CSV path has "
+                                         f"{expected[site].rows}")  # fmt: skip
+                    times[(kind, site)] = statistics.median(runs)
+                    rows[site] = data.rows
+                finally:
+                    drop(store, args.postgres_url)
+    print(f"Heart cohort feature extraction (no cache), median of {args.repeats}; {machine()}\n")
+    print("| hospital | patients (FHIR) | matrix rows | DuckDB (s) | PostgreSQL (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for site in HOSPITAL_FILES:
+        print(f"| {site} | {len(bundles[site])} | {rows[site]} | "
+              f"{times[('duckdb', site)]:.3f} | {times[('postgresql', site)]:.3f} |")  # fmt: skip
+    total = {
+        kind: sum(times[(kind, s)] for s in HOSPITAL_FILES) for kind in ("duckdb", "postgresql")
+    }
+    print(f"| **total** | {sum(len(b) for b in bundles.values())} | {sum(rows.values())} | "
+          f"{total['duckdb']:.3f} | {total['postgresql']:.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
