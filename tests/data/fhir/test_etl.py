@@ -102,6 +102,9 @@ def test_bad_bundles_are_refused_by_name_and_the_others_load(
     undated = condition("c4", "p4", "38341003")
     del undated["onsetDateTime"]
     no_date = write(tmp_path / "undated.json", bundle(patient("p4"), undated))
+    odd = condition("c6", "p6", "38341003")
+    odd["subject"] = "Patient/p6"  # a string where FHIR has a Reference
+    malformed = write(tmp_path / "malformed.json", bundle(patient("p6"), odd))
     # fails inside the database, after the person row went in: two rows with one id
     twice = write(
         tmp_path / "twice.json",
@@ -112,12 +115,15 @@ def test_bad_bundles_are_refused_by_name_and_the_others_load(
 
     assert [b.path.name for b in report.loaded] == ["good.json"]
     reasons = {r.path.name: r.reason for r in report.refused}
-    assert set(reasons) == {p.name for p in (no_json, no_bundle, stranger, no_date, twice)}
+    assert set(reasons) == {
+        p.name for p in (no_json, no_bundle, stranger, no_date, malformed, twice)
+    }
     assert all(str(tmp_path / name) in reason for name, reason in reasons.items())
     assert "not JSON" in reasons["truncated.json"]
     assert "not a FHIR Bundle" in reasons["patient.json"]
     assert "unknown patient reference 'urn:uuid:nobody'" in reasons["stranger.json"]
     assert "Condition/c4: no date" in reasons["undated.json"]
+    assert "a resource is malformed (AttributeError" in reasons["malformed.json"]
     assert "database refused" in reasons["twice.json"]
     assert select_rows(omop_store, "SELECT person_source_value FROM person") == [("p1",)]
     assert omop_store.row_counts()["condition_occurrence"] == 1

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medfed.data.fhir.bundle import Resource, describe
+from medfed.data.omop.vocabulary import ConceptMapper
 from medfed.errors import EtlError
 
 UCUM = "http://unitsofmeasure.org"
@@ -104,3 +105,47 @@ def unit_code(quantity: dict[str, Any]) -> Code:
 
 def clip(text: str | None, length: int) -> str | None:
     return text[:length] if text else text
+
+
+def observed_value(holder: Resource, concepts: ConceptMapper) -> dict[str, Any]:
+    """An Observation's (or component's) value: number, text, coded value and unit."""
+    value: dict[str, Any] = dict.fromkeys(
+        ("number", "text", "value_concept_id", "unit_concept_id", "unit_source", "value_source")
+    )
+    if isinstance(quantity := holder.get("valueQuantity"), dict):
+        number = quantity.get("value")
+        value["number"] = number if isinstance(number, int | float) else None
+        unit = unit_code(quantity)
+        value["unit_source"] = unit.code
+        value["unit_concept_id"] = concepts.match(
+            "UCUM" if unit.system == UCUM else None, unit.code
+        ).concept_id
+        value["value_source"] = None if number is None else str(number)
+    elif (
+        code := pick_code(holder.get("valueCodeableConcept"), concepts.vocabulary_id)
+    ) is not None:
+        vocabulary = concepts.vocabulary_id(code.system)
+        value["value_concept_id"] = concepts.match(vocabulary, code.code).concept_id
+        value["text"] = code.display or code.code
+        value["value_source"] = code.code or code.display
+    elif isinstance(holder.get("valueString"), str):
+        value["text"] = value["value_source"] = holder["valueString"]
+    elif isinstance(holder.get("valueBoolean"), bool):
+        value["number"] = int(holder["valueBoolean"])
+        value["value_source"] = str(holder["valueBoolean"]).lower()
+    elif isinstance(holder.get("valueInteger"), int):
+        value["number"] = holder["valueInteger"]
+        value["value_source"] = str(holder["valueInteger"])
+    return value
+
+
+def has_value(resource: Resource) -> bool:
+    return any(name.startswith("value") for name in resource)
+
+
+def first_participant(encounter: Resource) -> Any:
+    """The first participant's ``individual`` reference of an Encounter, if any."""
+    for participant in encounter.get("participant") or []:
+        if isinstance(participant, dict) and participant.get("individual"):
+            return participant["individual"]
+    return None

@@ -156,11 +156,11 @@ def _load(
         if resource["resourceType"] in MAPPED_TYPES and not isinstance(resource.get("id"), str):
             raise EtlError(f"a {resource['resourceType']} has no id")
     patients = [patient["id"] for patient in bundle.of_type("Patient")]
-    ids = RowIds.load(conn, store, patients, shared_keys(bundle))
-    earlier = [i for p in patients if (i := ids.lookup("person", p)) is not None]
-    rows = BundleRows(ids)
-    mapper = BundleMapper(bundle, concepts, rows)
     try:
+        ids = RowIds.load(conn, store, patients, shared_keys(bundle))
+        earlier = [i for p in patients if (i := ids.lookup("person", p)) is not None]
+        rows = BundleRows(ids)
+        mapper = BundleMapper(bundle, concepts, rows)
         concepts.prefetch(conn, store, mapper.source_codes())
         mapper.run()
     except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a malformed resource

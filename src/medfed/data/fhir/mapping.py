@@ -34,10 +34,11 @@ from medfed.data.fhir.fields import (
     clip,
     codings,
     first_instant,
-    pick_code,
+    first_participant,
+    has_value,
+    observed_value,
     required_code,
     required_instant,
-    unit_code,
 )
 from medfed.data.fhir.keys import ID_COLUMNS, KeyRow, RowIds
 from medfed.data.fhir.people import care_site_key, patient_rows, provider_key, shared_rows
@@ -169,7 +170,7 @@ class BundleMapper:
             "visit_end_datetime": end,
             "visit_type_concept_id": EHR,
             "care_site_id": self._shared_id("care_site", encounter.get("serviceProvider")),
-            "provider_id": self._shared_id("provider", _first_participant(encounter)),
+            "provider_id": self._shared_id("provider", first_participant(encounter)),
             "visit_source_value": clip(visit_class, 50),
             "visit_source_concept_id": 0,
         }
@@ -206,7 +207,7 @@ class BundleMapper:
         }
         parts = [(observation["id"], observation)]
         components = observation.get("component") or []
-        if components and not _has_value(observation):  # a panel: its components are the data
+        if components and not has_value(observation):  # a panel: its components are the data
             parts = [
                 (f"{observation['id']}/component/{i}", part) for i, part in enumerate(components)
             ]
@@ -219,7 +220,7 @@ class BundleMapper:
             common = {
                 "person_id": person_id,
                 "visit_occurrence_id": self._visit_id(observation),
-                **self._value(holder),
+                **observed_value(holder, self.concepts),
             }
             if as_measurement:
                 self._measurement(source_key, person_key, code, match, when, common)
@@ -392,43 +393,3 @@ class BundleMapper:
 
     def _vocab(self, code: Code) -> str | None:
         return self.concepts.vocabulary_id(code.system) or code.system
-
-    def _value(self, holder: Resource) -> dict[str, Any]:
-        value: dict[str, Any] = dict.fromkeys(
-            ("number", "text", "value_concept_id", "unit_concept_id", "unit_source", "value_source")
-        )
-        if isinstance(quantity := holder.get("valueQuantity"), dict):
-            number = quantity.get("value")
-            value["number"] = number if isinstance(number, int | float) else None
-            unit = unit_code(quantity)
-            value["unit_source"] = unit.code
-            value["unit_concept_id"] = self.concepts.match(
-                "UCUM" if unit.system == UCUM else None, unit.code
-            ).concept_id
-            value["value_source"] = None if number is None else str(number)
-        elif (
-            code := pick_code(holder.get("valueCodeableConcept"), self.concepts.vocabulary_id)
-        ) is not None:
-            value["value_concept_id"] = self._match(code).concept_id
-            value["text"] = code.display or code.code
-            value["value_source"] = code.code or code.display
-        elif isinstance(holder.get("valueString"), str):
-            value["text"] = value["value_source"] = holder["valueString"]
-        elif isinstance(holder.get("valueBoolean"), bool):
-            value["number"] = int(holder["valueBoolean"])
-            value["value_source"] = str(holder["valueBoolean"]).lower()
-        elif isinstance(holder.get("valueInteger"), int):
-            value["number"] = holder["valueInteger"]
-            value["value_source"] = str(holder["valueInteger"])
-        return value
-
-
-def _has_value(resource: Resource) -> bool:
-    return any(name.startswith("value") for name in resource)
-
-
-def _first_participant(encounter: Resource) -> Any:
-    for participant in encounter.get("participant") or []:
-        if isinstance(participant, dict) and participant.get("individual"):
-            return participant["individual"]
-    return None
