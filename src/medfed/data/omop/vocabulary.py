@@ -70,8 +70,9 @@ def load_vocabulary(store: OmopStore, directory: Path) -> dict[str, int]:
     """Upsert every vocabulary CSV found in ``directory`` (an Athena download or the like).
 
     File names are matched case-blind (``CONCEPT.csv``, ``concept.csv``); each file is streamed
-    in batches and committed on its own, so a 5 GB CONCEPT_RELATIONSHIP.csv never sits in
-    memory. Returns the rows read per table.
+    and committed in batches, so a 5 GB CONCEPT_RELATIONSHIP.csv never sits in memory (nor in
+    one transaction). An interrupted load leaves a partial vocabulary: run it again. Returns
+    the rows read per table.
     """
     files = _vocabulary_files(directory)
     if not files:
@@ -82,11 +83,11 @@ def load_vocabulary(store: OmopStore, directory: Path) -> dict[str, int]:
     loaded: dict[str, int] = {}
     for name, path in files:
         table = store.table(name)
-        with path.open(encoding="utf-8", newline="") as stream, store.begin() as conn:
-            loaded[name] = sum(
-                insert_rows(conn, table, batch, upsert=True)
-                for batch in batches(read_rows(stream, table, str(path)))
-            )
+        loaded[name] = 0
+        with path.open(encoding="utf-8", newline="") as stream:
+            for batch in batches(read_rows(stream, table, str(path))):
+                with store.begin() as conn:  # a batch a transaction: an upsert can be rerun
+                    loaded[name] += insert_rows(conn, table, batch, upsert=True)
         log.info("vocabulary: %s rows of %s from %s", loaded[name], name, path)
     return loaded
 
