@@ -108,6 +108,7 @@ def report(config: ConfigOption, as_json: JsonOption = False) -> None:
     from medfed.data.fhir import quality_report
 
     with _store(config) as store:
+        store.create()  # an empty report rather than a missing-table error before `init`
         quality = quality_report(store)
     if as_json:
         out.print_json(json.dumps(quality.to_json()))
