@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
@@ -47,12 +48,30 @@ def insert_rows(
     for start in range(0, len(rows), BATCH_ROWS):
         batch = rows[start : start + BATCH_ROWS]
         arrays = {f"c{i}": [row.get(name) for row in batch] for i, name in enumerate(names)}
+        if conn.dialect.name == "postgresql":
+            for i in _exact_numeric(table, names):
+                arrays[f"c{i}"] = [_decimal(value) for value in arrays[f"c{i}"]]
         if conn.dialect.supports_statement_cache:
             conn.execute(_statement(table, names, upsert=upsert), arrays)
         else:  # duckdb-engine turns SQLAlchemy's cache off: compile each shape once ourselves
             sql, order = _compiled(conn.dialect, table, names, upsert)
             conn.exec_driver_sql(sql, tuple(arrays[name] for name in order))
     return len(rows)
+
+
+def _exact_numeric(table: sa.Table, names: tuple[str, ...]) -> list[int]:
+    """Positions of NUMERIC columns: PostgreSQL casts a float8 array to numeric at 15
+    significant digits, so their floats travel as decimals of their shortest exact repr."""
+    return [
+        i
+        for i, name in enumerate(names)
+        if isinstance(table.c[name].type, sa.Numeric)
+        and not isinstance(table.c[name].type, sa.Float)
+    ]
+
+
+def _decimal(value: Any) -> Any:
+    return Decimal(repr(value)) if isinstance(value, float) else value
 
 
 @functools.lru_cache(maxsize=512)

@@ -62,7 +62,7 @@ def cdm_metadata() -> sa.MetaData:
         columns = [
             sa.Column(
                 column.name,
-                column.type,
+                _portable(column.type),
                 primary_key=column.primary_key,
                 nullable=column.nullable,
                 autoincrement=False,
@@ -74,6 +74,15 @@ def cdm_metadata() -> sa.MetaData:
             names = [column.name for column in index.columns]
             sa.Index(index.name, *(table.c[name] for name in names))
     return metadata
+
+
+def _portable(kind: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any]:
+    """The CDM's unconstrained NUMERIC (``value_as_number``, ``quantity``, ...): exact on
+    PostgreSQL, but DuckDB reads a bare NUMERIC as DECIMAL(18,3) and would round a lab value to
+    three decimals, so there it is a DOUBLE."""
+    if isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float) and kind.precision is None:
+        return kind.with_variant(sa.Double(), "duckdb")
+    return kind
 
 
 def person_tables() -> tuple[str, ...]:
