@@ -195,3 +195,27 @@ def test_codes_map_through_the_vocabulary_and_unmapped_ones_keep_their_source(
     assert select_rows(
         omop_store, "SELECT measurement_concept_id, unit_concept_id FROM measurement"
     ) == [(3036277, 8582)]
+
+
+def test_whole_and_decimal_values_of_one_column_load_exactly(
+    omop_store: OmopStore, tmp_path: Path
+) -> None:
+    """FHIR writes 180 and 2.5 alike; an array parameter must not mix int and float."""
+    install_builtin_vocabulary(omop_store)  # 2093-3 (total cholesterol): a measurement
+    values = [180, 2.5, 151.86292759932016]
+    path = write(
+        tmp_path / "mixed.json",
+        bundle(
+            patient("p1"),
+            *(
+                observation(f"o{i}", "p1", "http://loinc.org", "2093-3", v, "mg/dL")
+                for i, v in enumerate(values)
+            ),
+        ),
+    )
+
+    report = load_bundles(omop_store, [path])
+
+    assert not report.refused, report.refused
+    rows = select_rows(omop_store, "SELECT value_as_number FROM measurement ORDER BY 1")
+    assert [float(v) for (v,) in rows] == sorted(float(v) for v in values)

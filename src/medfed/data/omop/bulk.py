@@ -48,9 +48,10 @@ def insert_rows(
     for start in range(0, len(rows), BATCH_ROWS):
         batch = rows[start : start + BATCH_ROWS]
         arrays = {f"c{i}": [row.get(name) for row in batch] for i, name in enumerate(names)}
-        if conn.dialect.name == "postgresql":
-            for i in _exact_numeric(table, names):
-                arrays[f"c{i}"] = [_decimal(value) for value in arrays[f"c{i}"]]
+        exact = conn.dialect.name == "postgresql"
+        for i in _numeric(table, names):
+            convert = _decimal if exact and _is_exact(table.c[names[i]]) else _float
+            arrays[f"c{i}"] = [convert(value) for value in arrays[f"c{i}"]]
         if conn.dialect.supports_statement_cache:
             conn.execute(_statement(table, names, upsert=upsert), arrays)
         else:  # duckdb-engine turns SQLAlchemy's cache off: compile each shape once ourselves
@@ -59,19 +60,28 @@ def insert_rows(
     return len(rows)
 
 
-def _exact_numeric(table: sa.Table, names: tuple[str, ...]) -> list[int]:
-    """Positions of NUMERIC columns: PostgreSQL casts a float8 array to numeric at 15
-    significant digits, so their floats travel as decimals of their shortest exact repr."""
-    return [
-        i
-        for i, name in enumerate(names)
-        if isinstance(table.c[name].type, sa.Numeric)
-        and not isinstance(table.c[name].type, sa.Float)
-    ]
+def _numeric(table: sa.Table, names: tuple[str, ...]) -> list[int]:
+    """Positions of numeric columns. An array parameter must hold one type (psycopg refuses a
+    list of ints and floats: a FHIR value of 130 beside 2.3), so their values are made uniform:
+    floats, or on PostgreSQL's NUMERIC decimals of their shortest exact repr (its float8 ->
+    numeric cast keeps only 15 significant digits)."""
+    return [i for i, name in enumerate(names) if isinstance(table.c[name].type, sa.Numeric)]
+
+
+def _is_exact(column: sa.Column[Any]) -> bool:
+    return not isinstance(column.type, sa.Float)
 
 
 def _decimal(value: Any) -> Any:
-    return Decimal(repr(value)) if isinstance(value, float) else value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _float(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return float(value)
 
 
 @functools.lru_cache(maxsize=512)
