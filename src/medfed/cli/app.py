@@ -27,12 +27,21 @@ def demo(
     imaging: bool = typer.Option(
         False, "--imaging", help="The imaging pilot: a pneumonia detector on DICOM chest X-rays."
     ),
+    ehr: bool = typer.Option(
+        False, "--ehr", help="The heart hospitals from FHIR: OMOP stores, consent, cohort spec."
+    ),
 ) -> None:
     """Run a federated study across four hospitals over mTLS on loopback and report it: the
-    UCI Heart Disease hospitals, or with --imaging chest X-rays as DICOM files."""
+    UCI Heart Disease hospitals (from CSV, or with --ehr from FHIR through OMOP under patient
+    consent), or with --imaging chest X-rays as DICOM files."""
     from pathlib import Path
 
     where = Path(workdir) if workdir else None
+    if ehr:
+        from medfed.cli.demo_ehr import run_ehr_demo
+
+        run_ehr_demo(Path(out), rounds, where)
+        return
     if imaging:
         from medfed.cli.demo_imaging import run_imaging_demo
 

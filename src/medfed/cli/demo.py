@@ -63,7 +63,7 @@ def run_demo(out_dir: Path, rounds: int | None, workdir: Path | None) -> None:
         provision_heart_nodes(consortium, spec)
         out.print(f"consortium ready in {root} (CA, coordinator, {len(HEART_HOSPITALS)} hospitals)")
         status = run_study(consortium, spec, stack, HEART_HOSPITALS)
-        _report(spec, status, consortium, out_dir, time.monotonic() - started)
+        report_study(spec, status, consortium, out_dir, time.monotonic() - started)
 
 
 def run_study(
@@ -131,9 +131,16 @@ def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
     return out_list
 
 
-def _report(
-    spec: StudySpec, status: pb.StudyStatus, consortium: Consortium, out_dir: Path, elapsed: float
+def report_study(
+    spec: StudySpec,
+    status: pb.StudyStatus,
+    consortium: Consortium,
+    out_dir: Path,
+    elapsed: float,
+    notes: Mapping[str, object] | None = None,
 ) -> None:
+    """The rounds, the final model against the baselines and FLamby's table; ``notes`` go into
+    metrics.json beside them."""
     out.print(round_table(status))
     cfg = load_client_config(consortium.admin_config)
     with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as admin:
@@ -170,6 +177,10 @@ def _report(
         label = FLAMBY_METHODS[p.method]
         anchor.add_row(label, f"{p.pooled_test:.3f}", f"{p.mean_over_local_tests:.3f}")
     out.print(anchor)
-    extra = {"elapsed_s": elapsed, "flamby_published": [dataclasses.asdict(p) for p in published]}
+    extra = {
+        "elapsed_s": elapsed,
+        "flamby_published": [dataclasses.asdict(p) for p in published],
+        **(notes or {}),
+    }
     json_path, png_path = write_report(out_dir, status, baselines, HEART_HOSPITALS, extra)
     out.print(f"report: {json_path} and {png_path}  ({elapsed:.0f} s)")
