@@ -127,3 +127,20 @@ def test_max_site_weight_that_cannot_hold_is_refused(
 
     with pytest.raises(ConfigError, match=message):
         spec_from_mapping(tomllib.loads(MINIMAL) | change)
+
+
+def test_a_pinned_cohort_spec_travels_with_every_task_and_must_be_a_sha256() -> None:
+    import tomllib
+
+    pin = "ab" * 32
+    doc = tomllib.loads(
+        MINIMAL.replace('label = "target"', f'label = "target"\ncohort_sha256 = "{pin}"')
+    )
+    spec = spec_from_mapping(doc)
+
+    assert spec.cohort_sha256 == pin
+    assert spec_from_proto(spec_to_proto(spec)) == spec
+    assert spec_to_proto(spec).dataset.cohort_sha256 == pin
+    doc["dataset"]["cohort_sha256"] = "heart.toml"
+    with pytest.raises(ConfigError, match="cohort_sha256 must be 64 lower-case hex digits"):
+        spec_from_mapping(doc)

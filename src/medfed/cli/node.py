@@ -193,7 +193,7 @@ def dataset_add_omop(
         )
     out.print(
         f"registered {entry.name}: {entry.rows} rows ({entry.train_rows} train, "
-        f"{entry.test_rows} test), {len(entry.features)} features, spec {entry.sha256[:16]}…"
+        f"{entry.test_rows} test), {len(entry.features)} features, spec sha256 {entry.sha256}"
     )
 
 

@@ -28,7 +28,7 @@ from medfed.coordinator.round_metrics import eval_metrics, train_metrics
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
 from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
-from medfed.coordinator.spec import StudySpec, standardization_of
+from medfed.coordinator.spec import StudySpec, dataset_ref, standardization_of
 from medfed.coordinator.stats import StatsHooks, run_stats
 from medfed.errors import SecAggError
 from medfed.protocol import tensors
@@ -336,9 +336,7 @@ class StudyRunner(threading.Thread):
                 round=round_.round,
                 kind=round_.kind,  # type: ignore[arg-type]
                 model_sha256=sha,
-                dataset=pb.DatasetRef(
-                    name=spec.dataset, features=list(spec.features), label=spec.label
-                ),
+                dataset=dataset_ref(spec),
                 plan=pb.PlanRef(name=spec.plan, version=spec.plan_version, sha256=spec.plan_sha256),
                 config=task_config(spec, round_.round, extra, client),
                 deadline_unix_ms=deadline_ms,

@@ -30,6 +30,7 @@ _PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise_multiplier", "max_grad_nor
 _SECAGG_KEYS = frozenset({"enabled", "threshold", "degree", "clip", "stage_deadline_s"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class StudySpec:
     stats_spec: str = ""
     """Set: a statistics study (``medfed study stats``), the StatsSpec's canonical JSON; one
     round of disclosure-controlled site summaries, no model (medfed.coordinator.stats)."""
+    cohort_sha256: str = ""
+    """"": any dataset the sites registered under the name; set: the SHA-256 of the OMOP
+    cohort/feature spec every site must have registered for it (refused by a site otherwise)."""
     standardize: str = ""
     """"": each site standardizes with its own training statistics; ``pooled:<stats study>``:
     continuous features with that study's pooled mean and std (federated standardization)."""
@@ -95,6 +99,10 @@ class StudySpec:
     def __post_init__(self) -> None:
         _check(bool(_NAME.match(self.name)), f"study name {self.name!r} is not a plain name")
         _check(bool(_IDENT.match(self.dataset)), f"dataset name {self.dataset!r} is invalid")
+        _check(
+            self.cohort_sha256 == "" or bool(_SHA256.fullmatch(self.cohort_sha256)),
+            f"cohort_sha256 must be 64 lower-case hex digits, not {self.cohort_sha256!r}",
+        )
         _check(bool(_IDENT.match(self.plan)), f"plan name {self.plan!r} is invalid")
         _check(1 <= self.rounds <= 100_000, f"rounds must be 1..100000, got {self.rounds}")
         _check(self.local_epochs >= 0 and self.local_steps >= 0, "local work must be >= 0")
@@ -251,6 +259,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             features=tuple(str(f) for f in dataset.get("features", [])),
             label=str(dataset.get("label", "")),
             standardize=str(dataset.get("standardize", "")),
+            cohort_sha256=str(dataset.get("cohort_sha256", "")),
             plan=str(plan["name"]),
             plan_version=str(plan["version"]),
             plan_sha256=str(plan.get("sha256", "")),
@@ -318,7 +327,7 @@ def _floats(mapping: Any) -> dict[str, float]:
 def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
     return pb.StudySpec(
         name=spec.name,
-        dataset=pb.DatasetRef(name=spec.dataset, features=list(spec.features), label=spec.label),
+        dataset=dataset_ref(spec),
         plan=pb.PlanRef(name=spec.plan, version=spec.plan_version, sha256=spec.plan_sha256),
         plan_options=dict(spec.plan_options),
         strategy=pb.StrategySpec(name=spec.strategy, params=dict(spec.strategy_params)),
@@ -354,12 +363,23 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
     )
 
 
+def dataset_ref(spec: StudySpec, *, label: bool = True) -> pb.DatasetRef:
+    """What every task of the study says about the data it runs on."""
+    return pb.DatasetRef(
+        name=spec.dataset,
+        features=list(spec.features),
+        label=spec.label if label else "",
+        cohort_sha256=spec.cohort_sha256,
+    )
+
+
 def spec_from_proto(message: pb.StudySpec) -> StudySpec:
     return StudySpec(
         name=message.name,
         dataset=message.dataset.name,
         features=tuple(message.dataset.features),
         label=message.dataset.label,
+        cohort_sha256=message.dataset.cohort_sha256,
         plan=message.plan.name,
         plan_version=message.plan.version,
         plan_sha256=message.plan.sha256,

@@ -39,7 +39,7 @@ from medfed.analytics.combine import combine
 from medfed.analytics.spec import MIN_K, StatsSpec
 from medfed.analytics.summary import CategoricalSummary, SiteSummary
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskSlot, TaskStatus
-from medfed.coordinator.spec import StudySpec
+from medfed.coordinator.spec import StudySpec, dataset_ref
 from medfed.coordinator.staging import StagingPool
 from medfed.coordinator.stats_result import WireSummary, result_blob, stored_form
 from medfed.errors import ConfigError, ProtocolError
@@ -278,7 +278,7 @@ def _dispatch(hooks: StatsHooks, spec: StudySpec, round_: StatsRound, nodes: lis
             study_id=hooks.study_id,
             round=1,
             kind=pb.TASK_KIND_STATS,
-            dataset=pb.DatasetRef(name=spec.dataset, features=list(spec.features)),
+            dataset=dataset_ref(spec, label=False),
             deadline_unix_ms=deadline_ms,
             max_update_bytes=MAX_SUMMARY_BYTES,
             stats=query,

@@ -18,7 +18,7 @@ from medfed.data.registry import DatasetRegistry
 from medfed.data.schema import schema_diff
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.client_state import FileClientState
-from medfed.node.policy import LocalPolicy
+from medfed.node.policy import LocalPolicy, check_cohort
 from medfed.privacy.accounting import Accountant
 from medfed.privacy.ledger import PrivacyLedger
 from medfed.privacy.record_level import RecordDpRequest, plan_record_dp
@@ -79,6 +79,7 @@ class TaskExecutor:
         plan = self.admit_stage(task)
         try:
             entry = self._datasets.get(task.dataset.name)
+            check_cohort(entry, task.dataset.cohort_sha256)
             data = self._load(task)
         except DatasetError as exc:
             raise PolicyError("dataset_unavailable", str(exc)) from exc

@@ -1,4 +1,5 @@
-"""The hospital's local policy: which training plans its data steward approved.
+"""The hospital's local policy: which training plans its data steward approved, and whether a
+study's pinned cohort spec is the one registered here.
 
 A plan is approved by name, version and the SHA-256 of its installed code. If the code changes
 (an upgrade, a tampered file), the hash changes and the node refuses until the steward re-approves.
@@ -11,9 +12,13 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medfed.errors import PolicyError
 from medfed.training.registry import get_plan, plan_sha256
+
+if TYPE_CHECKING:
+    from medfed.data.registry import DatasetEntry
 
 
 @dataclass(frozen=True)
@@ -73,3 +78,23 @@ class LocalPolicy:
         with os.fdopen(fd, "w") as handle:
             json.dump(doc, handle, indent=2)
         os.replace(tmp, self._path)
+
+
+def check_cohort(entry: DatasetEntry, pinned: str) -> None:
+    """Refuse a task whose study pins an OMOP cohort/feature spec other than the one this
+    hospital's steward registered under the dataset's name (``pinned`` "": any)."""
+    if not pinned:
+        return
+    if entry.kind != "omop":
+        raise PolicyError(
+            "cohort_mismatch",
+            f"the study pins cohort spec {pinned[:16]}…, but dataset {entry.name!r} is a "
+            f"{entry.kind} dataset here, not an OMOP cohort",
+        )
+    if entry.sha256 != pinned:
+        raise PolicyError(
+            "cohort_mismatch",
+            f"the study pins cohort spec {pinned[:16]}…, but dataset {entry.name!r} is registered "
+            f"here with spec {entry.sha256[:16]}…: the steward registers the study's spec "
+            "(`medfed node dataset add-omop`) or the study is refused at this hospital",
+        )

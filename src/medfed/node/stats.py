@@ -37,6 +37,7 @@ from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
 from medfed.errors import ConfigError, DatasetError, PolicyError, TrainingError
+from medfed.node.policy import check_cohort
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.training.standardize import pooled_standardizer
@@ -75,6 +76,10 @@ class StatsResponder:
             spec = StatsSpec.from_json(json.loads(task.stats.spec_json))
         except (ValueError, ConfigError) as exc:
             raise PolicyError("bad_stats_query", f"unreadable statistics query: {exc}") from exc
+        try:
+            check_cohort(self._datasets.get(task.dataset.name), task.dataset.cohort_sha256)
+        except DatasetError as exc:
+            raise PolicyError("dataset_unavailable", str(exc)) from exc
         table = self.table(task.dataset.name, spec, tuple(task.dataset.features))
         log = ReleaseLog.in_state_dir(self._state_dir, f"dataset-{task.dataset.name}")
         try:

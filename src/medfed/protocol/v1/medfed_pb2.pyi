@@ -199,8 +199,11 @@ class DatasetRef(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     FEATURES_FIELD_NUMBER: _builtins.int
     LABEL_FIELD_NUMBER: _builtins.int
+    COHORT_SHA256_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     label: _builtins.str
+    cohort_sha256: _builtins.str
+    """the OMOP cohort/feature spec each site must have registered ("" any)"""
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -209,10 +212,11 @@ class DatasetRef(_message.Message):
         name: _builtins.str = ...,
         features: _abc.Iterable[_builtins.str] | None = ...,
         label: _builtins.str = ...,
+        cohort_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "label", b"label", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cohort_sha256", b"cohort_sha256", "features", b"features", "label", b"label", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
