@@ -75,8 +75,8 @@ def test_capping_matches_the_reference_and_holds_the_cap(weights: list[float], m
         assert after == min(before, level)  # the uncapped keep their weight
     if len(weights) * m >= 1 + 1e-9:
         assert largest_share(out) <= m * (1 + 1e-9)
-    else:
-        assert len(set(out)) == 1
+    else:  # too few sites for the cap: all weigh the same (to rounding: 10 x 0.1 sits on the edge)
+        assert max(out) == pytest.approx(min(out), rel=1e-9)
 
 
 def test_reference_agrees_on_small_integer_grids() -> None:
