@@ -84,8 +84,13 @@ class RowIds:
         store: OmopStore,
         patients: Iterable[str],
         shared: Iterable[tuple[str, str]],
+        highest: dict[str, int] | None = None,
     ) -> RowIds:
-        """Read the keys of these patients' rows and of the shared rows this bundle names."""
+        """Read the keys of these patients' rows and of the shared rows this bundle names.
+
+        ``highest``: the last id given in each table, carried from bundle to bundle of one load
+        on the embedded store (one process owns its file, so no other writer can take ids in
+        between, and a rolled-back bundle only leaves a gap); None: read from the tables."""
         if store.schema is not None:  # one ETL transaction at a time allocates ids
             conn.execute(sa.text(f'LOCK TABLE "{store.schema}".{KEY_TABLE} IN EXCLUSIVE MODE'))
         known: dict[tuple[str, str], int] = {}
@@ -106,7 +111,7 @@ class RowIds:
                     .where(key_table.c.source_key.in_(keys))
                 )
                 known.update({(table, key): int(row_id) for key, row_id in rows})
-        return cls(conn, store, known)
+        return cls(conn, store, known, highest if highest is not None else {})
 
     def lookup(self, table: str, source_key: str) -> int | None:
         return self.known.get((table, source_key))
@@ -117,7 +122,7 @@ class RowIds:
         if existing is not None:
             return existing
         if not self._next:
-            self._next = self._highest()
+            self._next.update(self._highest())
         row_id = self._next[table] + 1
         self._next[table] = row_id
         self.known[(table, source_key)] = row_id

@@ -119,12 +119,13 @@ def load_bundles(store: OmopStore, paths: Sequence[Path], *, validate: bool = Fa
     loaded: list[LoadedBundle] = []
     refused: list[RefusedBundle] = []
     concepts: ConceptMapper | None = None
+    highest: dict[str, int] | None = {} if store.embedded else None  # see RowIds.load
     for path in bundle_files(paths, refused):
         try:
             bundle = read_bundle(path, validate=validate)
             with store.begin() as conn:
                 concepts = concepts or ConceptMapper.for_store(conn, store)
-                loaded.append(_load(conn, store, bundle, concepts))
+                loaded.append(_load(conn, store, bundle, concepts, highest))
         except EtlError as exc:
             refused.append(RefusedBundle(path, _reason(path, str(exc))))
         except sa.exc.SQLAlchemyError as exc:
@@ -150,14 +151,18 @@ def bundle_files(paths: Iterable[Path], refused: list[RefusedBundle]) -> list[Pa
 
 
 def _load(
-    conn: sa.Connection, store: OmopStore, bundle: Bundle, concepts: ConceptMapper
+    conn: sa.Connection,
+    store: OmopStore,
+    bundle: Bundle,
+    concepts: ConceptMapper,
+    highest: dict[str, int] | None,
 ) -> LoadedBundle:
     for resource in bundle.resources:
         if resource["resourceType"] in MAPPED_TYPES and not isinstance(resource.get("id"), str):
             raise EtlError(f"a {resource['resourceType']} has no id")
     patients = [patient["id"] for patient in bundle.of_type("Patient")]
     try:
-        ids = RowIds.load(conn, store, patients, shared_keys(bundle))
+        ids = RowIds.load(conn, store, patients, shared_keys(bundle), highest)
         earlier = [i for p in patients if (i := ids.lookup("person", p)) is not None]
         rows = BundleRows(ids)
         mapper = BundleMapper(bundle, concepts, rows)
