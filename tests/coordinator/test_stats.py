@@ -138,8 +138,12 @@ def test_a_statistics_study_spec_round_trips_and_refuses_what_it_cannot_run() ->
     assert StatsSpec.from_json(json.loads(spec.stats_spec)) == SPEC
     with pytest.raises(ConfigError, match="exactly one round"):
         dataclasses.replace(spec, rounds=2)
-    with pytest.raises(ConfigError, match="secure aggregation of statistics is not supported"):
+    with pytest.raises(ConfigError, match="needs the query's features named"):
         dataclasses.replace(spec, secure_aggregation=True)
+    with pytest.raises(ConfigError, match="min_nodes >= 2"):
+        dataclasses.replace(spec, secure_aggregation=True, features=("age",), min_nodes=1)
+    secure = dataclasses.replace(spec, secure_aggregation=True, features=("age",))
+    assert spec_from_proto(spec_to_proto(secure)) == secure
     with pytest.raises(ConfigError, match="stats query"):
         dataclasses.replace(spec, stats_spec='{"bins": {"age": [3, 1]}}')
     with pytest.raises(ConfigError, match="stats query"):

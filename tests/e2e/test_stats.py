@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -200,17 +201,63 @@ def test_the_result_survives_a_coordinator_restart(running: Network) -> None:
     assert result_of(running, after).document == before
 
 
-def test_secure_statistics_are_refused_at_submission(running: Network) -> None:
+SECURE_FEATURES = ("age", "thalach", "sex", HEART_LABEL)
+
+
+def test_a_secure_query_gives_the_clear_pooled_values_and_stores_no_site_summary(
+    running: Network,
+) -> None:
+    clear = result_of(
+        running, run_query(running, QUERY, min_nodes=len(HOSPITALS), features=SECURE_FEATURES)
+    )
+    spec = stats_study(
+        QUERY, DATASET, deadline_s=60.0, min_nodes=len(HOSPITALS), features=SECURE_FEATURES
+    )
+    spec = dataclasses.replace(spec, secure_aggregation=True)
+    status = running.wait_done(running.admin.submit(spec, query_blob(spec)), timeout_s=120)
+    secure = result_of(running, status)
+
+    assert status.rounds[0].accepted == len(HOSPITALS)
+    assert {m.num_examples for m in status.rounds[0].train_per_node} == {0}  # no site's N
+    assert secure.table.sites == () and secure.document["sites"] == []
+    assert secure.document["pooled_only"] is True
+    assert {r["site"] for r in secure.document["records"]} == {"pooled"}
+    blob = json.loads(running.admin.download(status.model_sha256)["stats_result"].tobytes())
+    assert blob["summaries"] == [] and blob["secure"]["sites"] == len(HOSPITALS)
+    assert secure.table.totals.pooled[0] == clear.table.totals.pooled[0]
+    assert secure.table.totals.pooled[0].exact
+    compared = 0
+    for name in SECURE_FEATURES:
+        theirs, ours = block(clear.table, name), block(secure.table, name)
+        if isinstance(theirs, CategoricalBlock):
+            assert isinstance(ours, CategoricalBlock)
+            for t, o in zip(theirs.lines, ours.lines, strict=True):
+                assert t.level == o.level
+                assert o.pooled[0] == t.pooled[0]  # a lower bound where a site suppressed it
+                compared += t.pooled[0].exact
+            continue
+        assert isinstance(theirs, ContinuousBlock) and isinstance(ours, ContinuousBlock)
+        assert ours.present.pooled[0] == theirs.present.pooled[0]
+        want, got = theirs.pooled[0].moments, ours.pooled[0].moments
+        assert want is not None and got is not None and not ours.pooled[0].moments_partial
+        assert got.n == want.n
+        assert got.mean == pytest.approx(want.mean, rel=1e-9)
+        assert got.std == pytest.approx(want.std, rel=1e-6)
+        compared += 1
+    assert compared >= 4  # both means and the exact counts of both binary columns
+
+
+def test_a_secure_query_must_name_its_features(running: Network) -> None:
     runner = CliRunner()
     config = str(running.consortium.admin_config)
 
     done = runner.invoke(
         root, ["study", "stats", "--config", config, "--dataset", DATASET, "--bins", "age=20:80:5",
-              "--secure"],
+              "--min-nodes", "3", "--secure"],
     )  # fmt: skip
 
     assert done.exit_code == 2
-    assert "secure aggregation of statistics is not supported" in " ".join(done.output.split())
+    assert "needs the query's features named" in " ".join(done.output.split())
 
 
 def test_cli_prints_writes_and_reads_back_table1(running: Network, tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def stats(
     node: Annotated[list[str] | None, typer.Option(help="Ask only these sites.")] = None,
     deadline_s: Annotated[float, typer.Option(help="Seconds sites have to answer.")] = 120.0,
     secure: Annotated[
-        bool, typer.Option(help="Secure aggregation (not supported for statistics yet).")
+        bool,
+        typer.Option(help="Secure aggregation: only the sites' sum is seen (needs --features)."),
     ] = False,
     name: Annotated[str, typer.Option(help="Study name.")] = "stats",
     out_dir: OutOption = None,
@@ -85,8 +86,9 @@ def stats(
     Every count a site releases is 0 or at least its k. A suppressed cell shows as '—' ('hidden'
     in CSV/JSON); a pooled count that some site hid part of is a lower bound ('≥').
 
-    Secure aggregation is refused for statistics: summaries are combined in the clear after
-    each site's own disclosure control, so per-site columns are always present.
+    With --secure each site sends its summary's additive parts through SecAgg+ and the
+    coordinator sees only their sum: a pooled-only Table 1 (no per-site columns, no quartiles,
+    no attrition). The query must name its --features and ask --min-nodes of at least 2.
     """
     import dataclasses
 
@@ -99,7 +101,7 @@ def stats(
             query, dataset, name=name, min_nodes=min_nodes, nodes=node or (),
             deadline_s=deadline_s, features=[f for f in features.split(",") if f],
         )  # fmt: skip
-        if secure:  # StudySpec refuses it with the reason, here and at the coordinator
+        if secure:  # StudySpec says what a secure query still needs, here and at the coordinator
             spec = dataclasses.replace(spec, secure_aggregation=True)
         with _client(config) as client:
             study_id = client.submit(spec, query_blob(spec))
@@ -168,6 +170,8 @@ def _show(study_id: str, result: StatsResult, out_dir: Path | None, as_json: boo
     if as_json:
         typer.echo(json.dumps({"study_id": study_id, **result.document}, indent=1))
         return
+    if not result.table.sites:
+        err.print("secure aggregation: pooled only, no per-site columns", markup=False)
     out.print(report.render(result.table), markup=False, highlight=False)
 
 

@@ -205,11 +205,17 @@ class StudySpec:
         except (ValueError, AttributeError, ConfigError) as exc:
             raise ConfigError(f"invalid study spec: stats query: {exc}") from exc
         _check(self.rounds == 1, "a statistics study has exactly one round")
-        _check(
-            not self.secure_aggregation,
-            "secure aggregation of statistics is not supported yet: site summaries are combined "
-            "in the clear after each site's own disclosure control",
-        )
+        if self.secure_aggregation:  # analytics/secure_table.py: the layout comes from the query
+            _check(
+                bool(self.features),
+                "secure aggregation of statistics needs the query's features named: every "
+                "site's vector has one layout, fixed by the query before any data is read",
+            )
+            _check(
+                self.min_nodes >= 2,
+                "secure aggregation of statistics needs min_nodes >= 2: the sum of one site's "
+                "summary is that site's summary",
+            )
 
     def to_json(self) -> str:
         doc = asdict(self)

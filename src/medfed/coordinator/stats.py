@@ -15,8 +15,9 @@ disclosure control does not change by asking again.
 
 The result blob (stats_result.py) holds the Table 1 in the report's long format and the
 accepted site summaries in their wire form, so ``medfed study stats-show`` re-renders it with the
-same pure ``combine``. Secure aggregation is refused at submission (spec.py): sites' summaries are
-combined in the clear after their own disclosure control.
+same pure ``combine``. Under ``secure_aggregation`` (coordinator/secure_stats.py) the sites send
+fixed vectors of additive parts through SecAgg+ instead, and the blob holds only their sum and the
+pooled-only Table 1 built from it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +39,19 @@ from medfed.analytics import wire
 from medfed.analytics.combine import combine
 from medfed.analytics.spec import MIN_K, StatsSpec
 from medfed.analytics.summary import CategoricalSummary, SiteSummary
+from medfed.analytics.table1 import Table1
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskSlot, TaskStatus
+from medfed.coordinator.secure_round import Stages
+from medfed.coordinator.secure_stats import receive_masked, secure_sum
 from medfed.coordinator.spec import StudySpec, dataset_ref
 from medfed.coordinator.staging import StagingPool
-from medfed.coordinator.stats_result import WireSummary, result_blob, stored_form
-from medfed.errors import ConfigError, ProtocolError
+from medfed.coordinator.stats_result import (
+    WireSummary,
+    result_blob,
+    secure_result_blob,
+    stored_form,
+)
+from medfed.errors import ConfigError, ProtocolError, SecAggError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics, RoundRecord
@@ -95,6 +104,9 @@ def receive_summary(
     """Read, decode and judge one summary upload; Rejected/ProtocolError say why it is refused."""
     if not isinstance(round_, StatsRound):
         raise Rejected("a statistics reply arrived for a round that is not a statistics round")
+    if slot.task.HasField("secagg"):
+        receive_masked(round_, slot, header, frames, pool)
+        return
     if slot.max_examples is not None and header.num_examples > slot.max_examples:
         raise Rejected(
             f"the reply claims {header.num_examples} rows, more than the "
@@ -239,6 +251,9 @@ def run_stats(hooks: StatsHooks, spec: StudySpec, completed_rounds: int) -> None
         deadline=time.monotonic() + spec.round_deadline_s,
         spec=StatsSpec.from_json(json.loads(spec.stats_spec)),
     )
+    if spec.secure_aggregation:
+        _run_secure(hooks, spec, round_, nodes)
+        return
     _dispatch(hooks, spec, round_, nodes)
     if hooks.halt.is_set():
         return
@@ -254,21 +269,54 @@ def run_stats(hooks: StatsHooks, spec: StudySpec, completed_rounds: int) -> None
         _fail(hooks, round_, f"the summaries do not combine: {exc}")
         return
     blob = result_blob(table, round_.spec, [round_.stored[s] for s in sites])
+    _commit(hooks, round_, blob, len(nodes), len(sites), table)
+
+
+def _run_secure(hooks: StatsHooks, spec: StudySpec, round_: StatsRound, nodes: list[str]) -> None:
+    """The secure variant (coordinator/secure_stats.py): only the sum is unmasked and stored."""
+
+    def dispatch(r: OpenRound, to: Sequence[str], stage: Stages) -> None:
+        _dispatch(hooks, spec, r, list(to), stage)
+        if hooks.halt.is_set():
+            raise SecAggError("the coordinator is stopping")
+
+    try:
+        table, sums, sites = secure_sum(spec, round_.spec, round_, nodes, dispatch)
+    except (SecAggError, ConfigError) as exc:
+        if not hooks.halt.is_set():
+            _fail(hooks, round_, f"secure aggregation aborted: {exc}")
+        return
+    blob = secure_result_blob(table, round_.spec, spec.features, sums, sites)
+    _commit(hooks, round_, blob, len(nodes), sites, table)
+
+
+def _commit(
+    hooks: StatsHooks, round_: StatsRound, blob: tensors.Weights, selected: int, sites: int,
+    table: Table1,
+) -> None:  # fmt: skip
     sha = hooks.parts.models.put(blob)
+    cohort = table.totals.pooled[0].value
     hooks.parts.state.commit_round(
         RoundRecord(
-            study_id=hooks.study_id, round=1, model_sha256=sha, selected=len(nodes),
-            accepted=len(sites), rejected=len(nodes) - len(sites),
+            study_id=hooks.study_id, round=1, model_sha256=sha, selected=selected,
+            accepted=sites, rejected=selected - sites,
             duration_s=time.monotonic() - round_.started, committed_unix=hooks.parts.wall(),
-            metrics={"cohort_n": float(sum(round_.summaries[s].totals[0] for s in sites))},
+            metrics={"cohort_n": float(cohort)} if cohort is not None else {},
             per_node=tuple(round_.per_node), rejections=tuple(round_.rejections),
         )
     )  # fmt: skip
-    hooks.set_state("completed", f"statistics of {len(sites)} site(s) combined")
-    log.info("study %s: statistics of %d sites stored (%s)", hooks.study_id, len(sites), sha[:12])
+    hooks.set_state("completed", f"statistics of {sites} site(s) combined")
+    log.info("study %s: statistics of %d sites stored (%s)", hooks.study_id, sites, sha[:12])
 
 
-def _dispatch(hooks: StatsHooks, spec: StudySpec, round_: StatsRound, nodes: list[str]) -> None:
+def _dispatch(
+    hooks: StatsHooks,
+    spec: StudySpec,
+    round_: OpenRound,
+    nodes: list[str],
+    stage: Stages | None = None,
+) -> None:
+    """One task of ``round_``'s kind per node (STATS, or a SecAgg+ stage with its payload)."""
     p = hooks.parts
     deadline_ms = int((p.wall() + round_.deadline - time.monotonic()) * 1000)
     query = pb.StatsQuery(spec_json=spec.stats_spec)
@@ -277,12 +325,14 @@ def _dispatch(hooks: StatsHooks, spec: StudySpec, round_: StatsRound, nodes: lis
             task_id=secrets.token_hex(16),
             study_id=hooks.study_id,
             round=1,
-            kind=pb.TASK_KIND_STATS,
+            kind=round_.kind,  # type: ignore[arg-type]
             dataset=dataset_ref(spec, label=False),
             deadline_unix_ms=deadline_ms,
             max_update_bytes=MAX_SUMMARY_BYTES,
             stats=query,
         )
+        if stage is not None:
+            task.secagg.CopyFrom(stage(node))
         sizes = p.directory.announced(node, spec.dataset)
         limit = sizes.train_rows + sizes.test_rows if sizes is not None else 0
         round_.slots[task.task_id] = TaskSlot(task, node, max_examples=limit)
@@ -294,7 +344,7 @@ def _dispatch(hooks: StatsHooks, spec: StudySpec, round_: StatsRound, nodes: lis
     p.progress.record(round_)
 
 
-def _fail(hooks: StatsHooks, round_: StatsRound, why: str) -> None:
+def _fail(hooks: StatsHooks, round_: OpenRound, why: str) -> None:
     now = hooks.parts.wall()
     for rejection in round_.rejections:
         node, _, cause = rejection.partition(": ")

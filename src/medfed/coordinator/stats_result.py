@@ -3,7 +3,9 @@
 The result is a blob in the coordinator's model store (``RESULT_TENSOR``: JSON as uint8, the way
 CKKS contexts are kept), committed as the study's round 1 "model": the Table 1 in the report's
 long format and the accepted site summaries in their wire form, so a reader can re-render it with
-the same pure ``analytics.combine``. An admin downloads it like any model, by hash.
+the same pure ``analytics.combine``. An admin downloads it like any model, by hash. A secure query
+(``secure_aggregation``) stores no site summaries: only the unmasked sum and the pooled-only
+Table 1 built from it (``"pooled_only": true`` in the table's JSON).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medfed.analytics import report, wire
+from medfed.analytics import report, secure_table, wire
 from medfed.analytics.combine import combine, standardization
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import Table1
@@ -80,6 +82,26 @@ def result_blob(
     return {RESULT_TENSOR: np.frombuffer(text.encode(), dtype=np.uint8).copy()}
 
 
+def secure_result_blob(
+    table: Table1,
+    query: StatsSpec,
+    features: Sequence[str],
+    sums: npt.NDArray[np.float64],
+    sites: int,
+) -> tensors.Weights:
+    """A secure query's result: the pooled-only Table 1 and the summed vector it was built from
+    (analytics.secure_table); no site's summary exists to be stored."""
+    doc = {
+        "version": RESULT_VERSION,
+        "query": query.to_json(),
+        "table1": table1_document(table) | {"pooled_only": True},
+        "secure": {"features": list(features), "sites": sites, "sums": sums.tolist()},
+        "summaries": [],
+    }
+    text = json.dumps(doc, sort_keys=True, allow_nan=False)
+    return {RESULT_TENSOR: np.frombuffer(text.encode(), dtype=np.uint8).copy()}
+
+
 def read_result(weights: Mapping[str, npt.NDArray[np.generic]]) -> StatsResult:
     """A stored result blob back to Table 1 (recombined from the summaries it holds)."""
     raw = weights.get(RESULT_TENSOR)
@@ -90,6 +112,12 @@ def read_result(weights: Mapping[str, npt.NDArray[np.generic]]) -> StatsResult:
         if doc["version"] != RESULT_VERSION:
             raise ProtocolError(f"statistics result version {doc['version']} is unknown")
         spec = StatsSpec.from_json(doc["query"])
+        if "secure" in doc:  # pooled only: rebuilt from the stored sum
+            secure = doc["secure"]
+            lay = secure_table.layout(spec, [str(f) for f in secure["features"]])
+            sums = np.asarray(secure["sums"], dtype=np.float64)
+            table = secure_table.pooled_table(sums, spec, lay, int(secure["sites"]))
+            return StatsResult(spec, table, doc["table1"])
         summaries = [
             wire.from_arrays(
                 {

@@ -30,6 +30,7 @@ from medfed.node.stats import StatsResponder, with_pooled_standardization
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg import ckks
 from medfed.secagg.ckks import CONTEXT_TENSOR, blob_bytes
+from medfed.secagg.messages import STATS_PURPOSE
 
 log = logging.getLogger("medfed.node")
 
@@ -132,7 +133,12 @@ class NodeAgent:
             self._answer_stats(task, what)
             return
         try:
-            if task.kind == pb.TASK_KIND_SECAGG:
+            if task.kind == pb.TASK_KIND_SECAGG and task.secagg.params.purpose == STATS_PURPOSE:
+                if self._stats is None:  # a statistics query's stage: no training plan to admit
+                    raise PolicyError(
+                        "stats_unsupported", "this node answers no statistics queries"
+                    )
+            elif task.kind == pb.TASK_KIND_SECAGG:
                 self._executor.admit_stage(task)
             else:
                 plan, data = self._executor.admit(task)
@@ -186,7 +192,11 @@ class NodeAgent:
         try:
             if self._stats is None:
                 raise PolicyError("stats_unsupported", "this node answers no statistics queries")
-            n, summary = self._stats.answer(task)
+            if task.HasField("secagg"):  # only the masked vector leaves, and no row count
+                words = self._stats.secure_words(task)
+                n, summary = 0, self._require_secure().mask_words(task, words)
+            else:
+                n, summary = self._stats.answer(task)
         except (TransportError, AuthError):
             raise
         except MedfedError as exc:

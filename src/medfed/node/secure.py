@@ -15,10 +15,10 @@ from medfed.errors import SecAggError
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg import wire
-from medfed.secagg.messages import EVALUATE_PURPOSE, RoundParams
+from medfed.secagg.messages import EVALUATE_PURPOSE, STATS_PURPOSE, RoundParams
 from medfed.secagg.protocol import ClientRound, Signer, Verifier
 from medfed.secagg.quantize import FixedPoint
-from medfed.secagg.updates import MASKED, NDArray, encode_update, split_reply
+from medfed.secagg.updates import MASKED, U32, NDArray, encode_update, split_reply
 from medfed.training.score_histogram import SCORE_BINS, ScoreHistogram
 
 
@@ -100,5 +100,19 @@ class SecureAggregationClient:
         words = (
             histogram.as_words() if histogram is not None else np.zeros(2 * SCORE_BINS, np.uint32)
         )
+        sealed = wire.shares_from_pb(task.secagg.shares, len(client.params.nodes))
+        return {MASKED: client.mask(list(task.secagg.survivors), sealed, words)}
+
+    def mask_words(self, task: pb.Task, words: U32) -> tensors.Weights:
+        """Stage 3 of a statistics query: the site's vector (analytics.secure_table), masked."""
+        if task.kind != pb.TASK_KIND_STATS or task.secagg.stage != 3:
+            raise SecAggError("a secure STATS task must carry stage 3")
+        client = self._round(task, 3)
+        if client.params.purpose != STATS_PURPOSE:
+            raise SecAggError("this secure sum is not for statistics")
+        if words.shape != (client.params.dimension,):
+            raise SecAggError(
+                f"the statistics vector has {words.size} words, the round {client.params.dimension}"
+            )
         sealed = wire.shares_from_pb(task.secagg.shares, len(client.params.nodes))
         return {MASKED: client.mask(list(task.secagg.survivors), sealed, words)}

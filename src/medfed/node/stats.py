@@ -15,6 +15,9 @@ attack combines), so a query whose cohort or stratum differs from an earlier rel
 dataset by 1..k-1 persons is refused, and the log pins the dataset to the first query's bin
 edges. Rows are identified by a hash of their values plus the occurrence number among identical
 rows: a CSV has no patient id, and this stays stable when other rows come or go.
+
+Under secure aggregation (the task carries SecAgg+ stage 3) the same summary is turned into the
+query's fixed vector (analytics.secure_table) and only its masked words leave, with no row count.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medfed.analytics import wire
+from medfed.analytics import secure_table, wire
 from medfed.analytics.release_log import ReleaseLog
 from medfed.analytics.site import summarize
 from medfed.analytics.spec import DEFAULT_K, Column, ColumnKind, StatsSpec, check_k
+from medfed.analytics.summary import SiteSummary
 from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetRegistry
 from medfed.data.tabular import TabularDataset
@@ -72,6 +76,23 @@ class StatsResponder:
 
         DisclosureError (a small subset, a differencing attempt) propagates for the caller to
         refuse with its own code and message."""
+        summary = self.summary(task)
+        arrays, meta = wire.to_arrays(summary)
+        return summary.totals[0], upload(arrays, meta)
+
+    def secure_words(self, task: pb.Task) -> npt.NDArray[np.uint32]:
+        """The site's summary as its secure-aggregation input (analytics.secure_table): the
+        same disclosure control first, then the query's fixed layout, as uint32 words."""
+        summary = self.summary(task)
+        spec = StatsSpec.from_json(json.loads(task.stats.spec_json))
+        try:
+            lay = secure_table.layout(spec, tuple(task.dataset.features))
+            return secure_table.to_words(secure_table.site_vector(summary, spec, lay))
+        except ConfigError as exc:
+            raise PolicyError("bad_stats_query", str(exc)) from exc
+
+    def summary(self, task: pb.Task) -> SiteSummary:
+        """The site's disclosure-controlled summary for ``task`` (see ``answer``)."""
         try:
             spec = StatsSpec.from_json(json.loads(task.stats.spec_json))
         except (ValueError, ConfigError) as exc:
@@ -89,8 +110,7 @@ class StatsResponder:
             )  # fmt: skip
         except (ConfigError, DatasetError) as exc:
             raise PolicyError("bad_stats_query", str(exc)) from exc
-        arrays, meta = wire.to_arrays(summary)
-        return summary.totals[0], upload(arrays, meta)
+        return summary
 
     def table(self, name: str, spec: StatsSpec, wanted: tuple[str, ...] = ()) -> Table:
         """The dataset's rows as a summarizable table (the steward's registry decides)."""

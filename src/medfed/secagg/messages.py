@@ -23,6 +23,8 @@ from medfed.secagg.hazmat.shamir import SHARE_BYTES
 ADVERTISE_PURPOSE = b"medfed/secagg/advertise/v1"
 EVALUATE_PURPOSE = "evaluate"
 """A round's :attr:`RoundParams.purpose` when it sums an evaluation's score histograms."""
+STATS_PURPOSE = "stats"
+"""The purpose of a round that sums statistics vectors (analytics.secure_table)."""
 
 
 @dataclass(frozen=True)
