@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from medfed.data.omop.store import OmopStore, open_store, person_tables
-from medfed.errors import ConfigError
+from medfed.errors import ConfigError, DatasetError
 
 
 def test_the_store_has_the_37_cdm_tables_and_creating_again_changes_nothing(
@@ -45,3 +45,28 @@ def test_an_unknown_table_or_store_location_is_refused(tmp_path: Path) -> None:
         open_store("mysql://db/x")
     with pytest.raises(ConfigError, match="plain lower-case SQL name"):
         open_store("postgresql://root@127.0.0.1/test", schema='cdm"; drop')
+
+
+def test_an_embedded_store_open_in_another_process_is_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "omop.duckdb"
+    created = open_store(path)
+    created.create()
+    created.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(path)!r}); "
+         "print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        store = open_store(path)
+        with pytest.raises(DatasetError, match="open in another process"):
+            store.row_counts()
+        store.close()
+    finally:
+        holder.communicate("", timeout=30)

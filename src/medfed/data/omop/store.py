@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from medfed.errors import ConfigError
+from medfed.errors import ConfigError, DatasetError
 
 CDM_VERSION = "5.4"
 EMBEDDED_FILE = "omop.duckdb"
@@ -167,6 +167,17 @@ def open_store(location: str | Path, schema: str = DEFAULT_SCHEMA) -> OmopStore:
 def _duckdb_engine(path: Path) -> sa.Engine:
     connect_args: dict[str, Any] = {"config": {"threads": 2}}
     # One process owns the file (DuckDB locks it); a pool of one keeps a single connection.
-    return sa.create_engine(
+    engine = sa.create_engine(
         f"duckdb:///{path}", connect_args=connect_args, poolclass=sa.pool.SingletonThreadPool
     )
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _in_use(context: sa.engine.ExceptionContext) -> None:
+        if "Could not set lock on file" in str(context.original_exception):
+            raise DatasetError(
+                f"the OMOP store {path} is open in another process (DuckDB lets one process "
+                "use the file at a time; the node opens it while it builds a round's data): "
+                "retry, or keep the store in PostgreSQL (node config omop_store) to share it"
+            ) from context.original_exception
+
+    return engine
