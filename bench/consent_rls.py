@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
+from machine import machine  # bench/machine.py (bench/ is on sys.path)
 
 from medfed.data.consent import Consents, consented_reader
 from medfed.data.consent.model import api_schema, consent_schema, consent_tables
@@ -152,8 +152,8 @@ def main() -> None:
     with engine.connect() as conn:
         pg_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
     engine.dispose()
-    print(f"machine: {platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
-          f"PostgreSQL {pg_version} · DuckDB {duckdb.__version__} (2 threads)")  # fmt: skip
+    print(f"machine: {machine()} · PostgreSQL {pg_version} · "
+          f"DuckDB {duckdb.__version__} (2 threads)")  # fmt: skip
     print(f"{args.persons:,} persons, {args.rows:,} condition_occurrence rows, "
           f"{args.consented:.0%} consenting; median of {args.repeat}\n")  # fmt: skip
     print("| database | query | median s | count |")

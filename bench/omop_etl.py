@@ -12,8 +12,6 @@ Median of --repeats runs, printed as a Markdown table naming the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from machine import machine  # bench/machine.py (bench/ is on sys.path)
 
 from medfed.data.fhir import LoadReport, load_bundles
 from medfed.data.omop.store import OmopStore, open_store
@@ -28,18 +27,6 @@ from medfed.data.omop.vocabulary import install_builtin_vocabulary
 
 SYNTHEA = Path(__file__).resolve().parents[1] / "tests/data/fhir/synthea_r4"
 DEFAULT_PG = "postgresql+psycopg://root@127.0.0.1:5432/test"
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
 def fresh_store(kind: str, work: Path, pg_url: str) -> OmopStore:

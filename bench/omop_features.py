@@ -13,8 +13,6 @@ node does when its data or consent changed since the last round -- and read back
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -22,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from machine import machine  # bench/machine.py (bench/ is on sys.path)
 
 from medfed.data.fhir import load_bundles
 from medfed.data.heart_disease import heart_disease_centres
@@ -33,18 +32,6 @@ from medfed.demo.ehr.bundles import HOSPITAL_FILES, write_heart_bundles
 from medfed.demo.ehr.codes import HEART_SPEC, HEART_VOCABULARY
 
 DEFAULT_PG = "postgresql+psycopg://root@127.0.0.1:5432/test"
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
 def loaded_store(kind: str, site: str, paths: list[Path], work: Path, pg_url: str) -> OmopStore:

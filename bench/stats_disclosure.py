@@ -13,13 +13,12 @@ interval against a single site's.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
-import psutil
+from machine import machine  # bench/machine.py (bench/ is on sys.path)
 
 from medfed.analytics.combine import combine
 from medfed.analytics.disclosure import protect_grid
@@ -114,10 +113,7 @@ def main() -> None:
     pooled_width = pooled.median.high - pooled.median.low if pooled else float("nan")
     print("| interval width | " + " | ".join(f"{w:g}" for w in [*widths, pooled_width]) + " |")
 
-    print(
-        f"\nmachine: {platform.node()} · {platform.machine()} · {psutil.cpu_count()} CPUs · "
-        f"Python {platform.python_version()} · wall time {time.perf_counter() - started:.1f} s"
-    )
+    print(f"\nmachine: {machine()} · wall time {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":
