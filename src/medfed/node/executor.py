@@ -14,7 +14,7 @@ import numpy as np
 
 from medfed.compression.codec import Compression, CompressionConfig
 from medfed.data.dataset import Dataset
-from medfed.data.registry import DatasetRegistry
+from medfed.data.registry import DatasetEntry, DatasetRegistry
 from medfed.data.schema import schema_diff
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.client_state import FileClientState
@@ -80,7 +80,7 @@ class TaskExecutor:
         try:
             entry = self._datasets.get(task.dataset.name)
             check_cohort(entry, task.dataset.cohort_sha256)
-            data = self._load(task)
+            data = self._load(task, entry)
         except DatasetError as exc:
             raise PolicyError("dataset_unavailable", str(exc)) from exc
         wanted = tuple(task.dataset.features)
@@ -98,13 +98,12 @@ class TaskExecutor:
         client_settings(task.config)  # refuse settings this node cannot honour before training
         return plan, data
 
-    def _load(self, task: pb.Task) -> Dataset:
+    def _load(self, task: pb.Task, entry: DatasetEntry) -> Dataset:
         """The task's dataset; an OMOP one is read through its consent study, and the consented
         N and consent-log watermark it was read at go with the reply (:data:`DATA_STATE`)."""
-        name = task.dataset.name
-        if self._datasets.get(name).kind != "omop":
-            return self._datasets.load(name)
-        loaded = self._datasets.load_omop(name)
+        if entry.kind != "omop":
+            return self._datasets.load(entry.name)
+        loaded = self._datasets.load_omop(entry.name)
         if loaded.consented_n is not None:
             self._data_states[task.task_id] = {
                 "consented_n": float(loaded.consented_n),

@@ -26,7 +26,7 @@ from medfed.data.consent.model import (
     consent_schema,
     consent_tables,
 )
-from medfed.data.omop.store import OmopStore
+from medfed.data.omop.store import DUCKDB_CONFIG, OmopStore
 from medfed.errors import ConsentError
 
 
@@ -130,11 +130,10 @@ def _postgres_reader(
 def _embedded_reader(store: OmopStore, study_id: str) -> ConsentedReader:
     with store.begin() as conn:
         schema = embedded.ensure_views(conn, study_id)
-    # Its own connection to the same in-process database: DuckDB shares the open instance only
-    # when the config matches the store's (omop/store.py opens it with threads=2). The reader
-    # gets a snapshot of its own, and the steward's engine stays usable meanwhile.
+    # Its own connection to the same in-process database (shared because the config is the
+    # store's): the reader gets a snapshot of its own, and the steward's engine stays usable.
     engine = sa.create_engine(
-        store.engine.url, connect_args={"config": {"threads": 2}}, poolclass=sa.pool.NullPool
+        store.engine.url, connect_args={"config": DUCKDB_CONFIG}, poolclass=sa.pool.NullPool
     ).execution_options(schema_translate_map={None: schema})
     conn = engine.connect()
     try:

@@ -35,6 +35,9 @@ from medfed.errors import ConfigError, DatasetError
 CDM_VERSION = "5.4"
 EMBEDDED_FILE = "omop.duckdb"
 DEFAULT_SCHEMA = "cdm"
+DUCKDB_CONFIG: dict[str, Any] = {"threads": 2}
+"""How every connection opens the embedded file: DuckDB shares one open database between the
+connections of a process only when their config matches (the consent reader opens its own)."""
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 VOCABULARY_TABLES = (
@@ -165,7 +168,7 @@ def open_store(location: str | Path, schema: str = DEFAULT_SCHEMA) -> OmopStore:
 
 
 def _duckdb_engine(path: Path) -> sa.Engine:
-    connect_args: dict[str, Any] = {"config": {"threads": 2}}
+    connect_args: dict[str, Any] = {"config": DUCKDB_CONFIG}
     # One process owns the file (DuckDB locks it); a pool of one keeps a single connection.
     engine = sa.create_engine(
         f"duckdb:///{path}", connect_args=connect_args, poolclass=sa.pool.SingletonThreadPool
