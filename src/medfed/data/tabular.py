@@ -6,7 +6,8 @@ split), never by the training plan, so every round of a study evaluates on the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ class TabularDataset:
     standardization: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
     """Mean and std per feature that the plans standardize with, set by the node for a study
     with federated (pooled) statistics; None: each plan fits them on this training split."""
+    read_state: Mapping[str, float] = field(default_factory=dict)
+    """What the rows were read under, reported with the round: an OMOP dataset read through
+    consent gives ``consented_n`` and ``consent_watermark``; empty otherwise."""
 
     def __post_init__(self) -> None:
         width = len(self.features)

@@ -16,6 +16,7 @@ from medfed.compression.codec import Compression, CompressionConfig
 from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetEntry, DatasetRegistry
 from medfed.data.schema import schema_diff
+from medfed.data.tabular import TabularDataset
 from medfed.errors import DatasetError, MedfedError, PolicyError, TrainingError
 from medfed.node.client_state import FileClientState
 from medfed.node.policy import LocalPolicy, check_cohort
@@ -70,7 +71,6 @@ class TaskExecutor:
         self._ledger = ledger
         self._wall = wall
         self._memory: dict[str, MemoryClientState] = {}
-        self._data_states: dict[str, dict[str, float]] = {}
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, Dataset]:
         """Check the task against local policy and data; PolicyError says why it is refused."""
@@ -80,7 +80,7 @@ class TaskExecutor:
         try:
             entry = self._datasets.get(task.dataset.name)
             check_cohort(entry, task.dataset.cohort_sha256)
-            data = self._load(task, entry)
+            data = self._load(entry)
         except DatasetError as exc:
             raise PolicyError("dataset_unavailable", str(exc)) from exc
         wanted = tuple(task.dataset.features)
@@ -98,18 +98,19 @@ class TaskExecutor:
         client_settings(task.config)  # refuse settings this node cannot honour before training
         return plan, data
 
-    def _load(self, task: pb.Task, entry: DatasetEntry) -> Dataset:
-        """The task's dataset; an OMOP one is read through its consent study, and the consented
-        N and consent-log watermark it was read at go with the reply (:data:`DATA_STATE`)."""
+    def _load(self, entry: DatasetEntry) -> Dataset:
+        """The task's dataset; an OMOP one is read through its consent study, and carries the
+        consented N and consent-log watermark it was read at, for the reply."""
         if entry.kind != "omop":
             return self._datasets.load(entry.name)
         loaded = self._datasets.load_omop(entry.name)
-        if loaded.consented_n is not None:
-            self._data_states[task.task_id] = {
-                "consented_n": float(loaded.consented_n),
-                "consent_watermark": float(loaded.watermark or 0),
-            }
-        return loaded.extraction.dataset
+        if loaded.consented_n is None:
+            return loaded.extraction.dataset
+        read_state = {
+            "consented_n": float(loaded.consented_n),
+            "consent_watermark": float(loaded.watermark or 0),
+        }
+        return dataclasses.replace(loaded.extraction.dataset, read_state=read_state)
 
     def admit_stage(self, task: pb.Task) -> TrainingPlan:
         """The checks a secure-aggregation stage needs (approved plan, registered dataset),
@@ -132,7 +133,6 @@ class TaskExecutor:
         config = local_config(task.config)
         settings = client_settings(task.config)
         versions = self._state(task.study_id)
-        data_state = self._data_states.pop(task.task_id, {})
         try:
             if task.kind == pb.TASK_KIND_EVALUATE:  # after round r is committed: r's state
                 state = RoundView(versions, task.round + 1)
@@ -152,7 +152,8 @@ class TaskExecutor:
         metrics = update.metrics | privacy
         if privacy:  # exact training losses are functions of every row: not covered by DP
             metrics = {k: v for k, v in metrics.items() if k not in NOT_PRIVATE}
-        return Outcome(update.num_examples, metrics | data_state, update.wire)
+        read_state = data.read_state if isinstance(data, TabularDataset) else {}
+        return Outcome(update.num_examples, metrics | dict(read_state), update.wire)
 
     def _spend_privacy(
         self, task: pb.Task, data: Dataset, config: LocalTrainConfig
