@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from medfed.node.policy import LocalPolicy
+from medfed.web.app import create_app
+from medfed.web.server import DashboardServer, check_binding
+from tests.e2e.harness import Network, small_study
+from tests.web.chromium import chromium, network_events, screenshot, severe_console
+
+
+@contextmanager
+def dashboard(network: Network) -> Iterator[str]:
+    binding = check_binding("127.0.0.1", 0, token="")
+    app = create_app(network.admin, allowed_hosts=binding.allowed_hosts())
+    server = DashboardServer(app, binding)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def _text(browser: object, element_id: str) -> str:
+    return str(browser.find_element(By.ID, element_id).text)  # type: ignore[attr-defined]
+
+
+def test_study_page_follows_a_live_study_over_mtls(network: Network) -> None:
+    LocalPolicy(network.consortium.node_state("switzerland")).revoke("logistic_regression", "1")
+    network.start_coordinator()
+    study_id = network.submit(small_study(rounds=3))  # no hospital online yet: it waits
+
+    with dashboard(network) as base, chromium() as browser:
+        browser.get(f"{base}/studies/{study_id}")
+        assert _text(browser, "round-counter") == "0"
+        browser.execute_script("window.medfedNoReload = true;")
+        network.start_nodes()
+
+        counters: list[str] = []
+
+        def finished(driver: object) -> bool:
+            counters.append(_text(driver, "round-counter"))
+            return _text(driver, "state").lower() == "completed"
+
+        WebDriverWait(browser, 60, poll_frequency=0.1).until(finished)
+        status = network.admin.status(study_id)
+
+        assert browser.execute_script("return window.medfedNoReload === true;")
+        assert counters[0] == "0" and counters[-1] == "3", counters
+        assert [int(c) for c in counters] == sorted(int(c) for c in counters)
+        evaluated = {m.node for r in status.rounds for m in r.per_node}
+        assert {"cleveland", "hungary", "va_long_beach"} <= evaluated
+        curves = browser.execute_script(
+            "return window.medfedCharts['chart-sites'].data.datasets"
+            ".map(d => [d.label, d.data.length]);"
+        )
+        assert {label for label, _ in curves} == evaluated
+        assert all(points == 3 for _, points in curves), curves
+        table = _text(browser, "table-sites") or browser.execute_script(
+            "return document.getElementById('table-sites').textContent;"
+        )
+        assert all(name in table for name in evaluated)
+        refusals = _text(browser, "refusals")
+        assert "switzerland" in refusals and "plan_not_approved" in refusals
+        assert "is not approved by this hospital" in refusals
+        assert _text(browser, "spec-sha256") and _text(browser, "ledger-head")
+        assert screenshot(browser, "dashboard-study.png").stat().st_size > 0
+
+        browser.get(base + "/")
+        WebDriverWait(browser, 10).until(lambda d: "va_long_beach" in _text(d, "nodes"))
+        nodes = _text(browser, "nodes")
+        assert nodes.count("online") == 4, nodes
+        assert study_id in _text(browser, "studies")
+        screenshot(browser, "dashboard-consortium.png")
+
+        failed = [e for e in network_events(browser) if e["method"] == "Network.loadingFailed"]
+        requested = {
+            e["params"]["request"]["url"]
+            for e in network_events(browser)
+            if e["method"] == "Network.requestWillBeSent"
+        }
+        assert not [u for u in requested if not u.startswith((base, "data:"))], requested
+        assert severe_console(browser) == []
+        assert not failed
