@@ -9,6 +9,7 @@ import pytest
 from medfed.data.registry import DatasetRegistry, DatasetSizes
 from medfed.node.client import CoordinatorClient
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.secagg.signing import CertificateSigner
 from medfed.transport.tls import TlsFiles
 from tests.e2e.harness import Network, passthrough_study
 
@@ -25,7 +26,10 @@ class Hostile:
     ) -> None:
         certs = network.consortium.node_certs(HOSTILE)
         tls = TlsFiles(certs / f"{HOSTILE}.crt", certs / f"{HOSTILE}.key", certs / "ca.crt")
-        self.client = CoordinatorClient(network.consortium.address, tls, server_name="localhost")
+        signer = CertificateSigner.from_files(tls.cert, tls.key).sign  # a member: it signs
+        self.client = CoordinatorClient(
+            network.consortium.address, tls, server_name="localhost", signer=signer
+        )
         registry = DatasetRegistry(network.consortium.node_state(HOSTILE))
         self.announce = list(registry.sizes() if announce is None else announce)
         self._stop = threading.Event()

@@ -20,6 +20,7 @@ from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
 from medfed.node.policy import LocalPolicy
 from medfed.pki.ca import CertificateAuthority
+from medfed.secagg.signing import CertificateSigner
 from medfed.transport.inmemory import InMemoryChannel
 from tests.e2e.harness import HOSPITALS, make_consortium, passthrough_study
 
@@ -37,8 +38,10 @@ def world(tmp_path: Path) -> Iterator[tuple[Consortium, Coordinator]]:
 
 
 def _node(consortium: Consortium, coordinator: Coordinator, node: str) -> CoordinatorClient:
-    pem = (consortium.node_certs(node) / f"{node}.crt").read_bytes()
-    return CoordinatorClient(channel=InMemoryChannel(coordinator.handlers, pem))
+    certs = consortium.node_certs(node)
+    pem = (certs / f"{node}.crt").read_bytes()
+    signer = CertificateSigner.from_files(certs / f"{node}.crt", certs / f"{node}.key").sign
+    return CoordinatorClient(channel=InMemoryChannel(coordinator.handlers, pem), signer=signer)
 
 
 def _admin(consortium: Consortium, coordinator: Coordinator) -> AdminClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,21 @@ class AdminClient:
         """Every node the coordinator has heard from, by name, fetched page by page."""
         pages = _pages(self._stub.ListNodes, page_size, "list nodes")
         return [node for reply in pages for node in reply.nodes]
+
+    def ledger(self, study_id: str = "", start: int = 0, timeout_s: float = 60.0) -> list[bytes]:
+        """The coordinator's ledger entries (JSON lines, as signed) from height ``start`` on, or
+        only one study's; every page, in order."""
+        lines: list[bytes] = []
+        for _ in range(MAX_PAGES):
+            with rpc_errors("read the ledger"):
+                page: pb.LedgerPage = self._stub.GetLedger(
+                    pb.LedgerRequest(start=start, study_id=study_id), timeout=timeout_s
+                )
+            if not page.entries:
+                return lines
+            lines.extend(bytes(e) for e in page.entries)
+            start = json.loads(lines[-1])["seq"] + 1
+        raise TransportError("the coordinator's ledger did not end after 10,000 pages")
 
     def download(self, sha256: str, timeout_s: float = 300.0) -> tensors.Weights:
         from medfed.protocol.streams import receive_model

@@ -37,6 +37,8 @@ COORDINATOR_KEYS: tuple[Key, ...] = (
         minimum=0.1),
     Key("stream_min_kib_per_s", Kind.FLOAT, "Slowest average rate a stream may move at,"
         " counted only while waiting on the peer.", default=16.0, minimum=0),
+    Key("metrics_port", Kind.INT, "Port for Prometheus /metrics on 127.0.0.1 (loopback only);"
+        " 0: no metrics endpoint.", default=0, minimum=0),
     *TLS_KEYS,
     Key("tls.crl", Kind.PATH, "The CA's revocation list (crl.pem), re-read when it changes;"
         " unset: no revocation checking.")
@@ -65,6 +67,9 @@ class CoordinatorConfig:
     stream_first_message_s: float = 10.0
     stream_idle_s: float = 30.0
     stream_min_kib_per_s: float = 16.0
+    ledger: bool = True
+    """Keep the signed ledger (:mod:`medfed.ledger`); off only to measure what it costs (bench)."""
+    metrics_port: int = 0
 
     @property
     def database_url(self) -> str:
@@ -91,6 +96,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         stream_first_message_s=values["stream_first_message_s"],
         stream_idle_s=values["stream_idle_s"],
         stream_min_kib_per_s=values["stream_min_kib_per_s"],
+        metrics_port=values["metrics_port"],
     )
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from medfed.coordinator.audit import run_audit
 from medfed.coordinator.claims import claim_limit, site_share_metrics, site_weight_cap
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.evaluation import encrypted_sum, run_evaluation
@@ -101,6 +102,10 @@ class StudyRunner(threading.Thread):
         if spec.stats_spec:  # a statistics study: one round of site summaries, no model
             hooks = StatsHooks(self.study_id, self._p, self._select, self._set_state, self._halt)
             run_stats(hooks, spec, record.completed_rounds)
+            return
+        if spec.audit_of:  # a privacy audit: one round of membership-inference aggregates
+            hooks = StatsHooks(self.study_id, self._p, self._select, self._set_state, self._halt)
+            run_audit(hooks, spec, record)
             return
         strategy = build_strategy(spec)
         model = self._p.models.get(record.model_sha256)
@@ -225,6 +230,7 @@ class StudyRunner(threading.Thread):
         state_sha = self._p.models.put_private(new_state) if new_state else ""
         metrics = train_metrics(round_.per_node, len(nodes))
         metrics["upload_bytes"] = float(round_.upload_bytes)
+        metrics.update(round_.round_metrics)
         metrics.update(strategy.round_metrics(new_state))
         if spec.max_site_weight:
             metrics.update(site_share_metrics(round_.per_node, round_.weight_cap))
@@ -242,6 +248,8 @@ class StudyRunner(threading.Thread):
                 per_node=tuple(round_.per_node),
                 rejections=tuple(round_.rejections),
                 state_sha256=state_sha,
+                selected_nodes=tuple(nodes),
+                updates=round_.proofs(),
             )
         )
         self._p.events.bump(self.study_id)

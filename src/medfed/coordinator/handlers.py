@@ -81,6 +81,10 @@ def node_service(servicer: NodeServicer, guard: Guard) -> grpc.GenericRpcHandler
                 "SubmitSecAgg", s.SubmitSecAgg, pb.SecAggAnswer.FromString,
                 pb.SubmitReply.SerializeToString, _node(CallKind.SHORT, MAX_MESSAGE_BYTES),
             ),
+            "GetLedger": guard.unary(
+                "GetLedger", s.GetLedger, pb.LedgerRequest.FromString,
+                pb.LedgerPage.SerializeToString, _node(CallKind.SHORT, KIB),
+            ),
         },
     )  # fmt: skip
 
@@ -114,6 +118,10 @@ def admin_service(servicer: AdminServicer, guard: Guard) -> grpc.GenericRpcHandl
             ),
             "CancelStudy": guard.unary(
                 "CancelStudy", s.CancelStudy, pb.CancelStudyRequest.FromString, status, _admin()
+            ),
+            "GetLedger": guard.unary(
+                "GetLedger", s.GetLedger, pb.LedgerRequest.FromString,
+                pb.LedgerPage.SerializeToString, _admin(),
             ),
         },
     )  # fmt: skip

@@ -56,6 +56,8 @@ class TaskSlot:
     max_examples: int | None = None
     """The most examples the reply may claim: the rows the node announced in the task's split
     when it was sent (0: none announced; None: not checked)."""
+    proof: Mapping[str, object] | None = None
+    """The reply's signed proof, which the round's ledger entry records once it is accepted."""
 
 
 @dataclass
@@ -82,6 +84,9 @@ class OpenRound:
     """Evaluation under CKKS: each site's metric names and ciphertext."""
     histograms: dict[str, ScoreHistogram] = field(default_factory=dict)
     """Evaluation in the clear: each site's score histogram (for the pooled metrics)."""
+    round_metrics: dict[str, float] = field(default_factory=dict)
+    """Measured while the round ran, recorded with it (secure aggregation's stage seconds and
+    dropouts, ``secagg_*``; read by the dashboard, the report and /metrics)."""
     closed: bool = False
     started: float = field(default_factory=time.monotonic)
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -89,6 +94,12 @@ class OpenRound:
     @property
     def accepted(self) -> int:
         return sum(s.status is TaskStatus.ACCEPTED for s in self.slots.values())
+
+    def proofs(self) -> tuple[Mapping[str, object], ...]:
+        """The signed proofs of the accepted replies, in node order."""
+        with self.cond:
+            done = [s for s in self.slots.values() if s.status is TaskStatus.ACCEPTED and s.proof]
+            return tuple(s.proof for s in sorted(done, key=lambda s: s.node) if s.proof)
 
     def all_finished(self) -> bool:
         return all(s.status in _FINISHED for s in self.slots.values())

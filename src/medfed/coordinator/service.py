@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import TYPE_CHECKING
 
 from medfed.coordinator.config import CoordinatorConfig
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.engine import Engine, EngineParts, StudyEvents
 from medfed.coordinator.handlers import admin_service, node_service
+from medfed.coordinator.ledger import LedgerKeeper
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.rounds import TaskBoard
 from medfed.coordinator.servicer import AdminServicer, NodeServicer
+from medfed.ledger.keys import LedgerSigner, load_ca
 from medfed.pki.revocation import CrlWatcher
+from medfed.store.ledger import LedgerWriter
 from medfed.store.models import ModelStore
 from medfed.store.state import StateStore
 from medfed.transport.auth import PeerAuthorizer
@@ -20,6 +25,9 @@ from medfed.transport.grpc_factory import make_server
 from medfed.transport.guard import Guard
 from medfed.transport.limits import CallLimiter
 from medfed.transport.watchdog import StreamRules, StreamWatchdog
+
+if TYPE_CHECKING:  # prometheus_client loads only when metrics_port is set
+    from medfed.observability.coordinator import CoordinatorMetrics
 
 log = logging.getLogger("medfed.coordinator")
 
@@ -29,7 +37,18 @@ class Coordinator:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.state = StateStore(config.database_url)
+        self.ledger: LedgerKeeper | None = None
+        if config.ledger:
+            signer = LedgerSigner.from_files(config.tls.cert, config.tls.key)
+            self.state.open_ledger(LedgerWriter(signer, config.tls.ca.read_bytes()), time.time())
+            self.ledger = LedgerKeeper(self.state, load_ca(config.tls.ca))
         self.models = ServedModels(ModelStore(config.models_dir))
+        self.metrics: CoordinatorMetrics | None = None
+        if config.metrics_port:  # Prometheus /metrics on loopback (medfed.observability)
+            from medfed.observability.coordinator import CoordinatorMetrics, CountedModels
+
+            self.metrics = CoordinatorMetrics()
+            self.models = CountedModels(ModelStore(config.models_dir), self.metrics.count_sent)
         self.board = TaskBoard()
         self.crl = CrlWatcher(config.crl, config.tls.ca)
         self.directory = NodeDirectory(config.node_offline_after_s, is_revoked=self._revoked)
@@ -40,7 +59,7 @@ class Coordinator:
                 self.state, self.models, self.board, self.directory, self.events, self.progress
             )
         )
-        auth = PeerAuthorizer(self.crl)
+        auth = PeerAuthorizer(self.crl, self.ledger.revoked if self.ledger else None)
         self.guard = Guard(auth, CallLimiter(), StreamWatchdog(stream_rules(config)))
         self.server, self.port = make_server(
             config.listen,
@@ -56,14 +75,18 @@ class Coordinator:
             self.models,
             config.heartbeat_interval_s,
             config.upload_buffers,
+            self.ledger,
         )
         admin = AdminServicer(
-            auth, self.state, self.models, self.directory, self.engine, self.events, self.progress
-        )
+            auth, self.state, self.models, self.directory, self.engine, self.events, self.progress,
+            self.ledger,
+        )  # fmt: skip
         self.handlers = (node_service(node, self.guard), admin_service(admin, self.guard))
         """The coordinator's method tables; also what an in-memory channel dispatches to
         (:class:`medfed.transport.inmemory.InMemoryChannel`)."""
         self.server.add_generic_rpc_handlers(self.handlers)
+        if self.metrics is not None:
+            self.metrics.watch(self.state, self.directory)
 
     def _revoked(self, serial: int) -> bool:
         self.crl.refresh()
@@ -73,6 +96,9 @@ class Coordinator:
         self.guard.watchdog.start()
         self.server.start()
         log.info("coordinator listening on port %d", self.port)
+        if self.metrics is not None:
+            port = self.metrics.serve(self.config.metrics_port)
+            log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
         resumed = self.engine.resume_all()
         if resumed:
             log.info("resuming studies %s", ", ".join(resumed))
@@ -80,6 +106,8 @@ class Coordinator:
     def stop(self, grace_s: float = 2.0) -> None:
         self.engine.stop()
         self.server.stop(grace_s).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.guard.watchdog.stop()
         self.guard.tarpit.stop()
         self.state.close()

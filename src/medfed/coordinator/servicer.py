@@ -15,6 +15,7 @@ from medfed.coordinator import uploads
 from medfed.coordinator.directory import NodeDirectory, announced_sizes
 from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
+from medfed.coordinator.ledger import LedgerKeeper
 from medfed.coordinator.listing import page
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
@@ -49,7 +50,9 @@ class NodeServicer:
         models: ServedModels,
         heartbeat_interval_s: int,
         upload_buffers: int = 2,
+        ledger: LedgerKeeper | None = None,
     ) -> None:
+        self._ledger = ledger
         self._auth = auth
         self._board = board
         self._directory = directory
@@ -80,11 +83,16 @@ class NodeServicer:
                     "node %s changed its announced size of dataset %r: %d train / %d test rows "
                     "-> %s", me.name, dataset, *before, size.describe(),
                 )  # fmt: skip
-        return pb.HeartbeatReply(
+        reply = pb.HeartbeatReply(
             node=me.name,
             server_time_unix_ms=int(now * 1000),
             heartbeat_interval_s=self._heartbeat_s,
         )
+        if self._ledger is not None:
+            self._ledger.member(me, self._auth.certificate(context))
+            verified = request.verified_head if request.HasField("verified_head") else None
+            reply.peer_heads.extend(self._ledger.gossip(me.name, verified))
+        return reply
 
     def PullTask(
         self, request: pb.PullTaskRequest, context: grpc.ServicerContext
@@ -108,7 +116,11 @@ class NodeServicer:
         self._directory.seen(me.name)
         if task is None:
             return pb.PullTaskReply(has_task=False)
-        return pb.PullTaskReply(task=task, has_task=True)
+        reply = pb.PullTaskReply(task=task, has_task=True)
+        head = self._ledger.head() if self._ledger is not None else None
+        if head is not None:  # the newest head: the node verifies up to it before it trains
+            reply.task.ledger_head.CopyFrom(head)
+        return reply
 
     def FetchModel(
         self, request: pb.FetchModelRequest, context: grpc.ServicerContext
@@ -126,8 +138,16 @@ class NodeServicer:
         self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> pb.SubmitReply:
         me = self._auth.require(context, Role.NODE)
+        attribute = None
+        if self._ledger is not None:
+            attribute = self._ledger.attribute(self._auth.certificate(context), me.name)
         reply = uploads.receive(
-            request_iterator, me.name, self._board, self._staging, _until_closed(request_iterator)
+            request_iterator,
+            me.name,
+            self._board,
+            self._staging,
+            _until_closed(request_iterator),
+            attribute,
         )
         if not reply.accepted:
             log.warning("update from %s rejected: %s", me.name, reply.reason)
@@ -147,6 +167,10 @@ class NodeServicer:
             return pb.SubmitReply(accepted=False, reason=str(exc))
         return pb.SubmitReply(accepted=True)
 
+    def GetLedger(self, request: pb.LedgerRequest, context: grpc.ServicerContext) -> pb.LedgerPage:
+        self._auth.require(context, Role.NODE)
+        return _ledger_page(self._ledger, request, context, study=None)
+
     def RefuseTask(self, request: pb.TaskRefusal, context: grpc.ServicerContext) -> pb.Ack:
         me = self._auth.require(context, Role.NODE)
         round_ = self._board.find(request.task_id)
@@ -161,6 +185,17 @@ class NodeServicer:
         log.warning("node %s refused task of study %s: %s", me.name, round_.study_id, reason)
         round_.reject(slot, reason, TaskStatus.REFUSED)
         return pb.Ack()
+
+
+def _ledger_page(
+    ledger: LedgerKeeper | None,
+    request: pb.LedgerRequest,
+    context: grpc.ServicerContext,
+    study: str | None,
+) -> pb.LedgerPage:
+    if ledger is None:
+        abort(context, grpc.StatusCode.FAILED_PRECONDITION, "this coordinator keeps no ledger")
+    return ledger.page(request.start, request.limit, study)
 
 
 def _until_closed(frames: Iterator[bytes]) -> Callable[[OpenRound], None]:
@@ -194,7 +229,9 @@ class AdminServicer:
         engine: Engine,
         events: StudyEvents,
         progress: StudyProgress,
+        ledger: LedgerKeeper | None = None,
     ) -> None:
+        self._ledger = ledger
         self._auth = auth
         self._state = state
         self._models = models
@@ -220,10 +257,19 @@ class AdminServicer:
             log.error("storing the initial model of %r failed: %s", spec.name, exc)
             abort(context, grpc.StatusCode.INTERNAL, f"cannot store the initial model: {exc}")
         study_id = "s-" + secrets.token_hex(6)
-        self._state.create_study(study_id, spec.name, spec.to_json(), sha, now=time.time())
+        if self._ledger is not None:
+            self._ledger.member(me, self._auth.certificate(context))
+        self._state.create_study(
+            study_id, spec.name, spec.to_json(), sha, now=time.time(), by=me.name,
+            spec_sha256=spec.sha256,
+        )  # fmt: skip
         log.info("study %s (%s) submitted by %s", study_id, spec.name, me.name)
         self._engine.start_study(study_id)
         return pb.StudyRef(study_id=study_id)
+
+    def GetLedger(self, request: pb.LedgerRequest, context: grpc.ServicerContext) -> pb.LedgerPage:
+        self._auth.require(context, Role.ADMIN)
+        return _ledger_page(self._ledger, request, context, study=request.study_id or None)
 
     def GetStudy(self, request: pb.StudyRef, context: grpc.ServicerContext) -> pb.StudyStatus:
         self._auth.require(context, Role.ADMIN)

@@ -7,6 +7,7 @@ the coordinator trusts nothing it cannot verify.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from medfed.analytics.spec import StatsSpec
+from medfed.compat.layout import CLIENT_PLAN_VERSION, Layout, check_layout, parse_layout
 from medfed.configfile import read_toml, require_table
 from medfed.errors import ConfigError
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -86,6 +88,9 @@ class StudySpec:
     stats_spec: str = ""
     """Set: a statistics study (``medfed study stats``), the StatsSpec's canonical JSON; one
     round of disclosure-controlled site summaries, no model (medfed.coordinator.stats)."""
+    audit_of: str = ""
+    """Set: a privacy audit of that completed study (``medfed study audit``): one round in which
+    its sites score its final model with membership inference (medfed.coordinator.audit)."""
     cohort_sha256: str = ""
     """"": any dataset the sites registered under the name; set: the SHA-256 of the OMOP
     cohort/feature spec every site must have registered for it (refused by a site otherwise)."""
@@ -93,6 +98,10 @@ class StudySpec:
     """"": each site standardizes with its own training statistics; ``pooled:<stats study>``:
     continuous features with that study's pooled mean and std (federated standardization)."""
     pooled_standardization: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    plan_layout: Layout = ()
+    """A client plan's arrays in order (name, shape, dtype), from ``[plan] layout``: the
+    researcher's initial model is built from it (:mod:`medfed.compat.layout`); it travels as
+    that model, so the coordinator's copy of the spec leaves it empty."""
     """Set by the coordinator from ``standardize`` (never the client's word): feature ->
     (mean, std), sent with every task and kept in the spec, hence in the model bundle."""
 
@@ -172,6 +181,11 @@ class StudySpec:
         _check(self.dp_accountant in ("rdp", "pld"), "privacy accountant must be rdp or pld")
         self._check_site_weight()
         self._check_stats()
+        _check(
+            not self.audit_of or (self.rounds == 1 and not self.stats_spec),
+            "a privacy audit has exactly one round and no statistics query",
+        )
+        self._check_client_plan()
 
     def _check_site_weight(self) -> None:
         """A cap of ``m`` needs at least ``1/m`` sites in a round, and the coordinator's eyes:
@@ -189,6 +203,29 @@ class StudySpec:
             not self.secure_aggregation,
             "max_site_weight cannot be enforced with secure aggregation: each site folds its "
             "example weight into its masked update, so the coordinator never sees it to cap",
+        )
+
+    @property
+    def client_plan(self) -> bool:
+        """A hospital's own client code (``plan = { kind = \"client\", … }``, medfed.compat)."""
+        return self.plan_version == CLIENT_PLAN_VERSION
+
+    def _check_client_plan(self) -> None:
+        """What a client plan cannot do: its training loop is the hospital's own code."""
+        if not self.client_plan:
+            _check(not self.plan_layout, 'a layout is declared only for kind = "client" plans')
+            return
+        check_layout(self.plan_layout)
+        _check(
+            not (self.dp_epsilon or self.dp_noise_multiplier),
+            "record-level DP (DP-SGD, [privacy]) is refused for client plans: it clips and "
+            "noises each record's gradient inside the training loop, and a client plan's loop "
+            "is the hospital's own code; use client-level DP (strategy dpfedavg) instead",
+        )
+        _check(
+            self.strategy != "scaffold",
+            "scaffold is refused for client plans: its gradient correction acts inside the "
+            "training loop, which the client's fit does not expose",
         )
 
     def _check_stats(self) -> None:
@@ -221,6 +258,12 @@ class StudySpec:
         doc = asdict(self)
         return json.dumps(doc, sort_keys=True)
 
+    @property
+    def sha256(self) -> str:
+        """The study's protocol hash: SHA-256 of its canonical JSON. What the ledger records at
+        submission, what the protocol document prints and what each data steward approves."""
+        return spec_sha256(self.to_json())
+
     @classmethod
     def from_json(cls, text: str) -> StudySpec:
         doc = json.loads(text)
@@ -228,6 +271,10 @@ class StudySpec:
         doc["nodes"] = tuple(doc["nodes"])
         pooled = doc.get("pooled_standardization", {})
         doc["pooled_standardization"] = {k: (float(m), float(s)) for k, (m, s) in pooled.items()}
+        doc["plan_layout"] = tuple(
+            (str(n), tuple(int(d) for d in shape), str(t))
+            for n, shape, t in doc.get("plan_layout", ())
+        )
         return cls(**doc)
 
 
@@ -267,7 +314,8 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             standardize=str(dataset.get("standardize", "")),
             cohort_sha256=str(dataset.get("cohort_sha256", "")),
             plan=str(plan["name"]),
-            plan_version=str(plan["version"]),
+            plan_version=_plan_version(plan, source),
+            plan_layout=_plan_layout(plan, source),
             plan_sha256=str(plan.get("sha256", "")),
             plan_options=_floats(plan.get("options", {})),
             strategy=str(strategy["name"]),
@@ -304,6 +352,28 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _plan_version(plan: Mapping[str, Any], source: str) -> str:
+    """An installed plan's version, or the marker of a client plan (``kind = \"client\"``)."""
+    kind = plan.get("kind", "installed")
+    if kind == "client":
+        if "version" in plan:
+            raise ConfigError(
+                f"{source}: a client plan has no version (its file hash is the node's)"
+            )
+        return CLIENT_PLAN_VERSION
+    if kind != "installed":
+        raise ConfigError(f"{source}: plan kind must be 'installed' or 'client', not {kind!r}")
+    return str(plan["version"])
+
+
+def _plan_layout(plan: Mapping[str, Any], source: str) -> Layout:
+    if plan.get("kind") == "client":
+        return parse_layout(plan.get("layout"), source)
+    if "layout" in plan:
+        raise ConfigError(f'{source}: [plan] layout is declared only for kind = "client"')
+    return ()
 
 
 def _secure_aggregation(value: Any, source: str) -> Mapping[str, Any]:
@@ -364,6 +434,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         he_context_sha256=spec.he_context_sha256,
         max_site_weight=spec.max_site_weight,
         stats=pb.StatsQuery(spec_json=spec.stats_spec) if spec.stats_spec else None,
+        audit_of=spec.audit_of,
         standardize=spec.standardize,
         standardization=standardization_of(spec),
     )
@@ -421,6 +492,7 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         he_context_sha256=message.he_context_sha256,
         max_site_weight=message.max_site_weight,
         stats_spec=message.stats.spec_json,
+        audit_of=message.audit_of,
         standardize=message.standardize,
         pooled_standardization={
             f: (m, s)
@@ -458,3 +530,8 @@ def record_dp_of(spec: StudySpec) -> pb.RecordDp:
         max_grad_norm=spec.dp_max_grad_norm,
         accountant=spec.dp_accountant,
     )
+
+
+def spec_sha256(spec_json: str) -> str:
+    """SHA-256 of a study spec's canonical JSON (:meth:`StudySpec.to_json`)."""
+    return hashlib.sha256(spec_json.encode("utf-8")).hexdigest()

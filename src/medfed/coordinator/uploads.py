@@ -11,19 +11,22 @@ its sender back meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
+from medfed.coordinator.audit import receive_audit
 from medfed.coordinator.claims import check_examples, check_metrics
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskSlot
 from medfed.coordinator.staging import StagingPool
 from medfed.coordinator.stats import receive_summary
-from medfed.errors import ProtocolError, StrategyError, TrainingError
+from medfed.errors import LedgerError, ProtocolError, StrategyError, TrainingError
 from medfed.protocol import framing, streams, tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.training.score_histogram import ScoreHistogram
 
+Attribute = Callable[[pb.UpdateHeader, str], Mapping[str, object]]
+"""(header, SHA-256 of the data received) -> the signed proof to record, or LedgerError."""
 MAX_EXAMPLES = 1_000_000_000
 MAX_METRICS = 64
 
@@ -34,11 +37,14 @@ def receive(
     board: TaskBoard,
     pool: StagingPool,
     on_round: Callable[[OpenRound], None] | None = None,
+    attribute: Attribute | None = None,
 ) -> pb.SubmitReply:
     """Validate and apply one reply; never raises for bad input, answers with the reason instead.
 
     ``frames`` are framed ``UpdateChunk`` messages (:mod:`medfed.protocol.framing`);
-    ``on_round`` learns the round the reply claimed a slot in (to cut the upload when it closes).
+    ``on_round`` learns the round the reply claimed a slot in (to cut the upload when it closes);
+    ``attribute`` checks the reply's signature against what arrived and returns the proof the
+    ledger records (:class:`medfed.ledger.updates.UpdateVerifier`); None: replies are not checked.
     """
     try:
         header = _read_header(frames)
@@ -62,7 +68,7 @@ def receive(
     if on_round is not None:
         on_round(round_)
     try:
-        _apply(round_, slot, header, frames, pool)
+        _apply(round_, slot, header, frames, pool, attribute)
     except (Rejected, ProtocolError, StrategyError) as exc:
         round_.reject(slot, str(exc))
         return pb.SubmitReply(accepted=False, reason=str(exc))
@@ -83,10 +89,14 @@ def _apply(
     header: pb.UpdateHeader,
     frames: Iterator[bytes],
     pool: StagingPool,
+    attribute: Attribute | None = None,
 ) -> None:
     metrics = _check_header(header)
     if slot.task.kind == pb.TASK_KIND_STATS:  # a site's Table 1 summary, not a model update
         receive_summary(round_, slot, header, frames, pool)
+        return
+    if slot.task.kind == pb.TASK_KIND_AUDIT:  # aggregate numbers only (coordinator/audit.py)
+        receive_audit(round_, slot, header, frames)
         return
     plain_eval = slot.task.kind == pb.TASK_KIND_EVALUATE and not slot.task.HasField("secagg")
     if header.HasField("score_histogram") and (not plain_eval or slot.task.he_context_sha256):
@@ -102,6 +112,7 @@ def _apply(
         else:  # under CKKS the count travels inside the ciphertext
             check_examples(header.num_examples, slot.max_examples, "test")
         histogram = _histogram(header) if header.HasField("score_histogram") else None
+        _attribute(attribute, slot, header, "")
         round_.accept_eval(slot, header.num_examples, metrics, sealed, histogram)
         return
     split = "test" if slot.task.kind == pb.TASK_KIND_EVALUATE else "train"
@@ -120,12 +131,25 @@ def _apply(
         streams.fill(staging.frames(frames), staging.view, framing.UPDATE_DATA)
         staging.received()  # the next upload may stream in while this one is checked and folded
         staged = staging.view
-        if wire_manifest.sha256 and tensors.sha256_of(manifest, [staged]) != wire_manifest.sha256:
+        digest = tensors.sha256_of(manifest, [staged]) if wire_manifest.sha256 or attribute else ""
+        if wire_manifest.sha256 and digest != wire_manifest.sha256:
             raise ProtocolError("update data does not match the SHA-256 in its manifest")
+        _attribute(attribute, slot, header, digest)
         weights = tensors.decode(manifest, staged)
         tensors.check_finite(weights)
         round_.accept_update(slot, weights, header.num_examples, metrics)
         del weights
+
+
+def _attribute(
+    attribute: Attribute | None, slot: TaskSlot, header: pb.UpdateHeader, digest: str
+) -> None:
+    if attribute is None:
+        return
+    try:
+        slot.proof = attribute(header, digest)
+    except LedgerError as exc:
+        raise Rejected(f"signature: {exc}") from None
 
 
 def _histogram(header: pb.UpdateHeader) -> ScoreHistogram:

@@ -23,8 +23,10 @@ from medfed.errors import (
     SecAggError,
     TransportError,
 )
+from medfed.node.audit import AuditResponder
 from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
+from medfed.node.ledger import NodeLedger, task_head
 from medfed.node.secure import SecureAggregationClient
 from medfed.node.stats import StatsResponder, with_pooled_standardization
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -68,9 +70,14 @@ class NodeAgent:
         backoff: Backoff | None = None,
         secure: SecureAggregationClient | None = None,
         stats: StatsResponder | None = None,
+        ledger: NodeLedger | None = None,
+        audit: AuditResponder | None = None,
     ) -> None:
+        """``ledger``: verify the ledger before each task (:mod:`medfed.node.ledger`)."""
+        self._ledger = ledger
         self._client = client
         self._stats = stats
+        self._audit = audit
         self._secure = secure
         self._contexts: dict[str, bytes] = {}
         self._executor = executor
@@ -118,7 +125,11 @@ class NodeAgent:
     def _heartbeats(self) -> None:
         while not self.stop.is_set():
             try:
-                self._client.heartbeat(self._datasets())
+                if self._ledger is None:
+                    self._client.heartbeat(self._datasets())
+                else:  # gossip: say which head this node verified, check the others'
+                    reply = self._client.heartbeat(self._datasets(), verified=self._ledger.head)
+                    self._ledger.check_peers(reply.peer_heads)
             except AuthError as exc:
                 self.fatal = exc
                 self.stop.set()
@@ -129,8 +140,12 @@ class NodeAgent:
 
     def _handle(self, task: pb.Task) -> None:
         what = f"study {task.study_id} round {task.round}"
-        if task.kind == pb.TASK_KIND_STATS:
-            self._answer_stats(task, what)
+        if not self._ledger_verifies(task, what):
+            return
+        if task.kind in (pb.TASK_KIND_STATS, pb.TASK_KIND_AUDIT):  # no training plan to run
+            (self._answer_stats if task.kind == pb.TASK_KIND_STATS else self._answer_audit)(
+                task, what
+            )
             return
         try:
             if task.kind == pb.TASK_KIND_SECAGG and task.secagg.params.purpose == STATS_PURPOSE:
@@ -181,11 +196,28 @@ class NodeAgent:
             reply = self._client.submit(
                 task, outcome.num_examples, metrics, upload, histogram=clear
             )
+        self._replied(task, what, reply)
+
+    def _replied(self, task: pb.Task, what: str, reply: pb.SubmitReply) -> None:
         self.completed_tasks += 1
+        if reply.accepted and task.kind == pb.TASK_KIND_TRAIN and self._audit is not None:
+            self._audit.participation.record(task)  # this study may later be audited here
         if reply.accepted:
             log.info("%s: reply accepted", what)
         else:
             log.warning("%s: reply rejected by coordinator: %s", what, reply.reason)
+
+    def _ledger_verifies(self, task: pb.Task, what: str) -> bool:
+        """No task runs on a coordinator whose ledger this node cannot verify up to the task."""
+        if self._ledger is None:
+            return True
+        try:
+            self._ledger.sync(task_head(task))
+        except PolicyError as exc:
+            log.error("refusing %s: %s (%s)", what, exc, exc.code)
+            self._client.refuse(task, exc.code, str(exc))
+            return False
+        return True
 
     def _answer_stats(self, task: pb.Task, what: str) -> None:
         """A statistics task (medfed.node.stats): refused with the reason, or one upload."""
@@ -208,6 +240,26 @@ class NodeAgent:
         self.completed_tasks += 1
         if not reply.accepted:
             log.warning("%s: summary rejected by coordinator: %s", what, reply.reason)
+
+    def _answer_audit(self, task: pb.Task, what: str) -> None:
+        """A privacy audit (medfed.node.audit): refused with the reason, or aggregates only."""
+        try:
+            if self._audit is None:
+                raise PolicyError("audit_unsupported", "this node runs no privacy audits")
+            self._audit.admit(task)
+            weights = self._client.fetch_model(task.model_sha256)
+            rows, metrics = self._audit.answer(task, weights)
+        except (TransportError, AuthError):
+            raise
+        except MedfedError as exc:
+            code = _refusal_code(exc)
+            log.warning("refusing the audit %s: %s (%s)", what, exc, code)
+            self._client.refuse(task, code, str(exc))
+            return
+        reply = self._client.submit(task, rows, metrics, None)
+        self.completed_tasks += 1
+        if not reply.accepted:
+            log.warning("%s: audit rejected by coordinator: %s", what, reply.reason)
 
     def _encrypt(
         self, task: pb.Task, num_examples: int, metrics: Mapping[str, float]

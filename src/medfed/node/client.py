@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from medfed.ledger.entry import Head
+from medfed.ledger.updates import sign_header
+from medfed.ledger.wire import to_proto
 from medfed.protocol import framing, tensors
 from medfed.protocol.streams import model_frames, receive_model
 from medfed.protocol.v1 import medfed_pb2 as pb
@@ -32,7 +35,11 @@ class CoordinatorClient:
         server_name: str = "",
         *,
         channel: Any = None,
+        signer: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """``signer`` (the node's certificate key) signs every reply (:mod:`medfed.ledger.updates`);
+        without one replies go unsigned, which a coordinator keeping a ledger refuses."""
+        self._signer = signer
         self._channel = channel or connect(target, tls, server_name)
         self._stub = rpc.NodeServiceStub(self._channel)
         self._fetch = model_download(self._channel, "NodeService", "FetchModel")
@@ -46,11 +53,17 @@ class CoordinatorClient:
         self._channel.close()
 
     def heartbeat(
-        self, datasets: Sequence[str | DatasetSizes], timeout_s: float = 10.0
+        self,
+        datasets: Sequence[str | DatasetSizes],
+        timeout_s: float = 10.0,
+        verified: Head | None = None,
     ) -> pb.HeartbeatReply:
         """Say the node is alive and which datasets it holds; with each one's split sizes when
-        given (a bare name leaves the sizes the coordinator last heard for that dataset)."""
+        given (a bare name leaves the sizes the coordinator last heard for that dataset), and the
+        ledger head it verified (``verified``, gossiped to the other nodes)."""
         request = pb.HeartbeatRequest(agent_version=AGENT_VERSION)
+        if verified is not None:
+            request.verified_head.CopyFrom(to_proto(verified))
         for item in datasets:
             if isinstance(item, str):
                 request.datasets.append(item)
@@ -99,9 +112,22 @@ class CoordinatorClient:
         if histogram is not None:
             header.score_histogram.positives.extend(histogram.positives.tolist())
             header.score_histogram.negatives.extend(histogram.negatives.tolist())
+        digest = tensors.weights_sha256(weights) if weights is not None else ""
+        if self._signer is not None:
+            header.update_sha256 = digest
+            sign_header(header, self._signer)
+        frames = _update_frames(header, weights, digest)
         with rpc_errors("submit update"):
-            reply: pb.SubmitReply = self._submit(_update_frames(header, weights), timeout=timeout_s)
+            reply: pb.SubmitReply = self._submit(frames, timeout=timeout_s)
         return reply
+
+    def ledger_page(self, start: int, timeout_s: float = 60.0) -> pb.LedgerPage:
+        """Ledger entries from height ``start`` on (one page; the caller asks again for more)."""
+        with rpc_errors("fetch ledger"):
+            page: pb.LedgerPage = self._stub.GetLedger(
+                pb.LedgerRequest(start=start), timeout=timeout_s
+            )
+        return page
 
     def submit_secagg(self, answer: pb.SecAggAnswer, timeout_s: float = 60.0) -> pb.SubmitReply:
         with rpc_errors("submit secure-aggregation answer"):
@@ -115,9 +141,11 @@ class CoordinatorClient:
             )
 
 
-def _update_frames(header: pb.UpdateHeader, weights: tensors.Weights | None) -> Iterator[bytes]:
+def _update_frames(
+    header: pb.UpdateHeader, weights: tensors.Weights | None, sha256: str
+) -> Iterator[bytes]:
     yield framing.frame_message(framing.UPDATE_HEADER, header)
     if weights is None:
         return
-    manifest = tensors.manifest_to_proto(tensors.manifest_of(weights))  # TLS protects integrity
+    manifest = tensors.manifest_to_proto(tensors.manifest_of(weights), sha256)
     yield from model_frames(manifest, weights, framing.UPDATE_MANIFEST, framing.UPDATE_DATA)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from medfed.compat.plan import ClientPlans, LiveClient
 from medfed.data.registry import DatasetRegistry
 from medfed.errors import AuthError
+from medfed.ledger.keys import load_ca
 from medfed.node.agent import Backoff, NodeAgent
+from medfed.node.audit import AuditResponder, AuditSettings, ParticipationLog
 from medfed.node.client import CoordinatorClient
 from medfed.node.config import NodeConfig
 from medfed.node.executor import TaskExecutor
+from medfed.node.ledger import NodeLedger
 from medfed.node.policy import LocalPolicy
 from medfed.node.secure import SecureAggregationClient
 from medfed.node.stats import StatsResponder
@@ -45,7 +50,10 @@ def check_own_certificate(tls: TlsFiles, now: datetime | None = None) -> Identit
     return identity
 
 
-def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
+def build_agent(
+    config: NodeConfig, live_clients: Mapping[str, LiveClient] | None = None
+) -> tuple[Identity, NodeAgent]:
+    """``live_clients``: clients a drop-in Flower script started (``medfed flower run``)."""
     identity = check_own_certificate(config.tls)
     importlib.import_module("torch")  # load the training stack now, not inside round 1's deadline
     datasets = DatasetRegistry(config.state_dir)
@@ -54,8 +62,13 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
         LocalPolicy(config.state_dir),
         config.state_dir / "studies",
         PrivacyLedger(config.state_dir / "privacy.sqlite"),
+        clients=ClientPlans(config.state_dir, live_clients),
     )
-    client = CoordinatorClient(config.coordinator, config.tls, config.server_name)
+    signer = CertificateSigner.from_files(config.tls.cert, config.tls.key)
+    client = CoordinatorClient(
+        config.coordinator, config.tls, config.server_name, signer=signer.sign
+    )
+    ledger = NodeLedger(config.state_dir, load_ca(config.tls.ca), client.ledger_page)
     agent = NodeAgent(
         client,
         executor,
@@ -63,11 +76,14 @@ def build_agent(config: NodeConfig) -> tuple[Identity, NodeAgent]:
         heartbeat_interval_s=config.heartbeat_interval_s,
         poll_wait_s=config.poll_wait_s,
         backoff=Backoff(max_s=config.max_backoff_s),
-        secure=SecureAggregationClient(
-            identity.name,
-            CertificateSigner.from_files(config.tls.cert, config.tls.key),
-            CaVerifier.from_file(config.tls.ca),
-        ),
+        secure=SecureAggregationClient(identity.name, signer, CaVerifier.from_file(config.tls.ca)),
+        ledger=ledger,
         stats=StatsResponder(identity.name, datasets, config.state_dir, config.stats_k),
+        audit=AuditResponder(
+            datasets,
+            executor.admit_stage,
+            ParticipationLog(config.state_dir),
+            AuditSettings(config.audit_sample_size, auc_threshold=config.audit_auc_threshold),
+        ),
     )
     return identity, agent

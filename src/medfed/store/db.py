@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Double,
     Engine,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
+    LargeBinary,
     String,
     Text,
     create_engine,
@@ -152,6 +154,41 @@ class CancellationRow(Base):
     cancelled_by: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
     cancelled_unix: Mapped[float] = mapped_column(Double)
+
+
+class LedgerRow(Base):
+    """One ledger entry (:mod:`medfed.ledger.entry`), written in the transaction it records."""
+
+    __tablename__ = "ledger"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    prev: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    study: Mapped[str] = mapped_column(String(255), index=True)
+    time_ms: Mapped[int] = mapped_column(BigInteger)
+    payload_json: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerHeadRow(Base):
+    """The newest entry (one row, id 1): appending locks it, so entries get heights one at a time
+    on PostgreSQL too; ``signer_sha256`` is the certificate signing from there on."""
+
+    __tablename__ = "ledger_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    signer_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class LedgerMemberRow(Base):
+    """Certificates already recorded as ``member.joined`` (by fingerprint), so a heartbeat costs one
+    indexed lookup, not a scan of the ledger."""
+
+    __tablename__ = "ledger_members"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    seq: Mapped[int] = mapped_column(BigInteger)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from medfed.errors import StoreError
 from medfed.store.db import RoundNodeMetricsRow, RoundRow, StudyRow
@@ -73,6 +73,10 @@ class RoundRecord:
     per_node: tuple[NodeRoundMetrics, ...]
     rejections: tuple[str, ...]
     state_sha256: str = ""
+    selected_nodes: tuple[str, ...] = ()
+    """Who was asked to train (the ledger records them; ``selected`` is their count)."""
+    updates: tuple[Mapping[str, Any], ...] = ()
+    """Each accepted reply's signed proof (:meth:`medfed.ledger.updates.UpdateProof.to_json`)."""
 
 
 def check_kinds(per_node: Sequence[NodeRoundMetrics]) -> None:

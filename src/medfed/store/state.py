@@ -26,10 +26,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medfed.errors import StoreError
+from medfed.ledger import kinds
+from medfed.ledger.entry import Entry, Head
+from medfed.ledger.keys import certificate_sha256
 from medfed.store.db import (
     CancellationRow,
     DatasetSizeRow,
     EncryptedEvalRow,
+    LedgerRow,
     NodeRow,
     RejectionRow,
     RoundNodeMetricsRow,
@@ -37,6 +41,8 @@ from medfed.store.db import (
     StudyRow,
     make_engines,
 )
+from medfed.store.ledger import LedgerWriter, read_entries, read_head
+from medfed.store.ledger_payloads import member_known, remember_member, round_payload
 from medfed.store.models import check_sha256
 from medfed.store.records import (
     EncryptedEval,
@@ -81,6 +87,21 @@ class StateStore:
     def __init__(self, url: str | URL, *, schema: str | None = None) -> None:
         self._engines = make_engines(url, schema)
         self._dialect = self._engines.base.dialect.name
+        self._ledger: LedgerWriter | None = None
+
+    def open_ledger(self, writer: LedgerWriter, now: float) -> None:
+        """From now on every consequential change is also a signed ledger entry written in its
+        own transaction (:mod:`medfed.store.ledger`)."""
+        with self._writing() as session:
+            writer.open(session, now)
+        self._ledger = writer
+
+    def _record(
+        self, session: Session, kind: str, study: str, payload: Mapping[str, Any], now: float
+    ) -> Entry | None:
+        if self._ledger is None:
+            return None
+        return self._ledger.append(session, kind, study, payload, now)
 
     @classmethod
     def sqlite(cls, path: Path) -> StateStore:
@@ -148,7 +169,14 @@ class StateStore:
     # -- studies ----------------------------------------------------------------------------------
 
     def create_study(
-        self, study_id: str, name: str, spec_json: str, model_sha256: str, now: float
+        self,
+        study_id: str,
+        name: str,
+        spec_json: str,
+        model_sha256: str,
+        now: float,
+        by: str = "",
+        spec_sha256: str = "",
     ) -> StudyRecord:
         """A new study in state ``pending`` with no round done, starting from ``model_sha256``."""
         if not study_id:
@@ -172,6 +200,9 @@ class StateStore:
                     raise StoreError(f"study {study_id!r} already exists")
                 session.add(row)
                 session.flush()
+                payload = {"name": name, "spec_sha256": spec_sha256, "model_sha256": model_sha256,
+                           "submitted_by": by}  # fmt: skip
+                self._record(session, kinds.STUDY_SUBMITTED, study_id, payload, now)
                 return study_record(row)
         except IntegrityError as exc:  # created by another thread between the check and the insert
             raise StoreError(f"study {study_id!r} already exists") from exc
@@ -194,8 +225,22 @@ class StateStore:
             .values(state=state, message=message, updated_unix=now)
         )
         with self._writing() as session:
+            before = session.get(StudyRow, study_id, with_for_update=True)
             if _rowcount(session.execute(stmt)) != 1:
                 _require_study(session, study_id)
+            elif before is not None and self._ledger is not None:
+                self._record_state(session, study_id, state, message, now)
+
+    def _record_state(
+        self, session: Session, study_id: str, state: str, message: str, now: float
+    ) -> None:
+        """A study's start (once) and its end are ledger entries; its waits and rounds are not."""
+        kind = kinds.STUDY_STATES.get(state)
+        if kind is None:
+            return
+        seen = select(LedgerRow.seq).where(LedgerRow.study == study_id, LedgerRow.kind == kind)
+        if session.scalars(seen.limit(1)).first() is None:
+            self._record(session, kind, study_id, {"message": message}, now)
 
     def cancel_study(self, study_id: str, by: str, reason: str, now: float) -> None:
         """Cancel a study that has not ended, recording who, when and why; StoreError if it is
@@ -215,6 +260,8 @@ class StateStore:
                     study_id=study_id, cancelled_by=by, reason=reason, cancelled_unix=now
                 )
             )
+            payload = {"message": message, "by": by, "reason": reason}
+            self._record(session, kinds.STUDY_CANCELLED, study_id, payload, now)
 
     # -- rounds -----------------------------------------------------------------------------------
 
@@ -264,6 +311,10 @@ class StateStore:
                 )
                 for node, reason in rejections
             )
+            if self._ledger is not None:
+                payload = round_payload(record, rejections)
+                self._record(session, kinds.ROUND_COMMITTED, record.study_id, payload,
+                             record.committed_unix)  # fmt: skip
 
     def add_eval(
         self,
@@ -318,6 +369,47 @@ class StateStore:
             per_node = _per_node_by_round(session, study_id)
             rejections = _commit_rejections_by_round(session, study_id)
             return [round_record(r, per_node[r.round], rejections[r.round]) for r in rows]
+
+    # -- ledger -----------------------------------------------------------------------------------
+
+    def record_member(self, name: str, role: str, serial: int, pem: bytes, now: float) -> bool:
+        """Record a member's certificate the first time it is seen; True if this call did."""
+        if self._ledger is None:
+            return False
+        with self._writing() as session:
+            if member_known(session, pem):
+                return False
+            payload = {
+                "name": name,
+                "role": role,
+                "serial": f"{serial:x}",
+                "certificate": pem.decode("ascii"),
+                "sha256": certificate_sha256(pem),
+            }
+            entry = self._record(session, kinds.MEMBER_JOINED, "", payload, now)
+            if entry is not None:
+                remember_member(session, pem, name, entry.seq)
+            return True
+
+    def record_revocation(self, name: str, serial: int, now: float) -> None:
+        payload = {"name": name, "serial": f"{serial:x}"}
+        with self._writing() as session:
+            self._record(session, kinds.MEMBER_REVOKED, "", payload, now)
+
+    def append_ledger(self, kind: str, study: str, payload: Mapping[str, Any], now: float) -> Entry:
+        """An entry that records nothing else in the state (an approval, a vote)."""
+        if self._ledger is None:
+            raise StoreError("this coordinator keeps no ledger")
+        with self._writing() as session:
+            return self._ledger.append(session, kind, study, payload, now)
+
+    def ledger_head(self) -> Head | None:
+        with self._reading() as session:
+            return read_head(session)
+
+    def ledger_entries(self, start: int, limit: int, study: str | None = None) -> list[Entry]:
+        with self._reading() as session:
+            return read_entries(session, start, limit, study)
 
     # -- rejections -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ on every call: the certificate is not revoked, and its role may call this servic
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 import grpc
@@ -33,8 +34,12 @@ class PeerAuthorizer:
     make each refused call of a flood cost a full X.509 parse.
     """
 
-    def __init__(self, crl: CrlWatcher) -> None:
+    def __init__(
+        self, crl: CrlWatcher, on_revoked: Callable[[Identity], None] | None = None
+    ) -> None:
+        """``on_revoked`` hears of each refused revoked certificate (the ledger records it)."""
         self._crl = crl
+        self._on_revoked = on_revoked
         self._lock = threading.Lock()
         self._identities: dict[bytes, Identity] = {}
 
@@ -47,6 +52,8 @@ class PeerAuthorizer:
         except IdentityError as exc:
             abort(context, grpc.StatusCode.UNAUTHENTICATED, f"unusable certificate: {exc}")
         if self.is_revoked(identity):
+            if self._on_revoked is not None:
+                self._on_revoked(identity)
             abort(
                 context,
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -54,6 +61,12 @@ class PeerAuthorizer:
                 "is revoked by the consortium CA",
             )
         return identity
+
+    @staticmethod
+    def certificate(context: grpc.ServicerContext) -> bytes:
+        """The peer's certificate (PEM) of a call that :meth:`identify` already admitted."""
+        pems: list[bytes] = list(context.auth_context().get("x509_pem_cert", []))  # type: ignore[arg-type]
+        return pems[0] if pems else b""
 
     def require(self, context: grpc.ServicerContext, role: Role) -> Identity:
         identity = self.identify(context)

@@ -72,6 +72,8 @@ class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.Val
     """a secure-aggregation stage (advertise, share, reveal)"""
     TASK_KIND_STATS: _TaskKind.ValueType  # 4
     """descriptive statistics under the site's disclosure control"""
+    TASK_KIND_AUDIT: _TaskKind.ValueType  # 5
+    """membership-inference audit of a released model (aggregates only)"""
 
 class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper): ...
 
@@ -82,6 +84,8 @@ TASK_KIND_SECAGG: TaskKind.ValueType  # 3
 """a secure-aggregation stage (advertise, share, reveal)"""
 TASK_KIND_STATS: TaskKind.ValueType  # 4
 """descriptive statistics under the site's disclosure control"""
+TASK_KIND_AUDIT: TaskKind.ValueType  # 5
+"""membership-inference audit of a released model (aggregates only)"""
 Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
 
 @_typing.final
@@ -317,6 +321,7 @@ class StudySpec(_message.Message):
     STATS_FIELD_NUMBER: _builtins.int
     STANDARDIZE_FIELD_NUMBER: _builtins.int
     STANDARDIZATION_FIELD_NUMBER: _builtins.int
+    AUDIT_OF_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -341,6 +346,8 @@ class StudySpec(_message.Message):
     """cap on one site's share of the aggregation weight; 0 = off"""
     standardize: _builtins.str
     """"" each site's own statistics; "pooled:<stats study id>" """
+    audit_of: _builtins.str
+    """set: a privacy audit of that completed study (one round)"""
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -394,10 +401,11 @@ class StudySpec(_message.Message):
         stats: Global___StatsQuery | None = ...,
         standardize: _builtins.str = ...,
         standardization: Global___Standardization | None = ...,
+        audit_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "standardization", b"standardization", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_of", b"audit_of", "batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -653,6 +661,8 @@ class Task(_message.Message):
     HE_CONTEXT_SHA256_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     STANDARDIZATION_FIELD_NUMBER: _builtins.int
+    LEDGER_HEAD_FIELD_NUMBER: _builtins.int
+    AUDIT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
@@ -680,6 +690,14 @@ class Task(_message.Message):
     def standardization(self) -> Global___Standardization:
         """TRAIN/EVALUATE: pooled statistics to standardize with"""
 
+    @_builtins.property
+    def ledger_head(self) -> Global___LedgerHead:
+        """the coordinator's ledger head when the task was made"""
+
+    @_builtins.property
+    def audit(self) -> Global___AuditQuery:
+        """AUDIT: which study's final model to audit, and how"""
+
     def __init__(
         self,
         *,
@@ -697,14 +715,45 @@ class Task(_message.Message):
         he_context_sha256: _builtins.str = ...,
         stats: Global___StatsQuery | None = ...,
         standardization: Global___Standardization | None = ...,
+        ledger_head: Global___LedgerHead | None = ...,
+        audit: Global___AuditQuery | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "plan", b"plan", "secagg", b"secagg", "standardization", b"standardization", "stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "config", b"config", "dataset", b"dataset", "ledger_head", b"ledger_head", "plan", b"plan", "secagg", b"secagg", "standardization", b"standardization", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "standardization", b"standardization", "stats", b"stats", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit", b"audit", "config", b"config", "dataset", b"dataset", "deadline_unix_ms", b"deadline_unix_ms", "he_context_sha256", b"he_context_sha256", "kind", b"kind", "ledger_head", b"ledger_head", "max_update_bytes", b"max_update_bytes", "model_sha256", b"model_sha256", "plan", b"plan", "round", b"round", "secagg", b"secagg", "standardization", b"standardization", "stats", b"stats", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class AuditQuery(_message.Message):
+    """A membership-inference audit (medfed.node.audit): the node scores the audited study's final
+    model on samples of its own training and held-out rows and replies with aggregate numbers only
+    (attack AUC, TPR at low FPR, sample sizes) in the update header's metrics, never a per-row score.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    study_id: _builtins.str
+    """the audited study; the node refuses one it did not train in"""
+    sample_size: _builtins.int
+    """rows per side (training / held-out) at most; 0 = the node's default"""
+    def __init__(
+        self,
+        *,
+        study_id: _builtins.str = ...,
+        sample_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sample_size", b"sample_size", "study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditQuery: _TypeAlias = AuditQuery  # noqa: Y015
 
 @_typing.final
 class SecAggParams(_message.Message):
@@ -917,6 +966,7 @@ class HeartbeatRequest(_message.Message):
     DATASETS_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     DATASET_SIZES_FIELD_NUMBER: _builtins.int
+    VERIFIED_HEAD_FIELD_NUMBER: _builtins.int
     agent_version: _builtins.str
     @_builtins.property
     def datasets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -924,16 +974,21 @@ class HeartbeatRequest(_message.Message):
     def dataset_sizes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetSize]:
         """row counts of the datasets named above"""
 
+    @_builtins.property
+    def verified_head(self) -> Global___LedgerHead:
+        """the newest ledger head this node verified (gossip)"""
+
     def __init__(
         self,
         *,
         datasets: _abc.Iterable[_builtins.str] | None = ...,
         agent_version: _builtins.str = ...,
         dataset_sizes: _abc.Iterable[Global___DatasetSize] | None = ...,
+        verified_head: Global___LedgerHead | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verified_head", b"verified_head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "dataset_sizes", b"dataset_sizes", "datasets", b"datasets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "dataset_sizes", b"dataset_sizes", "datasets", b"datasets", "verified_head", b"verified_head"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -975,19 +1030,25 @@ class HeartbeatReply(_message.Message):
     NODE_FIELD_NUMBER: _builtins.int
     SERVER_TIME_UNIX_MS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _builtins.int
+    PEER_HEADS_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     server_time_unix_ms: _builtins.int
     heartbeat_interval_s: _builtins.int
+    @_builtins.property
+    def peer_heads(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerHead]:
+        """the heads other nodes verified (gossip)"""
+
     def __init__(
         self,
         *,
         node: _builtins.str = ...,
         server_time_unix_ms: _builtins.int = ...,
         heartbeat_interval_s: _builtins.int = ...,
+        peer_heads: _abc.Iterable[Global___PeerHead] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_s", b"heartbeat_interval_s", "node", b"node", "server_time_unix_ms", b"server_time_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_s", b"heartbeat_interval_s", "node", b"node", "peer_heads", b"peer_heads", "server_time_unix_ms", b"server_time_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1086,12 +1147,18 @@ class UpdateHeader(_message.Message):
     ENCRYPTED_METRICS_FIELD_NUMBER: _builtins.int
     ENCRYPTED_METRIC_NAMES_FIELD_NUMBER: _builtins.int
     SCORE_HISTOGRAM_FIELD_NUMBER: _builtins.int
+    UPDATE_SHA256_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     study_id: _builtins.str
     round: _builtins.int
     num_examples: _builtins.int
     encrypted_metrics: _builtins.bytes
     """CKKS ciphertext of [n, n x metric ...]"""
+    update_sha256: _builtins.str
+    """SHA-256 of the uploaded tensors ("" when none), signed below"""
+    signature: _builtins.bytes
+    """the node's certificate key over study, round, task and this header"""
     @_builtins.property
     def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     @_builtins.property
@@ -1113,10 +1180,12 @@ class UpdateHeader(_message.Message):
         encrypted_metrics: _builtins.bytes = ...,
         encrypted_metric_names: _abc.Iterable[_builtins.str] | None = ...,
         score_histogram: Global___ScoreHistogram | None = ...,
+        update_sha256: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["score_histogram", b"score_histogram"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted_metric_names", b"encrypted_metric_names", "encrypted_metrics", b"encrypted_metrics", "metrics", b"metrics", "num_examples", b"num_examples", "round", b"round", "score_histogram", b"score_histogram", "study_id", b"study_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted_metric_names", b"encrypted_metric_names", "encrypted_metrics", b"encrypted_metrics", "metrics", b"metrics", "num_examples", b"num_examples", "round", b"round", "score_histogram", b"score_histogram", "signature", b"signature", "study_id", b"study_id", "task_id", b"task_id", "update_sha256", b"update_sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1245,6 +1314,110 @@ class Ack(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Ack: _TypeAlias = Ack  # noqa: Y015
+
+@_typing.final
+class LedgerHead(_message.Message):
+    """The ledger (medfed.ledger): a head is the newest entry's height, hash and the coordinator's
+    signature over both; entries travel as canonical JSON lines, exactly as exported.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    hash: _builtins.str
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        hash: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "seq", b"seq", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerHead: _TypeAlias = LedgerHead  # noqa: Y015
+
+@_typing.final
+class PeerHead(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    @_builtins.property
+    def head(self) -> Global___LedgerHead: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        head: Global___LedgerHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerHead: _TypeAlias = PeerHead  # noqa: Y015
+
+@_typing.final
+class LedgerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    STUDY_ID_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    """first height wanted"""
+    limit: _builtins.int
+    """at most this many (the coordinator caps it)"""
+    study_id: _builtins.str
+    """admin only: just this study's entries"""
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        study_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "start", b"start", "study_id", b"study_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerRequest: _TypeAlias = LedgerRequest  # noqa: Y015
+
+@_typing.final
+class LedgerPage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def head(self) -> Global___LedgerHead: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[_builtins.bytes] | None = ...,
+        head: Global___LedgerHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "head", b"head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerPage: _TypeAlias = LedgerPage  # noqa: Y015
 
 @_typing.final
 class SubmitStudyChunk(_message.Message):

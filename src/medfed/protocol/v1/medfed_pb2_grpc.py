@@ -64,6 +64,11 @@ class NodeServiceStub:
                 request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SecAggAnswer.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SubmitReply.FromString,
                 _registered_method=True)
+        self.GetLedger = channel.unary_unary(
+                '/medfed.v1.NodeService/GetLedger',
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.SerializeToString,
+                response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -105,6 +110,12 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLedger(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +148,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.SubmitSecAgg,
                     request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SecAggAnswer.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.SubmitReply.SerializeToString,
+            ),
+            'GetLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLedger,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.FromString,
+                    response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +327,33 @@ class NodeService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medfed.v1.NodeService/GetLedger',
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminServiceStub:
     """Missing associated documentation comment in .proto file."""
@@ -355,6 +398,11 @@ class AdminServiceStub:
                 '/medfed.v1.AdminService/CancelStudy',
                 request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.CancelStudyRequest.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyStatus.FromString,
+                _registered_method=True)
+        self.GetLedger = channel.unary_unary(
+                '/medfed.v1.AdminService/GetLedger',
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.SerializeToString,
+                response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.FromString,
                 _registered_method=True)
 
 
@@ -403,6 +451,12 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLedger(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -440,6 +494,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CancelStudy,
                     request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.CancelStudyRequest.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyStatus.SerializeToString,
+            ),
+            'GetLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLedger,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.FromString,
+                    response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -631,6 +690,33 @@ class AdminService:
             '/medfed.v1.AdminService/CancelStudy',
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.CancelStudyRequest.SerializeToString,
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.StudyStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medfed.v1.AdminService/GetLedger',
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.FromString,
             options,
             channel_credentials,
             insecure,

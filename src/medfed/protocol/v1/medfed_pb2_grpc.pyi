@@ -42,6 +42,7 @@ class NodeServiceStub:
     SubmitUpdate: _grpc.StreamUnaryMultiCallable[_medfed_pb2.UpdateChunk, _medfed_pb2.SubmitReply]
     RefuseTask: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.TaskRefusal, _medfed_pb2.Ack]
     SubmitSecAgg: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.SecAggAnswer, _medfed_pb2.SubmitReply]
+    GetLedger: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.LedgerRequest, _medfed_pb2.LedgerPage]
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -52,6 +53,7 @@ class NodeServiceAsyncStub(NodeServiceStub):
     SubmitUpdate: _aio.StreamUnaryMultiCallable[_medfed_pb2.UpdateChunk, _medfed_pb2.SubmitReply]  # type: ignore[assignment]
     RefuseTask: _aio.UnaryUnaryMultiCallable[_medfed_pb2.TaskRefusal, _medfed_pb2.Ack]  # type: ignore[assignment]
     SubmitSecAgg: _aio.UnaryUnaryMultiCallable[_medfed_pb2.SecAggAnswer, _medfed_pb2.SubmitReply]  # type: ignore[assignment]
+    GetLedger: _aio.UnaryUnaryMultiCallable[_medfed_pb2.LedgerRequest, _medfed_pb2.LedgerPage]  # type: ignore[assignment]
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -96,6 +98,13 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_medfed_pb2.SubmitReply, _abc.Awaitable[_medfed_pb2.SubmitReply]]: ...
 
+    @_abc_1.abstractmethod
+    def GetLedger(
+        self,
+        request: _medfed_pb2.LedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_medfed_pb2.LedgerPage, _abc.Awaitable[_medfed_pb2.LedgerPage]]: ...
+
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class AdminServiceStub:
@@ -110,6 +119,7 @@ class AdminServiceStub:
     ListNodes: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.PageRequest, _medfed_pb2.NodeList]
     DownloadModel: _grpc.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]
     CancelStudy: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]
+    GetLedger: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.LedgerRequest, _medfed_pb2.LedgerPage]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -121,6 +131,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListNodes: _aio.UnaryUnaryMultiCallable[_medfed_pb2.PageRequest, _medfed_pb2.NodeList]  # type: ignore[assignment]
     DownloadModel: _aio.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]  # type: ignore[assignment]
     CancelStudy: _aio.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
+    GetLedger: _aio.UnaryUnaryMultiCallable[_medfed_pb2.LedgerRequest, _medfed_pb2.LedgerPage]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -171,5 +182,12 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _medfed_pb2.CancelStudyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_medfed_pb2.StudyStatus, _abc.Awaitable[_medfed_pb2.StudyStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def GetLedger(
+        self,
+        request: _medfed_pb2.LedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_medfed_pb2.LedgerPage, _abc.Awaitable[_medfed_pb2.LedgerPage]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
