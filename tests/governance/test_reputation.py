@@ -104,3 +104,22 @@ def test_score_stays_in_the_unit_interval(rounds):
     ]
     for found in reputations([*records, accepted("y", 0, 0.5)]).values():
         assert 0.0 <= found.score <= 1.0
+
+
+def test_a_harmful_update_counts_against_a_site_and_a_useless_one_is_neutral():
+    records = []
+    for rnd in range(1, 6):
+        records += [accepted("good", rnd, 0.2), accepted("useless", rnd, 0.0)]
+        records += [accepted("harmful", rnd, -0.1)]
+    found = reputations(records)
+    assert found["harmful"].score < PRIOR
+    assert found["useless"].score == pytest.approx(PRIOR)
+    assert found["good"].score > PRIOR
+
+
+def test_without_contribution_estimates_participation_decides():
+    records = [accepted("in", 1), absent("out", 1), accepted("in", 2), absent("out", 2)]
+    found = reputations(records)
+    assert found["in"].score > found["out"].score == pytest.approx(PRIOR)
+    with pytest.raises(ConfigError, match="non-finite"):
+        reputations([accepted("a", 1, float("nan"))])

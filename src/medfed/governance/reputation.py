@@ -7,9 +7,10 @@ Evidence per round (``SiteRound``, one per site the round concerned), scored ``s
 * a rejected reply: ``s = 0.5 * (1 - severity)``, the worst of its reason codes (``SEVERITY``):
   a refusal under the site's own policy weighs 0 (the steward may refuse), a late reply 0.25,
   a malformed one 0.75, a NaN, a replay or an invalid signature 1 (broken or dishonest);
-* an accepted reply: ``s = (1 - flag severity) * (0.5 + 0.5 * c)``, where ``c`` in [0, 1] is its
-  contribution normalized within the round (its non-negative Shapley value over the round's
-  largest; all ≤ 0: 0) and the flags are a robust aggregator's evidence against it (a Krum
+* an accepted reply: ``s = (1 - flag severity) * (0.5 + 0.5 * c)``, where ``c`` in [-1, 1] is
+  its contribution normalized within the round (its Shapley value over the largest magnitude of
+  any site's that round: an update that made the model worse counts against the site, one that
+  changed nothing is neutral) and the flags are a robust aggregator's evidence against it (a Krum
   outlier 0.5, a clipped norm 0.25). Without a contribution estimate (secure aggregation hides
   single updates) ``c`` is taken as 0.5 for everyone: participation is then all that counts.
 
@@ -22,6 +23,7 @@ evidence with a neutral prior is the beta-reputation family's simplest member (J
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -128,13 +130,12 @@ def round_score(record: SiteRound, contribution: float | None) -> float:
 
 
 def _normalized(records: list[SiteRound]) -> Mapping[str, float]:
-    """Accepted sites' contributions, negatives clipped to 0, over the round's largest."""
-    known = {
-        r.site: max(0.0, r.contribution)
-        for r in records
-        if r.accepted and r.contribution is not None
-    }
-    top = max(known.values(), default=0.0)
+    """Accepted sites' contributions over the round's largest magnitude, in [-1, 1]."""
+    known = {r.site: r.contribution for r in records if r.accepted and r.contribution is not None}
+    for site, value in known.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"site {site!r} has a non-finite contribution {value}")
+    top = max((abs(c) for c in known.values()), default=0.0)
     return {site: (c / top if top > 0 else 0.0) for site, c in known.items()}
 
 
