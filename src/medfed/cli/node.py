@@ -278,6 +278,31 @@ def plan_approve(name: str, version: str, config: ConfigOption) -> None:
     out.print(f"approved {entry.name} {entry.version} sha256 {entry.sha256}")
 
 
+@plan_app.command("approve-client")
+def plan_approve_client(
+    path: Annotated[Path, typer.Argument(help="The hospital's own client file (Python).")],
+    config: ConfigOption,
+    name: Annotated[str, typer.Option(help="Plan name studies use (default: file stem).")] = "",
+) -> None:
+    """Approve this hospital's own (Flower-style) client file as it is now, by SHA-256; studies
+    with plan = { kind = "client", name = NAME } run it here (medfed.compat)."""
+    from medfed.compat.approval import ClientApprovals
+
+    with medfed_errors():
+        entry = ClientApprovals(load_node_config(config).state_dir).approve(path, name)
+    out.print(f"approved client {entry.name} {entry.path} sha256 {entry.sha256}", highlight=False)
+
+
+@plan_app.command("revoke-client")
+def plan_revoke_client(name: str, config: ConfigOption) -> None:
+    """Withdraw the approval of a client plan."""
+    from medfed.compat.approval import ClientApprovals
+
+    with medfed_errors():
+        ClientApprovals(load_node_config(config).state_dir).revoke(name)
+    out.print(f"revoked client {name}", highlight=False)
+
+
 @plan_app.command("list")
 def plan_list(config: ConfigOption) -> None:
     """Installed plans and whether this hospital approved them."""

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.live import Live
 
+from medfed.cli.audit_study import register as register_audit
 from medfed.cli.common import medfed_errors, out
 from medfed.cli.progress import WatchLines, round_sites_table, site_table, status_json
+from medfed.cli.report import report as report_command
 from medfed.cli.stats import register as register_stats
 from medfed.cli.tables import encrypted_eval_table, node_table, privacy_table, round_table
 from medfed.coordinator.config import load_client_config
@@ -24,12 +26,18 @@ if TYPE_CHECKING:  # gRPC, numpy, TenSEAL load inside the commands (tests/cli/te
 app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
 register_stats(app)  # medfed study stats | stats-show (medfed.cli.stats)
+app.command("report")(report_command)  # medfed study report (medfed.cli.report)
+register_audit(app)  # medfed study audit (medfed.cli.audit_study)
 
 
 def prepare(spec: StudySpec) -> tuple[StudySpec, tensors.Weights]:
     """Pin the plan's code hash and build the initial model from the locally installed plan."""
     from medfed.training.registry import get_plan, plan_sha256
 
+    if spec.client_plan:  # a hospital's own code: the model is the declared layout, zeros
+        from medfed.compat.layout import initial_weights
+
+        return spec, initial_weights(spec.plan_layout)
     plan = get_plan(spec.plan, spec.plan_version)
     pinned = dataclasses.replace(spec, plan_sha256=spec.plan_sha256 or plan_sha256(plan))
     weights = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)

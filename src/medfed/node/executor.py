@@ -12,6 +12,8 @@ from typing import cast
 
 import numpy as np
 
+from medfed.compat.layout import CLIENT_PLAN_VERSION
+from medfed.compat.plan import ClientPlans
 from medfed.compression.codec import Compression, CompressionConfig
 from medfed.data.dataset import Dataset
 from medfed.data.registry import DatasetEntry, DatasetRegistry
@@ -62,14 +64,17 @@ class TaskExecutor:
         state_root: Path | None = None,
         ledger: PrivacyLedger | None = None,
         wall: Callable[[], float] = time.time,
+        clients: ClientPlans | None = None,
     ) -> None:
         """``state_root``: where per-study site state lives (in memory when None); ``ledger``:
-        this hospital's privacy budgets (a study asking for DP-SGD is refused without one)."""
+        this hospital's privacy budgets (a study asking for DP-SGD is refused without one);
+        ``clients``: the hospital's own approved client files (``medfed.compat``), if any."""
         self._datasets = datasets
         self._policy = policy
         self._state_root = state_root
         self._ledger = ledger
         self._wall = wall
+        self._clients = clients
         self._memory: dict[str, MemoryClientState] = {}
 
     def admit(self, task: pb.Task) -> tuple[TrainingPlan, Dataset]:
@@ -115,11 +120,18 @@ class TaskExecutor:
     def admit_stage(self, task: pb.Task) -> TrainingPlan:
         """The checks a secure-aggregation stage needs (approved plan, registered dataset),
         without reading the data: a stage moves keys and shares, never patient rows."""
+        if task.plan.version == CLIENT_PLAN_VERSION:  # the hospital's own code (medfed.compat)
+            if self._clients is None:
+                raise PolicyError("plan_not_approved", "this node runs no client plans")
+            return self._admit_dataset(task, self._clients.admit(task))
         try:
             plan = get_plan(task.plan.name, task.plan.version)
         except TrainingError as exc:
             raise PolicyError("unknown_plan", str(exc)) from exc
         self._policy.check(task.plan.name, task.plan.version, task.plan.sha256)
+        return self._admit_dataset(task, plan)
+
+    def _admit_dataset(self, task: pb.Task, plan: TrainingPlan) -> TrainingPlan:
         if task.kind == pb.TASK_KIND_SECAGG:
             try:
                 self._datasets.get(task.dataset.name)
