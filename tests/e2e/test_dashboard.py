@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from typer.testing import CliRunner
 
+from medfed.cli.app import root
 from medfed.node.policy import LocalPolicy
 from medfed.web.app import create_app
 from medfed.web.server import DashboardServer, check_binding
@@ -29,7 +33,7 @@ def _text(browser: object, element_id: str) -> str:
     return str(browser.find_element(By.ID, element_id).text)  # type: ignore[attr-defined]
 
 
-def test_study_page_follows_a_live_study_over_mtls(network: Network) -> None:
+def test_study_page_follows_a_live_study_over_mtls(network: Network, tmp_path: Path) -> None:
     LocalPolicy(network.consortium.node_state("switzerland")).revoke("logistic_regression", "1")
     network.start_coordinator()
     study_id = network.submit(small_study(rounds=3))  # no hospital online yet: it waits
@@ -86,3 +90,30 @@ def test_study_page_follows_a_live_study_over_mtls(network: Network) -> None:
         assert not [u for u in requested if not u.startswith((base, "data:"))], requested
         assert severe_console(browser) == []
         assert not failed
+
+        # medfed study report, from the same coordinator, opens offline with no request
+        report_dir = tmp_path / "report"
+        args = ["study", "report", study_id, "--config", str(network.consortium.admin_config)]
+        result = CliRunner().invoke(root, [*args, "--out", str(report_dir)])
+        assert result.exit_code == 0, result.output
+        document = json.loads((report_dir / "report.json").read_text())
+        assert document["study"]["completed_rounds"] == 3
+        assert set(document["study"]["per_hospital"]["accuracy"]) == evaluated
+        browser.set_network_conditions(
+            offline=True, latency=0, download_throughput=0, upload_throughput=0
+        )
+        page = (report_dir / "report.html").resolve().as_uri()
+        browser.get(page)
+        assert (
+            "switzerland"
+            in browser.find_element(By.ID, "refusals").find_element(By.XPATH, "..").text
+        )
+        events = network_events(browser)
+        requested = [
+            e["params"]["request"]["url"]
+            for e in events
+            if e["method"] == "Network.requestWillBeSent"
+        ]
+        assert requested == [page]
+        assert not [e for e in events if e["method"] == "Network.loadingFailed"]
+        screenshot(browser, "study-report-e2e.png")

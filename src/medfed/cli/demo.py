@@ -40,6 +40,8 @@ from medfed.training.baselines import (
     train_pooled,
 )
 from medfed.training.registry import get_plan
+from medfed.web.report import build_report
+from medfed.web.report import write_report as write_study_report
 
 FLAMBY_METHODS = {
     "FedAvg100": "FedAvg, 15 rounds x 100 steps",
@@ -183,4 +185,6 @@ def report_study(
         **(notes or {}),
     }
     json_path, png_path = write_report(out_dir, status, baselines, HEART_HOSPITALS, extra)
-    out.print(f"report: {json_path} and {png_path}  ({elapsed:.0f} s)")
+    study = build_report(status, baselines, hospital_names=HEART_HOSPITALS)
+    html_path, _ = write_study_report(out_dir, study)
+    out.print(f"report: {html_path}, {json_path} and {png_path}  ({elapsed:.0f} s)")
