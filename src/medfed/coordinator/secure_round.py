@@ -198,10 +198,21 @@ class SecureSum:
         clock.append(time.perf_counter())
         work = "evaluate" if train.kind == pb.TASK_KIND_EVALUATE else "train"
         stages = ("advertise", "share", f"{work}+mask", "reveal", "unmask")
-        spans = zip(stages, clock[:-1], clock[1:], strict=True)
+        spans = list(zip(stages, clock[:-1], clock[1:], strict=True))
         log.info("study %s round %d secure aggregation: %s", train.study_id, train.round,
                  ", ".join(f"{s} {b - a:.3f} s" for s, a, b in spans))  # fmt: skip
+        train.round_metrics.update(stage_metrics(spans, most, len(u3)))
         return total, u3
+
+
+def stage_metrics(
+    spans: Sequence[tuple[str, float, float]], selected: int, survivors: int
+) -> dict[str, float]:
+    """``secagg_<stage>_s`` per stage ("train+mask" -> ``train_mask``) and ``secagg_dropouts``:
+    hospitals selected whose masked input is not in the sum."""
+    out = {f"secagg_{s.replace('+', '_')}_s": b - a for s, a, b in spans}
+    out["secagg_dropouts"] = float(selected - survivors)
+    return out
 
 
 class SecureRound(SecureSum):
