@@ -6,6 +6,9 @@ import numpy as np
 
 from medfed.coordinator.client import wait_for_ready
 from medfed.demo.processes import kill9, spawn, stop
+from medfed.ledger.chain import verify_entries
+from medfed.ledger.entry import parse_line
+from medfed.ledger.keys import load_ca
 from tests.e2e.harness import HOSPITALS, Network, passthrough_study, small_study
 
 
@@ -44,8 +47,15 @@ def test_coordinator_sigkill_mid_study_resumes_bit_identical(network: Network) -
                 assert restored[name].tobytes() == array.tobytes()
 
         final = network.wait_done(study_id, timeout_s=180)
+        ledger = [parse_line(line) for line in network.admin.ledger()]
     finally:
         stop(second)
+    # killed at any instant, the ledger still verifies and records each committed round once
+    verify_entries(ledger, load_ca(network.consortium.ca_dir / "ca.crt"))
+    recorded = [e.payload for e in ledger if e.kind == "round.committed" and e.study == study_id]
+    assert [(p["round"], p["model_sha256"]) for p in recorded] == [
+        (r.round, r.model_sha256) for r in final.rounds
+    ]
     assert final.state == "completed", final.message
     assert [r.round for r in final.rounds] == list(range(1, spec.rounds + 1))
     assert final.completed_rounds == spec.rounds
