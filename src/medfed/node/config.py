@@ -31,6 +31,15 @@ NODE_KEYS: tuple[Key, ...] = (
     Key("stats_k", Kind.INT, "Disclosure threshold for statistics queries: no count below k"
         " leaves this node (cells suppressed, small subsets refused); at least 3.",
         default=5, minimum=3),
+    Key("audit_auc_threshold", Kind.FLOAT, "Privacy audit (medfed study audit): above this"
+        " membership-inference AUC the node flags that the model's release should be blocked"
+        " (recorded with its result, enforced by the council); 0: never flag.", default=0.0,
+        minimum=0.0),
+    Key("audit_sample_size", Kind.INT, "Privacy audit: training rows and held-out rows, each,"
+        " that the audit scores at most.", default=200, minimum=10),
+    Key("metrics_port", Kind.INT, "Port for this node's Prometheus /metrics on 127.0.0.1"
+        " (loopback only; tasks, refusals, training seconds, privacy spent); 0: none.",
+        default=0, minimum=0),
     *TLS_KEYS,
 )  # fmt: skip
 
@@ -47,6 +56,9 @@ class NodeConfig:
     omop_store: str = ""
     omop_schema: str = "cdm"
     stats_k: int = 5
+    metrics_port: int = 0
+    audit_auc_threshold: float = 0.0
+    audit_sample_size: int = 200
 
     @property
     def omop_location(self) -> str:
@@ -67,4 +79,7 @@ def load_node_config(path: Path) -> NodeConfig:
         omop_store=values["omop_store"],
         omop_schema=values["omop_schema"],
         stats_k=values["stats_k"],
+        metrics_port=values["metrics_port"],
+        audit_auc_threshold=values["audit_auc_threshold"],
+        audit_sample_size=values["audit_sample_size"],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -57,7 +57,13 @@ def build_agent(
     identity = check_own_certificate(config.tls)
     importlib.import_module("torch")  # load the training stack now, not inside round 1's deadline
     datasets = DatasetRegistry(config.state_dir)
-    executor = TaskExecutor(
+    make_executor: Callable[..., TaskExecutor] = TaskExecutor
+    make_client: Callable[..., CoordinatorClient] = CoordinatorClient
+    if config.metrics_port:  # Prometheus /metrics on loopback (medfed.observability.node)
+        from medfed.observability.node import metered
+
+        _, make_executor, make_client = metered(config.metrics_port)
+    executor = make_executor(
         datasets,
         LocalPolicy(config.state_dir),
         config.state_dir / "studies",
@@ -65,9 +71,7 @@ def build_agent(
         clients=ClientPlans(config.state_dir, live_clients),
     )
     signer = CertificateSigner.from_files(config.tls.cert, config.tls.key)
-    client = CoordinatorClient(
-        config.coordinator, config.tls, config.server_name, signer=signer.sign
-    )
+    client = make_client(config.coordinator, config.tls, config.server_name, signer=signer.sign)
     ledger = NodeLedger(config.state_dir, load_ca(config.tls.ca), client.ledger_page)
     agent = NodeAgent(
         client,
