@@ -12,6 +12,7 @@ from rich.live import Live
 from medfed.cli.audit_study import register as register_audit
 from medfed.cli.common import medfed_errors, out
 from medfed.cli.progress import WatchLines, round_sites_table, site_table, status_json
+from medfed.cli.protocol import register as register_protocol
 from medfed.cli.report import report as report_command
 from medfed.cli.stats import register as register_stats
 from medfed.cli.tables import encrypted_eval_table, node_table, privacy_table, round_table
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # gRPC, numpy, TenSEAL load inside the commands (tests/cli/te
 app = typer.Typer(help="Submit and follow studies (admin certificate).", no_args_is_help=True)
 ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
 register_stats(app)  # medfed study stats | stats-show (medfed.cli.stats)
+register_protocol(app)  # medfed study protocol (medfed.cli.protocol)
 app.command("report")(report_command)  # medfed study report (medfed.cli.report)
 register_audit(app)  # medfed study audit (medfed.cli.audit_study)
 

@@ -1,0 +1,78 @@
+"""``medfed study protocol``: the study as the protocol appendix of the Data Use Agreement.
+
+The spec is pinned exactly as ``medfed study submit`` pins it (the installed plan's code hash),
+so the hash printed here is the one the coordinator computes for the submitted study and the one
+each hospital's data steward approves. No certificate or network is needed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from medfed.cli.common import medfed_errors, out
+
+if TYPE_CHECKING:
+    from medfed.coordinator.spec import StudySpec
+    from medfed.ledger.protocol_document import ModelSummary
+    from medfed.protocol.tensors import Weights
+
+
+def protocol(
+    spec: Annotated[Path, typer.Argument(help="Study spec (TOML).")],
+    fmt: Annotated[
+        Literal["md", "html"], typer.Option("--format", help="Markdown or a standalone HTML page.")
+    ] = "md",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write here instead of standard output.")
+    ] = None,
+    consortium: Annotated[str, typer.Option(help="The consortium's name, for the title.")] = "",
+    encrypt_metrics: Annotated[
+        bool,
+        typer.Option(help="The study will be submitted with --encrypt-metrics (part of the hash)."),
+    ] = False,
+    show_hash: Annotated[
+        bool, typer.Option("--hash", help="Print only the protocol's SHA-256.")
+    ] = False,
+) -> None:
+    """Render a study spec as the protocol appendix for the Data Use Agreement, with the hash
+    each hospital's data steward approves."""
+    from medfed.cli.study import prepare
+    from medfed.coordinator.spec import load_spec
+    from medfed.ledger.protocol_document import protocol_sha256, render
+
+    with medfed_errors():
+        pinned, weights = prepare(load_spec(spec))
+        if show_hash:
+            out.print(protocol_sha256(pinned, encrypt_metrics), markup=False, highlight=False)
+            return
+        summary = model_summary(pinned, weights)
+        text = render(pinned, summary, fmt, consortium, encrypt_metrics)
+        if out_file is None:
+            sys.stdout.write(text)
+        else:
+            out_file.write_text(text, encoding="utf-8")
+            out.print(f"wrote {out_file}", markup=False, highlight=False)
+
+
+def model_summary(spec: StudySpec, weights: Weights) -> ModelSummary:
+    """The plan's own description (its module docstring's first paragraph) and the initial
+    model's tensors, in the order the plan builds them."""
+    import inspect
+
+    from medfed.ledger.protocol_document import ModelSummary
+    from medfed.training.registry import get_plan
+
+    plan = get_plan(spec.plan, spec.plan_version)
+    doc = inspect.getdoc(sys.modules[type(plan).__module__]) or f"training plan {spec.plan}"
+    first = " ".join(doc.split("\n\n")[0].split())
+    tensors = tuple((name, tuple(int(d) for d in array.shape)) for name, array in weights.items())
+    return ModelSummary(first, tensors)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``protocol`` to the ``medfed study`` group."""
+    app.command("protocol")(protocol)

@@ -1,0 +1,173 @@
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medfed.cli.app import root
+from medfed.cli.protocol import model_summary
+from medfed.cli.study import prepare
+from medfed.coordinator.spec import load_spec, spec_from_proto, spec_to_proto
+from medfed.demo.heart import STUDY_SPEC as HEART
+from medfed.demo.imaging import STUDY_SPEC as IMAGING
+from medfed.ledger.protocol_document import ModelSummary, protocol_sha256, render
+from medfed.privacy.accounting import gaussian_epsilon
+
+
+def pinned(path: Path, **changes):
+    spec, weights = prepare(dataclasses.replace(load_spec(path), **changes))
+    return spec, model_summary(spec, weights)
+
+
+@pytest.fixture(scope="module")
+def heart():
+    return pinned(HEART)
+
+
+def test_the_heart_protocol_states_the_key_facts_and_the_hash(heart):
+    spec, model = heart
+    text = render(spec, model, "md", consortium="Heart Consortium")
+    sha = protocol_sha256(spec)
+    assert len(sha) == 64
+    assert text.count(sha) == 2  # at the top and in the closing paragraph
+    for fact in (
+        "# Study protocol: heart-disease-demo",
+        "Heart Consortium consortium",
+        "| dataset (as each hospital registered it) | `heart_disease` |",
+        "| label | `target` |",
+        "| features | 13: `age`, `sex`,",
+        f"| plan code SHA-256 | `{spec.plan_sha256}` |",
+        "| training plan | `logistic_regression` version `1` |",
+        "| parameters | 14 in 2 tensors |",  # 13 weights + 1 bias
+        "| `weight` | 1 x 13 |",
+        "| aggregation strategy | `fedavg` |",
+        "| rounds | 20 |",
+        "| local training | 1 local epoch per round, batch size 8, sgd at learning rate 0.1 |",
+        "| record-level differential privacy (DP-SGD) | not used |",
+        "| secure aggregation (SecAgg+) | off",
+        "| minimum sites per round | 3 |",
+        "| evaluation | every round, on each site's held-out test split",
+    ):
+        assert fact in text, fact
+
+
+def test_the_imaging_protocol_counts_the_cnns_parameters():
+    spec, model = pinned(IMAGING)
+    text = render(spec, model, "md")
+    _, weights = prepare(spec)
+    assert model.parameters == sum(int(a.size) for a in weights.values()) > 10_000
+    assert f"| parameters | {model.parameters:,} in {len(weights)} tensors |" in text
+    assert "| input | one image per example, `1x28x28`" in text
+    assert "| training plan | `cnn` version `1` |" in text
+    assert "| plan option `width` | 16 |" in text
+    assert "adam at learning rate 0.001" in text
+    assert protocol_sha256(spec) in text
+    assert "standardization" not in text
+
+
+def test_privacy_settings_are_spelled_out(heart):
+    spec, model = heart
+    private = dataclasses.replace(
+        spec,
+        dp_epsilon=3.0,
+        dp_delta=1e-6,
+        strategy="dpfedavg",
+        strategy_params={"clip_norm": 1.0, "noise_multiplier": 1.2, "distributed": 1.0},
+        secure_aggregation=True,
+        nodes=("cleveland", "hungary"),
+    )
+    text = render(private, model, "md", encrypted_metrics=True)
+    client = gaussian_epsilon(1.2, spec.rounds, 1e-5)
+    assert "ε = 3 per site for the whole study, δ = 1e-06, per-example clipping 1" in text
+    assert f"ε = {client:.6g} over 20 rounds at δ = 1e-05" in text
+    assert "| strategy option `noise_multiplier` | 1.2 |" in text
+    assert "| strategy option `adaptive` | 0 (default) |" in text
+    assert "| secure aggregation (SecAgg+) | on: the coordinator sees only the sum" in text
+    assert "| encrypted evaluation metrics (CKKS) | on" in text
+    assert "| sites | `cleveland`, `hungary` |" in text
+    assert "masked model updates" in text
+    assert math.isfinite(client)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rounds": 21},
+        {"dp_epsilon": 8.0},
+        {"features": ("sex", "age")},
+        {"nodes": ("cleveland",)},
+        {"seed": 1},
+        {"plan_sha256": "0" * 64},
+        {"strategy": "fedprox", "strategy_params": {"mu": 0.1}},
+        {"secure_aggregation": True},
+        {"cohort_sha256": "a" * 64},
+    ],
+)
+def test_any_change_to_the_spec_changes_the_hash(heart, change):
+    spec, _ = heart
+    assert protocol_sha256(dataclasses.replace(spec, **change)) != protocol_sha256(spec)
+
+
+def test_encrypted_metrics_are_part_of_the_hash(heart):
+    spec, _ = heart
+    assert protocol_sha256(spec, encrypted_metrics=True) != protocol_sha256(spec)
+
+
+def test_the_coordinators_view_of_the_submitted_spec_has_the_same_hash(heart):
+    """The coordinator receives the spec through protobuf and fills in two fields itself: the
+    store hash of the CKKS context and the pooled statistics; neither changes the hash."""
+    spec, _ = heart
+    received = spec_from_proto(spec_to_proto(spec))
+    assert protocol_sha256(received) == protocol_sha256(spec)
+    pooled = dataclasses.replace(spec, standardize="pooled:s-1")
+    resolved = dataclasses.replace(pooled, pooled_standardization={"age": (54.0, 9.0)})
+    assert protocol_sha256(resolved) == protocol_sha256(pooled)
+    stored = dataclasses.replace(received, he_context_sha256="c" * 64)
+    assert protocol_sha256(stored) == protocol_sha256(spec, encrypted_metrics=True)
+
+
+def test_html_is_a_page_and_escapes_what_the_spec_and_options_say(heart):
+    spec, _ = heart
+    hostile = dataclasses.replace(spec, features=("age", "<script>x</script>", "a|b`c"))
+    model = ModelSummary("a <b>bold</b> | plan", (("w", (1, 3)),))
+    page = render(hostile, model, "html", consortium="<img src=x onerror=alert(1)>")
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<title>Study protocol: heart-disease-demo</title>" in page
+    assert "<script>" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page
+    assert f"<code>{protocol_sha256(hostile)}</code>" in page
+    assert "<table>" in page
+    rows = [line for line in render(hostile, model, "md").splitlines() if "| features |" in line]
+    assert rows == ["| features | 3: `age`, `<script>x</script>`, `a\\|b'c` |"]
+
+
+def test_an_unknown_format_is_refused(heart):
+    spec, model = heart
+    with pytest.raises(ValueError, match="md or html"):
+        render(spec, model, "pdf")  # type: ignore[arg-type]
+
+
+def test_the_command_prints_the_hash_and_writes_html(tmp_path, heart):
+    spec, _ = heart
+    runner = CliRunner()
+    result = runner.invoke(root, ["study", "protocol", str(HEART), "--hash"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == protocol_sha256(spec)
+    page = tmp_path / "protocol.html"
+    result = runner.invoke(
+        root, ["study", "protocol", str(HEART), "--format", "html", "--out", str(page)]
+    )
+    assert result.exit_code == 0, result.output
+    assert protocol_sha256(spec) in page.read_text()
+    result = runner.invoke(root, ["study", "protocol", str(HEART), "--encrypt-metrics"])
+    assert result.exit_code == 0, result.output
+    assert protocol_sha256(spec, encrypted_metrics=True) in result.output
+
+
+def test_the_command_names_a_bad_spec(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nrounds = 1\n')
+    result = CliRunner().invoke(root, ["study", "protocol", str(bad)])
+    assert result.exit_code == 2
+    assert "dataset" in result.output
