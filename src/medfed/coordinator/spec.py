@@ -88,6 +88,10 @@ class StudySpec:
     stats_spec: str = ""
     """Set: a statistics study (``medfed study stats``), the StatsSpec's canonical JSON; one
     round of disclosure-controlled site summaries, no model (medfed.coordinator.stats)."""
+    approvals: str = ""
+    """Protocol approval before the study starts: "" none; "all": every hospital named in
+    ``nodes``; "M": at least M hospitals. Each data steward approves the study's hash
+    (:attr:`sha256`) with ``medfed node protocol approve``; only hospitals that approved train."""
     audit_of: str = ""
     """Set: a privacy audit of that completed study (``medfed study audit``): one round in which
     its sites score its final model with membership inference (medfed.coordinator.audit)."""
@@ -129,6 +133,7 @@ class StudySpec:
             "learning_rate must be a positive finite number",
         )
         _check(self.min_nodes >= 1, "min_nodes must be at least 1")
+        self._check_approvals()
         _check(
             math.isfinite(self.round_deadline_s) and 0 < self.round_deadline_s <= 86_400,
             "round_deadline_s must be in (0, 86400]",
@@ -258,6 +263,22 @@ class StudySpec:
         doc = asdict(self)
         return json.dumps(doc, sort_keys=True)
 
+    def _check_approvals(self) -> None:
+        if self.approvals in ("", "all"):
+            _check(
+                self.approvals != "all" or bool(self.nodes),
+                'approvals = "all" needs the study to name its hospitals in `nodes`',
+            )
+            return
+        _check(
+            self.approvals.isdigit() and int(self.approvals) >= 1,
+            f'approvals must be "all" or a number of hospitals >= 1, not {self.approvals!r}',
+        )
+        _check(
+            not self.nodes or int(self.approvals) <= len(self.nodes),
+            f"approvals = {self.approvals} but the study names only {len(self.nodes)} hospitals",
+        )
+
     @property
     def sha256(self) -> str:
         """The study's protocol hash: SHA-256 of its canonical JSON. What the ledger records at
@@ -294,6 +315,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
         "dataset", "plan", "strategy", "compression", "topk_ratio", "error_feedback",
         "personalization", "finetune_steps", "privacy", "secure_aggregation", "max_site_weight",
+        "approvals",
     }  # fmt: skip
     unknown = set(doc) - known
     if unknown:
@@ -347,6 +369,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             secagg_clip=float(secure.get("clip", 1e4)),
             secagg_stage_deadline_s=float(secure.get("stage_deadline_s", 30.0)),
             max_site_weight=float(doc.get("max_site_weight", 0.0)),
+            approvals=str(doc.get("approvals", "")),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
@@ -435,6 +458,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         max_site_weight=spec.max_site_weight,
         stats=pb.StatsQuery(spec_json=spec.stats_spec) if spec.stats_spec else None,
         audit_of=spec.audit_of,
+        approvals=spec.approvals,
         standardize=spec.standardize,
         standardization=standardization_of(spec),
     )
@@ -493,6 +517,7 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         max_site_weight=message.max_site_weight,
         stats_spec=message.stats.spec_json,
         audit_of=message.audit_of,
+        approvals=message.approvals,
         standardize=message.standardize,
         pooled_standardization={
             f: (m, s)

@@ -322,6 +322,7 @@ class StudySpec(_message.Message):
     STANDARDIZE_FIELD_NUMBER: _builtins.int
     STANDARDIZATION_FIELD_NUMBER: _builtins.int
     AUDIT_OF_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -348,6 +349,8 @@ class StudySpec(_message.Message):
     """"" each site's own statistics; "pooled:<stats study id>" """
     audit_of: _builtins.str
     """set: a privacy audit of that completed study (one round)"""
+    approvals: _builtins.str
+    """"" none, "all" or "M": data stewards approve the spec's hash"""
     @_builtins.property
     def dataset(self) -> Global___DatasetRef: ...
     @_builtins.property
@@ -402,10 +405,11 @@ class StudySpec(_message.Message):
         standardize: _builtins.str = ...,
         standardization: Global___Standardization | None = ...,
         audit_of: _builtins.str = ...,
+        approvals: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "standardization", b"standardization", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audit_of", b"audit_of", "batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "audit_of", b"audit_of", "batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -967,6 +971,7 @@ class HeartbeatRequest(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     DATASET_SIZES_FIELD_NUMBER: _builtins.int
     VERIFIED_HEAD_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
     agent_version: _builtins.str
     @_builtins.property
     def datasets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -978,6 +983,10 @@ class HeartbeatRequest(_message.Message):
     def verified_head(self) -> Global___LedgerHead:
         """the newest ledger head this node verified (gossip)"""
 
+    @_builtins.property
+    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProtocolApproval]:
+        """study protocols this hospital's steward approved"""
+
     def __init__(
         self,
         *,
@@ -985,14 +994,41 @@ class HeartbeatRequest(_message.Message):
         agent_version: _builtins.str = ...,
         dataset_sizes: _abc.Iterable[Global___DatasetSize] | None = ...,
         verified_head: Global___LedgerHead | None = ...,
+        approvals: _abc.Iterable[Global___ProtocolApproval] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["verified_head", b"verified_head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "dataset_sizes", b"dataset_sizes", "datasets", b"datasets", "verified_head", b"verified_head"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "approvals", b"approvals", "dataset_sizes", b"dataset_sizes", "datasets", b"datasets", "verified_head", b"verified_head"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
+
+@_typing.final
+class ProtocolApproval(_message.Message):
+    """A data steward's approval of a study protocol: the spec's SHA-256, signed with the node's
+    certificate key (medfed.ledger.approvals); the coordinator records it in the ledger.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_SHA256_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    spec_sha256: _builtins.str
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        spec_sha256: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signature", b"signature", "spec_sha256", b"spec_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProtocolApproval: _TypeAlias = ProtocolApproval  # noqa: Y015
 
 @_typing.final
 class DatasetSize(_message.Message):
@@ -1797,11 +1833,17 @@ class NodeInfo(_message.Message):
     DATASETS_FIELD_NUMBER: _builtins.int
     REVOKED_FIELD_NUMBER: _builtins.int
     DATASET_SIZES_FIELD_NUMBER: _builtins.int
+    AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    CERT_NOT_AFTER_UNIX_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     online: _builtins.bool
     last_seen_unix_ms: _builtins.int
     revoked: _builtins.bool
     """the consortium CA revoked its certificate"""
+    agent_version: _builtins.str
+    """as its last heartbeat announced it"""
+    cert_not_after_unix_ms: _builtins.int
+    """when the certificate it last called with expires"""
     @_builtins.property
     def datasets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -1817,10 +1859,12 @@ class NodeInfo(_message.Message):
         datasets: _abc.Iterable[_builtins.str] | None = ...,
         revoked: _builtins.bool = ...,
         dataset_sizes: _abc.Iterable[Global___DatasetSize] | None = ...,
+        agent_version: _builtins.str = ...,
+        cert_not_after_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_sizes", b"dataset_sizes", "datasets", b"datasets", "last_seen_unix_ms", b"last_seen_unix_ms", "name", b"name", "online", b"online", "revoked", b"revoked"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cert_not_after_unix_ms", b"cert_not_after_unix_ms", "dataset_sizes", b"dataset_sizes", "datasets", b"datasets", "last_seen_unix_ms", b"last_seen_unix_ms", "name", b"name", "online", b"online", "revoked", b"revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,141 @@
+"""``medfed study audit ID``: how much does a completed study's model reveal about its patients?
+
+The command submits a privacy audit of the study (its final model, downloaded and submitted
+back by hash, so the coordinator can check it is that study's model), waits, and prints each
+site's membership-inference numbers: the loss attack's AUC and TPR at 1 % FPR, and the LiRA and
+calibrated-loss attacks' where the site trained reference models. Sites send only these
+aggregates (medfed.node.audit); a site that did not train in the study refuses, with the reason.
+An AUC near 0.5 means the attack cannot tell training patients from others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from medfed.cli.common import err, medfed_errors, out
+from medfed.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from medfed.coordinator.client import AdminClient
+    from medfed.coordinator.spec import StudySpec
+    from medfed.protocol.v1 import medfed_pb2 as pb
+
+ConfigOption = Annotated[Path, typer.Option(help="Admin TOML config (coordinator + TLS).")]
+COLUMNS = (
+    ("loss_auc", "loss AUC"),
+    ("loss_tpr_at_low_fpr", "loss TPR@1%"),
+    ("lira_auc", "LiRA AUC"),
+    ("lira_tpr_at_low_fpr", "LiRA TPR@1%"),
+    ("calibrated_auc", "calibrated AUC"),
+)
+
+
+def audit(
+    study_id: Annotated[str, typer.Argument(help="The completed study to audit.")],
+    config: ConfigOption,
+    node: Annotated[
+        list[str] | None, typer.Option(help="Ask only these sites (default: its participants).")
+    ] = None,
+    deadline_s: Annotated[float, typer.Option(help="Seconds sites have to answer.")] = 600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run a membership-inference audit of a completed study and print the per-site table."""
+    with medfed_errors(), _client(config) as client:
+        target = client.status(study_id)
+        if target.state != "completed":
+            raise ConfigError(f"study {study_id} is {target.state}; only a completed study's "
+                              "model can be audited")  # fmt: skip
+        spec = audit_spec(target, tuple(node or ()), deadline_s)
+        audit_id = client.submit(spec, client.download(target.model_sha256))
+        err.print(f"privacy audit {audit_id} of study {study_id} submitted", markup=False)
+        _wait(client, audit_id, deadline_s + 120.0)
+        final = client.status(audit_id)
+    show(final, as_json)
+
+
+def audit_spec(target: pb.StudyStatus, nodes: tuple[str, ...], deadline_s: float) -> StudySpec:
+    """The audit's study spec: the audited study's data and plan, one round, no training knobs
+    that would need anything else (strategy, secure aggregation, DP are the audited study's)."""
+    from medfed.coordinator.spec import spec_from_proto
+
+    audited = spec_from_proto(target.spec)
+    name = f"audit of {audited.name}"[:80].rstrip()
+    return dataclasses.replace(
+        audited, name=name, rounds=1, audit_of=target.study_id, nodes=nodes, min_nodes=1,
+        round_deadline_s=deadline_s, strategy="fedavg", strategy_params={},
+        secure_aggregation=False, he_context_sha256="", max_site_weight=0.0, standardize="",
+        pooled_standardization={}, dp_epsilon=0.0, dp_noise_multiplier=0.0, eval_every=1,
+    )  # fmt: skip
+
+
+def rows_of(status: pb.StudyStatus) -> list[dict[str, Any]]:
+    """One dict per site that answered: its name and its aggregate numbers."""
+    if not status.rounds:
+        return []
+    return [
+        {"site": m.node, **{k: float(v) for k, v in sorted(m.metrics.items())}}
+        for m in sorted(status.rounds[0].per_node, key=lambda m: m.node)
+    ]
+
+
+def show(status: pb.StudyStatus, as_json: bool) -> None:
+    refusals = [{"site": r.node, "code": r.code, "reason": r.reason} for r in status.refusals]
+    rows = rows_of(status)
+    if as_json:
+        doc = {"audit_id": status.study_id, "audited_study": status.spec.audit_of,
+               "state": status.state, "sites": rows, "refusals": refusals}  # fmt: skip
+        typer.echo(json.dumps(doc, indent=1, sort_keys=True))
+    else:
+        out.print(_table(status, rows), markup=False, highlight=False)
+        for r in refusals:
+            err.print(f"{r['site']} refused ({r['code']}): {r['reason']}", markup=False)
+    if status.state != "completed":
+        raise StoreError(f"audit {status.study_id} is {status.state}: {status.message}")
+
+
+def _table(status: pb.StudyStatus, rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"privacy audit of study {status.spec.audit_of} (membership inference)")
+    for header in ("site", "members", "non-members", *(h for _, h in COLUMNS), "release"):
+        table.add_column(header, justify="left" if header == "site" else "right")
+    for row in rows:
+        numbers = [f"{row[k]:.3f}" if k in row else "—" for k, _ in COLUMNS]
+        flag = "BLOCK" if row.get("block_release") == 1.0 else "ok"
+        if row.get("auc_threshold"):
+            flag += f" (>{row['auc_threshold']:.2f})"
+        table.add_row(row["site"], str(int(row["members"])), str(int(row["non_members"])),
+                      *numbers, flag)  # fmt: skip
+    return table
+
+
+def _client(config: Path) -> AdminClient:
+    from medfed.coordinator.client import AdminClient
+    from medfed.coordinator.config import load_client_config
+
+    cfg = load_client_config(config)
+    return AdminClient(cfg.coordinator, cfg.tls, cfg.server_name)
+
+
+def _wait(client: AdminClient, study_id: str, timeout_s: float) -> pb.StudyStatus:
+    shown = ""
+    deadline = time.monotonic() + timeout_s
+    for status in client.watch(study_id, timeout_s=timeout_s):
+        line = f"{status.state}: {status.message}" if status.message else status.state
+        if line != shown:
+            err.print(line, markup=False)
+            shown = line
+        if status.state in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
+            return status
+    return client.status(study_id)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``audit`` to the ``medfed study`` group."""
+    app.command("audit")(audit)

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from medfed.cli.app import root
+from medfed.cli.audit_study import audit_spec
+from medfed.coordinator import uploads
+from medfed.coordinator.audit import AUDIT_METRICS
+from medfed.coordinator.rounds import OpenRound, TaskSlot
+from medfed.node import audit as node_audit
+from medfed.protocol.v1 import medfed_pb2 as pb
+from tests.e2e.harness import HOSPITALS, Network, small_study
+
+TRAINED = [h for h in HOSPITALS if h != "switzerland"]
+
+
+@pytest.fixture
+def audited(network: Network, monkeypatch: pytest.MonkeyPatch) -> tuple[Network, str, list]:
+    """A 3-site heart study, completed, with every audit reply the coordinator receives kept."""
+    received: list[tuple[pb.UpdateHeader, int]] = []
+    honest = uploads.receive_audit
+
+    def recording(
+        round_: OpenRound, slot: TaskSlot, header: pb.UpdateHeader, frames: Iterator[bytes]
+    ) -> None:
+        rest = list(frames)  # whatever followed the header on the wire
+        received.append((header, sum(len(f) for f in rest)))
+        honest(round_, slot, header, iter(rest))
+
+    monkeypatch.setattr(uploads, "receive_audit", recording)
+    network.start_coordinator()
+    network.start_nodes()
+    study = network.submit(small_study(rounds=3, nodes=tuple(TRAINED), min_nodes=3))
+    done = network.wait_done(study, timeout_s=120)
+    assert done.state == "completed", done.message
+    return network, study, received
+
+
+def test_cli_audit_of_a_heart_study_prints_per_site_auc(audited: tuple) -> None:
+    network, study, received = audited
+    config = str(network.consortium.admin_config)
+
+    printed = CliRunner().invoke(root, ["study", "audit", study, "--config", config])
+    as_json = CliRunner().invoke(root, ["study", "audit", study, "--config", config, "--json"])
+
+    assert printed.exit_code == 0, printed.output
+    for site in TRAINED:
+        assert site in printed.output
+    assert "loss AUC" in printed.output
+    assert as_json.exit_code == 0, as_json.output
+    doc = json.loads(as_json.stdout)
+    assert doc["audited_study"] == study and doc["state"] == "completed"
+    assert sorted(r["site"] for r in doc["sites"]) == sorted(TRAINED)
+    for row in doc["sites"]:
+        assert 0.0 <= row["loss_auc"] <= 1.0 and 0.0 <= row["lira_auc"] <= 1.0
+        assert row["members"] >= 1 and row["non_members"] >= 1
+        assert row["block_release"] == 0.0
+    # the coordinator received headers with aggregate numbers only: no array, no row score
+    assert len(received) == 2 * len(TRAINED)
+    for header, trailing_bytes in received:
+        assert trailing_bytes == 0
+        assert set(header.metrics) <= AUDIT_METRICS
+        assert not header.HasField("score_histogram") and not header.encrypted_metrics
+        assert header.ByteSize() < 1024
+        assert header.num_examples == header.metrics["members"] + header.metrics["non_members"]
+
+
+def test_a_site_that_did_not_train_refuses_with_the_reason(audited: tuple) -> None:
+    network, study, _ = audited
+    target = network.admin.status(study)
+    spec = audit_spec(target, tuple(HOSPITALS), 60.0)
+
+    audit_id = network.admin.submit(spec, network.admin.download(target.model_sha256))
+    status = network.wait_done(audit_id, timeout_s=90)
+
+    assert status.state == "completed", status.message
+    answered = sorted(m.node for m in status.rounds[0].per_node)
+    assert answered == sorted(TRAINED)
+    refusals = [r for r in status.refusals if r.node == "switzerland"]
+    assert len(refusals) == 1 and refusals[0].code == "not_a_participant"
+    assert "did not train in study" in refusals[0].reason
+
+
+def test_a_reply_with_per_row_scores_is_rejected(
+    audited: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network, study, _ = audited
+    honest = node_audit.AuditResponder.answer
+
+    def leaky(
+        self: node_audit.AuditResponder, task: pb.Task, weights: dict
+    ) -> tuple[int, dict[str, float]]:
+        rows, metrics = honest(self, task, weights)
+        return rows, metrics | {f"row_{i}_loss": 0.5 for i in range(3)}
+
+    monkeypatch.setattr(node_audit.AuditResponder, "answer", leaky)
+    target = network.admin.status(study)
+    spec = audit_spec(target, (), 60.0)
+
+    audit_id = network.admin.submit(spec, network.admin.download(target.model_sha256))
+    status = network.wait_done(audit_id, timeout_s=90)
+
+    assert status.state == "failed"
+    assert "aggregate numbers only" in status.message
+    assert not status.rounds
+
+
+def test_only_a_completed_study_is_audited(audited: tuple) -> None:
+    network, _, _ = audited
+    waiting = network.submit(small_study(rounds=1, nodes=("no-such-hospital",), min_nodes=1))
+    config = str(network.consortium.admin_config)
+
+    done = CliRunner().invoke(root, ["study", "audit", waiting, "--config", config])
+
+    assert done.exit_code != 0
+    assert "only a completed study's model can be audited" in " ".join(done.output.split())
+    network.admin.cancel(waiting)
