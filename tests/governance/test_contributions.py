@@ -193,3 +193,12 @@ def test_gtg_config_is_checked():
         GtgConfig(tolerance=-1)
     with pytest.raises(ConfigError):
         GtgConfig(max_permutations=0)
+
+
+def test_data_size_is_all_a_secure_round_can_record():
+    from medfed.governance.contributions import data_size_contributions
+
+    assert data_size_contributions({"b": 30, "a": 10}) == {"a": 0.25, "b": 0.75}
+    assert data_size_contributions({"a": 0}) == {"a": 0.0}
+    with pytest.raises(ConfigError):
+        data_size_contributions({"a": -1})

@@ -13,6 +13,7 @@ from medfed.governance.rules import (
     StudyFacts,
     check_study,
     facts_from_spec,
+    facts_from_task,
 )
 from medfed.privacy.accounting import gaussian_epsilon
 
@@ -140,3 +141,45 @@ def test_the_cap_refuses_a_heart_study_asking_for_too_much():
     rules = ConsortiumRules(max_epsilon=4.0)
     asked = facts_from_spec(dataclasses.replace(heart(), dp_epsilon=8.0))
     assert codes(check_study(rules, asked)) == ["epsilon_above_cap"]
+
+
+def task(**config):
+    from medfed.protocol.v1 import medfed_pb2 as pb
+
+    return pb.Task(
+        plan=pb.PlanRef(name="p", version="1", sha256=PLAN), config=pb.TrainConfig(**config)
+    )
+
+
+def test_a_nodes_facts_come_from_its_task_and_its_own_epsilon():
+    from medfed.protocol.v1 import medfed_pb2 as pb
+
+    plain = facts_from_task(task(), "h1", None)
+    assert plain == StudyFacts(PLAN, math.inf, False, False, False, frozenset({"h1"}))
+    rules = ConsortiumRules(max_epsilon=4.0)
+    assert codes(check_study(rules, plain)) == ["epsilon_above_cap"]
+
+    record = task(record_dp=pb.RecordDp(epsilon=8.0, delta=1e-5))
+    forced = facts_from_task(record, "h1", 7.9)  # the epsilon this node planned
+    assert forced.record_dp and forced.epsilon == 7.9
+    assert codes(check_study(rules, forced)) == ["epsilon_above_cap"]
+    assert check_study(rules, facts_from_task(record, "h1", 3.0)) == ()
+
+    distributed = facts_from_task(task(clip_norm=1.0, noise_std=0.5), "h1", None)
+    assert distributed.client_dp and math.isnan(distributed.epsilon)
+    central = facts_from_task(task(clip_norm=1.0), "h1", None)  # noise is the coordinator's word
+    assert not central.client_dp
+
+
+def test_a_secure_task_names_its_round_and_suspended_members_are_refused_by_the_node():
+    from medfed.protocol.v1 import medfed_pb2 as pb
+
+    secure = task()
+    secure.secagg.CopyFrom(
+        pb.SecAggStage(stage=3, params=pb.SecAggParams(nodes=["h1", "h2", "h3"]))
+    )
+    facts = facts_from_task(secure, "h1", None)
+    assert facts.secure_aggregation
+    assert facts.participants == {"h1", "h2", "h3"}
+    rules = ConsortiumRules(suspended=frozenset({"h3"}))
+    assert codes(check_study(rules, facts)) == ["member_suspended"]

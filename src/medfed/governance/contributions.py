@@ -13,7 +13,8 @@ additive over utilities. ``exact_shapley`` evaluates all 2^n coalitions (n ≲ 1
 defensible-but-biased alternative (redundant sites each look worthless).
 
 Under secure aggregation the coordinator never sees a single site's update, so none of these can
-be computed: there the honest record is participation and example counts only.
+be computed: there the honest record is participation and example counts only
+(``data_size_contributions``), which measures effort, not usefulness.
 
 GTG-Shapley — Liu, Chen, Yu, Gao, Wu, Jin, Shi, Guo, "GTG-Shapley: Efficient and Accurate
 Participant Contribution Evaluation in Federated Learning", ACM TIST 13(4), 2022, Algorithm 1:
@@ -103,6 +104,17 @@ def leave_one_out(players: Iterable[str], utility: Utility) -> dict[str, float]:
     value = CachedUtility(utility)
     everyone = frozenset(names)
     return {p: value(everyone) - value(everyone - {p}) for p in names}
+
+
+def data_size_contributions(examples: Mapping[str, int]) -> dict[str, float]:
+    """Each site's share of a secure round's examples: all there is to record when secure
+    aggregation hides every single update. It is *not* a contribution estimate: a site holding
+    pure noise earns as much per example as an honest one, and the ledger should say which kind
+    of figure it holds (reputation then counts such rounds as participation only)."""
+    if any(n < 0 for n in examples.values()):
+        raise ConfigError("example counts are >= 0")
+    total = sum(examples.values())
+    return {site: (n / total if total else 0.0) for site, n in sorted(examples.items())}
 
 
 @dataclass(frozen=True)

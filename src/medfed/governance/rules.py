@@ -17,7 +17,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from medfed.protocol.v1 import medfed_pb2 as pb
 
 DpRequirement = Literal["none", "record", "client", "any"]
 DP_REQUIREMENTS: tuple[DpRequirement, ...] = ("none", "record", "client", "any")
@@ -154,6 +157,37 @@ def _client_epsilon(spec: SpecFields) -> float:
     z = float(spec.strategy_params.get("noise_multiplier", 0.0))
     delta = float(spec.strategy_params.get("delta", 1e-5))
     return math.inf if z <= 0 else gaussian_epsilon(z, spec.rounds, delta)
+
+
+def facts_from_task(task: pb.Task, node: str, record_epsilon: float | None) -> StudyFacts:
+    """A node's view of the study behind ``task``: only what the task proves to it.
+
+    ``record_epsilon`` is the ε this node planned for the study's record-level DP (its own data
+    size decides it; None: the task asks for none). Client-level DP counts only where the node
+    adds the noise itself (distributed DP-FedAvg, ``noise_std > 0``): central noise is the
+    coordinator's word, which a node does not take. Its ε depends on how many sites a round
+    selected, which the node does not see, so it stays unknown (NaN) here and the coordinator's
+    check covers it. Participants: this node, and the secure-aggregation round's nodes if any.
+    """
+    config = task.config
+    record = config.record_dp.epsilon > 0 or config.record_dp.noise_multiplier > 0
+    client = config.noise_std > 0
+    if record and record_epsilon is not None:
+        epsilon = record_epsilon
+    elif record or client:
+        epsilon = math.nan
+    else:
+        epsilon = math.inf
+    secure = task.HasField("secagg")
+    participants = {node, *task.secagg.params.nodes} if secure else {node}
+    return StudyFacts(
+        plan_sha256=task.plan.sha256,
+        epsilon=epsilon,
+        record_dp=record,
+        client_dp=client,
+        secure_aggregation=secure,
+        participants=frozenset(participants),
+    )
 
 
 ViolationCode = Literal[
