@@ -10,6 +10,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from typer.testing import CliRunner
 
 from medfed.cli.app import root
+from medfed.node.client import AGENT_VERSION
 from medfed.node.policy import LocalPolicy
 from medfed.web.app import create_app
 from medfed.web.server import DashboardServer, check_binding
@@ -78,6 +79,7 @@ def test_study_page_follows_a_live_study_over_mtls(network: Network, tmp_path: P
         WebDriverWait(browser, 10).until(lambda d: "va_long_beach" in _text(d, "nodes"))
         nodes = _text(browser, "nodes")
         assert nodes.count("online") == 4, nodes
+        assert nodes.count(AGENT_VERSION) == 4 and "not reported" not in nodes, nodes
         assert study_id in _text(browser, "studies")
         screenshot(browser, "dashboard-consortium.png")
 

@@ -42,6 +42,8 @@ class NodeStatus:
     online: bool
     revoked: bool = False
     sizes: Mapping[str, SplitSizes] = field(default_factory=dict)
+    agent_version: str = ""
+    cert_not_after: float = 0.0  # wall-clock seconds; 0: unknown
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class _Seen:
     datasets: tuple[str, ...]
     serial: int | None
     sizes: Mapping[str, SplitSizes]
+    agent_version: str = ""
+    cert_not_after: float = 0.0
 
 
 def announced_sizes(request: pb.HeartbeatRequest) -> dict[str, SplitSizes]:
@@ -92,6 +96,8 @@ class NodeDirectory:
         wall: float = 0.0,
         serial: int | None = None,
         sizes: Mapping[str, SplitSizes] | None = None,
+        agent_version: str | None = None,
+        cert_not_after: float | None = None,
     ) -> dict[str, SplitSizes]:
         """Note a call from ``name``; ``datasets`` (and ``sizes``) when it announces them.
         Returns the announced sizes this directory had not heard from ``name`` before."""
@@ -105,7 +111,13 @@ class NodeDirectory:
             kept = {d: s for d in held if (s := (sizes or {}).get(d, known.get(d))) is not None}
             if serial is None and previous is not None:
                 serial = previous.serial
-            self._seen[name] = _Seen(self._clock(), wall or time.time(), held, serial, kept)
+            version = agent_version if agent_version is not None else (
+                previous.agent_version if previous else ""
+            )  # fmt: skip
+            expires = cert_not_after or (previous.cert_not_after if previous else 0.0)
+            self._seen[name] = _Seen(
+                self._clock(), wall or time.time(), held, serial, kept, version, expires
+            )
             return fresh
 
     def announced(self, name: str, dataset: str) -> SplitSizes | None:
@@ -137,6 +149,8 @@ class NodeDirectory:
                 now - s.monotonic <= self._offline_after,
                 self._revoked(s),
                 dict(s.sizes),
+                s.agent_version,
+                s.cert_not_after,
             )
             for name, s in seen
         ]

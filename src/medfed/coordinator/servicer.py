@@ -71,8 +71,9 @@ class NodeServicer:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         now = time.time()
         fresh = self._directory.seen(
-            me.name, list(request.datasets), wall=now, serial=me.serial, sizes=sizes
-        )
+            me.name, list(request.datasets), wall=now, serial=me.serial, sizes=sizes,
+            agent_version=request.agent_version, cert_not_after=me.not_after_unix,
+        )  # fmt: skip
         self._state.node_seen(me.name, list(request.datasets), now=now)
         for dataset, size in fresh.items():
             before = self._state.record_sizes(
@@ -89,7 +90,9 @@ class NodeServicer:
             heartbeat_interval_s=self._heartbeat_s,
         )
         if self._ledger is not None:
-            self._ledger.member(me, self._auth.certificate(context))
+            pem = self._auth.certificate(context)
+            self._ledger.member(me, pem)
+            self._ledger.approvals(me, pem, request.approvals)
             verified = request.verified_head if request.HasField("verified_head") else None
             reply.peer_heads.extend(self._ledger.gossip(me.name, verified))
         return reply
@@ -339,6 +342,8 @@ class AdminServicer:
                     pb.DatasetSize(name=d, train_rows=z.train_rows, test_rows=z.test_rows)
                     for d, z in sorted(s.sizes.items())
                 ],
+                agent_version=s.agent_version,
+                cert_not_after_unix_ms=int(s.cert_not_after * 1000),
             )
             for s in self._directory.statuses()
         ]

@@ -9,7 +9,7 @@ file name, a log field and a database key without quoting or escaping.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,9 @@ class Identity:
     name: str
     role: Role
     serial: int
+    not_after_unix: float = field(default=0.0, compare=False)
+    """When the certificate expires (Unix seconds; 0: not read from a certificate). Not part
+    of who the peer is: two identities are equal by name, role and serial."""
 
 
 def check_name(name: str) -> str:
@@ -81,7 +84,12 @@ def identity_from_cert(cert: x509.Certificate) -> Identity:
         raise IdentityError(
             f"certificate of {name!r} has OU {role_text!r}, not a medfed role ({roles})"
         ) from None
-    return Identity(name=name, role=role, serial=cert.serial_number)
+    return Identity(
+        name=name,
+        role=role,
+        serial=cert.serial_number,
+        not_after_unix=cert.not_valid_after_utc.timestamp(),
+    )
 
 
 def identity_from_pem(pem: bytes) -> Identity:

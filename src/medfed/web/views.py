@@ -181,8 +181,8 @@ def node_view(nodes: Iterable[pb.NodeInfo]) -> list[dict[str, Any]]:
             "status": "revoked" if n.revoked else "online" if n.online else "offline",
             "last_seen_unix_ms": n.last_seen_unix_ms,
             "datasets": [{"name": d, **_sizes(n.dataset_sizes, d)} for d in n.datasets],
-            "agent_version": _optional_field(n, "agent_version"),
-            "cert_not_after_unix_ms": _optional_field(n, "cert_not_after_unix_ms"),
+            "agent_version": n.agent_version or None,
+            "cert_not_after_unix_ms": n.cert_not_after_unix_ms or None,
         }
         for n in nodes
     ]
@@ -209,14 +209,6 @@ def _sizes(sizes: Iterable[pb.DatasetSize], name: str) -> dict[str, int]:
         if z.name == name:
             return {"train_rows": z.train_rows, "test_rows": z.test_rows}
     return {}
-
-
-def _optional_field(message: Any, field: str) -> Any:
-    """A NodeInfo field newer coordinators fill; None where this build's schema lacks it or the
-    coordinator left it empty."""
-    if field not in message.DESCRIPTOR.fields_by_name:
-        return None
-    return getattr(message, field) or None
 
 
 def _hospitals(status: pb.StudyStatus) -> list[str]:
