@@ -15,14 +15,25 @@ from medfed.cli.study import prepare
 from medfed.compat.approval import ClientApprovals
 from medfed.compat.layout import CLIENT_PLAN_VERSION
 from medfed.coordinator.spec import StudySpec
+from medfed.data.heart_disease import heart_disease_centres
 from medfed.demo.consortium import Consortium
 from medfed.demo.processes import spawn, stop_all, wait_for_nodes
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.simulation.runner import simulate
 from tests.e2e.harness import HOSPITALS, Network, small_study
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flower"
 TORCH, NUMPY = "heart_torch_client.py", "heart_numpy_client.py"
 LAYOUT = (("weight", (1, 13), "float32"), ("bias", (1,), "float32"))
+STRATEGIES: dict[str, dict[str, object]] = {
+    "fedprox": {"strategy": "fedprox", "strategy_params": {"mu": 0.5}},
+    "fedadam": {"strategy": "fedadam", "strategy_params": {"server_learning_rate": 0.05}},
+    "median": {"strategy": "median"},
+    "dpfedavg": {
+        "strategy": "dpfedavg",
+        "strategy_params": {"clip_norm": 0.5, "noise_multiplier": 0.3, "distributed": 1.0},
+    },
+}
 FULL_BATCH = {"batch_size": 1024, "local_epochs": 3}  # every site's training rows in one batch
 
 
@@ -75,8 +86,19 @@ def test_flower_clients_as_client_plans_match_the_installed_plan(network: Networ
         "numpy": client_study("flower-numpy", "heart_numpy", **FULL_BATCH),
         "reference_full_batch": installed_study("reference-full", **FULL_BATCH),
     }
+    for key, params in STRATEGIES.items():
+        studies[key] = client_study(f"flower-{key}", "heart_torch", **params)
     ids = {key: network.admin.submit(spec, init) for key, spec in studies.items()}
     results = {key: final_model(network, study_id) for key, study_id in ids.items()}
+
+    # Server-side strategies act on the returned arrays: FedProx's term is the client's (the
+    # example adds it from config["proximal_mu"]); the installed plan, simulated, is the reference.
+    centres = heart_disease_centres()
+    for key, params in STRATEGIES.items():
+        if key != "dpfedavg":
+            expected = simulate(installed_study(key, **params), centres, init).model
+            assert_same(results[key][1], expected)
+    assert all(r.metrics["client_epsilon"] > 0 for r in results["dpfedavg"][0].rounds)
 
     assert_same(results["torch"][1], results["reference"][1])
     assert_same(results["torch_secure"][1], results["torch"][1])
@@ -121,3 +143,84 @@ def test_flower_scripts_run_unchanged_through_the_drop_in_runner(network: Networ
         assert f"node {node} serves client plan 'heart'" in text, text
         assert "client plan heart stopped" in text, (process.returncode, text[-2000:])
         assert process.returncode == 0, text[-2000:]
+
+
+MISBEHAVING = '''
+import flwr as fl
+import numpy as np
+
+
+class Misbehaving(fl.client.NumPyClient):
+    """config["bad"]: 0 behaves, 1 one array too few, 2 a transposed shape, 3 NaN, 4 raises."""
+
+    def fit(self, parameters, config):
+        bad = int(config["bad"])
+        out = [p + np.float32(0.01) for p in parameters]
+        if bad == 1:
+            out = out[:1]
+        if bad == 2:
+            out[0] = out[0].T
+        if bad == 3:
+            out[1][0] = np.nan
+        if bad == 4:
+            raise RuntimeError("the GPU is on fire")
+        return out, 10, {}
+
+    def evaluate(self, parameters, config):
+        return 0.5, 10, {"accuracy": 0.5}
+
+
+fl.client.start_numpy_client(server_address="[::]:8080", client=Misbehaving())
+'''
+BAD_REASONS = {
+    1: "returned 1 arrays; the study's layout has 2 (weight, bias)",
+    2: "returned shape (13, 1) for 'weight'; the study's layout says (1, 13)",
+    3: "returned NaN or infinity in 'bias'",
+    4: "fit raised RuntimeError('the GPU is on fire')",
+}
+
+
+def _refusals(status: pb.StudyStatus, node: str) -> list[str]:
+    return [r for r in status.rounds[0].rejections if r.startswith(f"{node}: ")]
+
+
+def test_bad_unapproved_and_changed_clients_are_refused_alone_with_the_reason(
+    network: Network,
+) -> None:
+    consortium = network.consortium
+    bad = consortium.node_state("cleveland").parent / "data" / "misbehaving.py"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(MISBEHAVING)
+    ClientApprovals(consortium.node_state("cleveland")).approve(bad, "heart")
+    for node in HOSPITALS:
+        if node != "cleveland":
+            install(consortium, node, NUMPY, "heart")
+            install(consortium, node, NUMPY, "heart_partial")  # not approved at cleveland
+        install(consortium, node, TORCH, "heart_changed")
+    hungary = consortium.node_state("hungary").parent / "data" / TORCH
+    hungary.write_text(hungary.read_text() + "# edited after approval\n")
+    network.start_coordinator()
+    network.start_nodes()
+
+    def study(name: str, plan: str, bad_mode: int = 0) -> str:
+        spec = client_study(name, plan, rounds=1, plan_options={"bad": float(bad_mode)})
+        return network.admin.submit(*prepare(spec))
+
+    ids = {mode: study(f"bad-{mode}", "heart", mode) for mode in BAD_REASONS}
+    partial, changed = study("partial", "heart_partial"), study("changed", "heart_changed")
+    for mode, study_id in ids.items():
+        status = network.wait_done(study_id, timeout_s=90)
+        assert status.state == "completed", status.message
+        assert status.rounds[0].accepted == 3  # the round went on without cleveland
+        [refusal] = _refusals(status, "cleveland")
+        assert refusal.startswith("cleveland: refused (task_failed)"), refusal
+        assert BAD_REASONS[mode] in refusal, refusal
+    [unapproved] = _refusals(network.wait_done(partial, timeout_s=90), "cleveland")
+    assert "refused (plan_not_approved)" in unapproved and "approve-client" in unapproved
+    [edited] = _refusals(network.wait_done(changed, timeout_s=90), "hungary")
+    assert "refused (plan_changed)" in edited and "changed since it was approved" in edited
+
+    # The same node, after all that, still serves: its well-behaved answer is accepted.
+    status = network.wait_done(study("good", "heart"), timeout_s=90)
+    assert status.state == "completed", status.message
+    assert status.rounds[0].accepted == len(HOSPITALS), list(status.rounds[0].rejections)
