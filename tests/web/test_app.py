@@ -121,3 +121,19 @@ def test_vendored_chart_library_is_served_locally_with_its_licence() -> None:
     assert library.status_code == 200 and "Chart" in library.text
     assert "sourceMappingURL" not in library.text
     assert "MIT" in licence.text
+
+
+def test_ledger_head_fills_the_provenance_slot_when_given() -> None:
+    heads = {"s-0123456789ab": "42:" + "ef" * 32}
+    app_admin = FakeAdmin()
+    with _client() as client:
+        empty = client.get("/api/studies/s-0123456789ab").json()["provenance"]["ledger_head"]
+    app = create_app(app_admin, ledger_head=heads.get)
+    server = DashboardServer(app, Binding("127.0.0.1", 0, ""))
+    server.start()
+    try:
+        page = httpx.get(f"http://127.0.0.1:{server.port}/studies/s-0123456789ab").text
+    finally:
+        server.stop()
+    assert empty is None
+    assert "42:" + "ef" * 32 in page

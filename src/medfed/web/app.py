@@ -59,8 +59,16 @@ def create_app(
     token: str = "",
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
     poll_s: float = 0.25,
+    ledger_head: Callable[[str], str | None] | None = None,
 ) -> FastAPI:
-    """The dashboard over ``source``; ``token`` (non-empty) is required on every request."""
+    """The dashboard over ``source``; ``token`` (non-empty) is required on every request.
+    ``ledger_head(study_id)``: the coordinator's ledger head to show under provenance (the
+    slot says "not exposed" without it)."""
+
+    def study_of(study_id: str) -> dict[str, Any]:
+        status = source.status(study_id)
+        return study_view(status, ledger_head(study_id) if ledger_head else None)
+
     app = FastAPI(title="medfed dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Environment(
         loader=PackageLoader("medfed.web", "templates"), autoescape=select_autoescape()
@@ -73,11 +81,11 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     def consortium() -> HTMLResponse:
-        return page("consortium.html", initial=_script_json(_overview(source)))
+        return page("consortium.html", initial=_script_json(_call(lambda: _overview(source))))
 
     @app.get("/studies/{study_id}", response_class=HTMLResponse)
     def study(study_id: str) -> HTMLResponse:
-        view = _call(lambda: study_view(source.status(study_id)))
+        view = _call(lambda: study_of(study_id))
         return page("study.html", view=view, initial=_script_json(view))
 
     @app.get("/api/overview")
@@ -86,12 +94,12 @@ def create_app(
 
     @app.get("/api/studies/{study_id}")
     def study_json(study_id: str) -> dict[str, Any]:
-        return _call(lambda: study_view(source.status(study_id)))
+        return _call(lambda: study_of(study_id))
 
     @app.get("/api/studies/{study_id}/events")
     async def events(study_id: str, request: Request) -> StreamingResponse:
         await run_in_threadpool(_call, lambda: source.status(study_id))  # 404 before streaming
-        stream = _study_events(source, study_id, request.is_disconnected, poll_s)
+        stream = _study_events(lambda: study_of(study_id), request.is_disconnected, poll_s)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
@@ -118,8 +126,7 @@ def _call(fetch: Callable[[], T]) -> T:
 
 
 async def _study_events(
-    source: AdminSource,
-    study_id: str,
+    fetch: Callable[[], dict[str, Any]],
     disconnected: Callable[[], Awaitable[bool]],
     poll_s: float,
 ) -> AsyncIterator[str]:
@@ -129,7 +136,7 @@ async def _study_events(
     quiet = 0.0
     while not await disconnected():
         try:
-            view = await run_in_threadpool(lambda: study_view(source.status(study_id)))
+            view = await run_in_threadpool(fetch)
         except MedfedError as exc:  # the coordinator went away: say so, keep trying
             yield f"event: trouble\ndata: {json.dumps(str(exc))}\n\n"
             await asyncio.sleep(max(poll_s, 1.0))

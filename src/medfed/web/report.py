@@ -33,10 +33,12 @@ def build_report(
     baselines: Sequence[Baseline] = (),
     generated_unix: float | None = None,
     hospital_names: Mapping[str, str] | None = None,
+    ledger_head: str | None = None,
 ) -> dict[str, Any]:
     """The report's document. ``hospital_names``: display name per node (the demo's
-    "VA Long Beach" for ``va_long_beach``); nodes keep their certificate names otherwise."""
-    view = study_view(status)
+    "VA Long Beach" for ``va_long_beach``); nodes keep their certificate names otherwise;
+    ``ledger_head``: the coordinator's ledger head, printed under provenance."""
+    view = study_view(status, ledger_head)
     final = next((r for r in reversed(view["rounds"]) if "accuracy" in r["metrics"]), None)
     return {
         "report_version": REPORT_VERSION,

@@ -38,8 +38,9 @@ SECAGG_STAGES = ("advertise", "share", "train_mask", "reveal", "unmask")
 """Stage durations a secure round records as ``secagg_<stage>_s`` (coordinator/secure_round.py)."""
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 LEDGER_HEAD_PENDING = None
-"""The ledger head is not exposed by the admin API yet: views carry ``provenance.ledger_head``
-as None until it is, and every page shows the slot."""
+"""``provenance.ledger_head`` until the admin API exposes the ledger head: pass the head to
+:func:`study_view` (the dashboard: ``create_app(..., ledger_head=...)``) and every page and
+report shows it in the slot already there."""
 
 
 def spec_sha256(status: pb.StudyStatus) -> str:
@@ -49,8 +50,9 @@ def spec_sha256(status: pb.StudyStatus) -> str:
     return hashlib.sha256(spec_from_proto(status.spec).to_json().encode()).hexdigest()
 
 
-def study_view(status: pb.StudyStatus) -> dict[str, Any]:
-    """Everything the study page and the report show about one study."""
+def study_view(status: pb.StudyStatus, ledger_head: str | None = None) -> dict[str, Any]:
+    """Everything the study page and the report show about one study; ``ledger_head``: the
+    coordinator's ledger head as text (height and hash), when the caller could read it."""
     hospitals = _hospitals(status)
     return {
         "study_id": status.study_id,
@@ -66,7 +68,7 @@ def study_view(status: pb.StudyStatus) -> dict[str, Any]:
             "plan": f"{status.spec.plan.name} v{status.spec.plan.version}",
             "plan_sha256": status.spec.plan.sha256,
             "model_sha256": status.model_sha256,
-            "ledger_head": LEDGER_HEAD_PENDING,
+            "ledger_head": ledger_head or LEDGER_HEAD_PENDING,
         },
         "hospitals": hospitals,
         "labels": {"global": dict(GLOBAL_METRICS), "site": dict(SITE_METRICS)},
