@@ -120,3 +120,18 @@ def test_a_failed_commit_leaves_neither_round_nor_entry(
     assert world.store.ledger_entries(0, 1000) == entries
     with pytest.raises(StoreError, match="not known"):
         world.store.study("s-9")
+
+
+def test_an_approval_the_hospital_did_not_sign_is_caught(world: LedgerWorld) -> None:
+    from medfed.ledger.approvals import approval_bytes
+
+    write_history(world, rounds=1)
+    sha = "cd" * 32
+    alpha, beta = world.nodes["alpha"], world.nodes["beta"]
+    world.store.record_approval("alpha", sha, alpha.signer.sign(approval_bytes(sha)), T0 + 200)
+    verify_entries(world.store.ledger_entries(0, 1000), world.ca)
+    world.store.record_approval("beta", sha, alpha.signer.sign(approval_bytes(sha)), T0 + 201)
+    assert world.store.approvals(sha) == {"alpha", "beta"}
+    with pytest.raises(LedgerError, match="not signed by 'beta'"):
+        verify_entries(world.store.ledger_entries(0, 1000), world.ca)
+    assert beta.name == "beta"

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medfed.cli import consent, dicom, omop
+from medfed.cli import consent, dicom, node_protocol, omop
 from medfed.cli.common import err, medfed_errors, out, setup_logging
 from medfed.cli.config_files import CertsOption, ForceOption, config_path, tls_values, write_config
 from medfed.errors import AuthError
@@ -32,6 +32,7 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(dicom.app, name="dicom")
 app.add_typer(omop.app, name="omop")
 app.add_typer(consent.app, name="consent")
+app.add_typer(node_protocol.app, name="protocol")
 
 ConfigOption = Annotated[Path, typer.Option(help="Node TOML config (`medfed node init`).")]
 

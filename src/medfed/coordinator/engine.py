@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from medfed.coordinator.approvals import approval_gate
 from medfed.coordinator.audit import run_audit
 from medfed.coordinator.claims import claim_limit, site_share_metrics, site_weight_cap
 from medfed.coordinator.directory import NodeDirectory
@@ -170,12 +171,14 @@ class StudyRunner(threading.Thread):
         shown = ""
         look_at = 0.0
         while not self._halt.is_set():
-            nodes = self._p.directory.online(spec.dataset, spec.nodes)
+            online = self._p.directory.online(spec.dataset, spec.nodes)
+            approved = self._p.state.approvals(spec.sha256) if spec.approvals else set()
+            nodes, unapproved = approval_gate(spec, online, approved)
             if len(nodes) >= spec.min_nodes:
                 return nodes
             if time.monotonic() >= look_at:
                 sites = self._p.progress.sites(self.study_id, spec.dataset, spec.nodes)
-                message = waiting_message(sites, nodes, spec.min_nodes)
+                message = unapproved or waiting_message(sites, nodes, spec.min_nodes)
                 if message != shown:
                     self._set_state("waiting", message)
                     shown = message

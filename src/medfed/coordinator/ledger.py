@@ -8,19 +8,24 @@ change (:mod:`medfed.store.state`); this class adds what only the servicer sees:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 
 from medfed.coordinator.uploads import Attribute
+from medfed.errors import LedgerError
+from medfed.ledger.approvals import check_approval
 from medfed.ledger.updates import UpdateVerifier
 from medfed.ledger.wire import to_proto
 from medfed.pki.identity import Identity
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.ledger import MAX_PAGE
 from medfed.store.state import StateStore
+
+log = logging.getLogger("medfed.coordinator")
 
 MAX_GOSSIP_HEADS = 64
 """Most peer heads one heartbeat reply carries (the newest ones)."""
@@ -34,6 +39,7 @@ class LedgerKeeper:
         self._members: set[bytes] = set()
         self._revoked: set[int] = set()
         self._heads: dict[str, pb.LedgerHead] = {}
+        self._approved: set[tuple[str, str]] = set()
 
     def member(self, identity: Identity, pem: bytes) -> None:
         """Record a certificate the first time it calls (one database lookup per certificate per
@@ -46,6 +52,28 @@ class LedgerKeeper:
         )
         with self._lock:
             self._members.add(pem)
+
+    def approvals(
+        self, identity: Identity, pem: bytes, approvals: Sequence[pb.ProtocolApproval]
+    ) -> None:
+        """Record each protocol approval the node's steward signed, once; a bad signature is
+        logged and dropped (the study keeps waiting for a valid one)."""
+        for approval in approvals:
+            key = (identity.name, approval.spec_sha256)
+            with self._lock:
+                if key in self._approved:
+                    continue
+            try:
+                check_approval(approval.spec_sha256, bytes(approval.signature),
+                               self._verifier.trusted(pem))  # fmt: skip
+            except LedgerError as exc:
+                log.warning("protocol approval from %s refused: %s", identity.name, exc)
+                continue
+            self._state.record_approval(
+                identity.name, approval.spec_sha256, bytes(approval.signature), time.time()
+            )
+            with self._lock:
+                self._approved.add(key)
 
     def revoked(self, identity: Identity) -> None:
         with self._lock:

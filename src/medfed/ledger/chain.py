@@ -21,6 +21,7 @@ from cryptography import x509
 
 from medfed.errors import EquivocationError, LedgerError
 from medfed.ledger import kinds
+from medfed.ledger.approvals import check_approval
 from medfed.ledger.entry import GENESIS_PREV, Entry, Head, signed_bytes
 from medfed.ledger.keys import TrustedCertificate, trust, trust_signer
 from medfed.ledger.updates import check_proof
@@ -140,16 +141,28 @@ class ChainVerifier:
                     f"ledger entry {entry.seq} names a member its certificate does not"
                 )
             self._members[member.name] = member
+        elif entry.kind == kinds.PROTOCOL_APPROVED:
+            node = self._member(entry, str(entry.payload.get("node")))
+            try:
+                signature = bytes.fromhex(str(entry.payload.get("signature")))
+            except ValueError:
+                raise LedgerError(
+                    f"ledger entry {entry.seq}: approval signature is not hex"
+                ) from None
+            check_approval(str(entry.payload.get("spec_sha256")), signature, node)
         elif entry.kind == kinds.ROUND_COMMITTED and self.check_updates:
             round_ = entry.payload.get("round")
             for record in _records(entry, "updates"):
-                node = self._members.get(str(record.get("node")))
-                if node is None:
-                    raise LedgerError(
-                        f"ledger entry {entry.seq} records an update of {record.get('node')!r}, "
-                        "who never joined"
-                    )
+                node = self._member(entry, str(record.get("node")))
                 check_proof(record, entry.study, int(round_ or 0), node)
+
+    def _member(self, entry: Entry, name: str) -> TrustedCertificate:
+        node = self._members.get(name)
+        if node is None:
+            raise LedgerError(
+                f"ledger entry {entry.seq} ({entry.kind}) names {name!r}, who never joined"
+            )
+        return node
 
 
 def verify_entries(entries: Iterable[Entry], ca: x509.Certificate) -> ChainVerifier:

@@ -1,16 +1,15 @@
-"""The study protocol for the Data Use Agreement, rendered from the study spec, and its hash.
+"""The study protocol for the Data Use Agreement, rendered from the study spec, with its hash.
 
-Each hospital's data steward approves a protocol by its hash (``protocol_sha256``), and the ledger
-records the approval; the document is what the steward reads before approving. The hash covers
-the spec exactly as the researcher submits it (``StudySpec.to_json``: every field, sorted keys,
-the training plan's code hash pinned), under a domain string, so any change to what will run —
-data, features, plan, strategy, schedule, privacy, participants, seed — is a new protocol that
-needs approving again. Two fields the coordinator fills in itself are replaced by what the
-researcher declares: ``pooled_standardization`` (the statistics a ``standardize = "pooled:…"``
-study resolves to at submission; the reference is hashed, the numbers come later) and
-``he_context_sha256`` (the store hash of the researcher's CKKS context; hashed as "metrics
-encrypted: yes/no"). So the researcher (``medfed study protocol``), the coordinator (on the spec
-it received or stored) and a node compute the same hash from the same study.
+Each hospital's data steward approves a protocol by its hash (``StudySpec.sha256``: the SHA-256 of
+the spec's canonical JSON, the hash the coordinator records at submission), and the ledger records
+the approval; this document is what the steward reads before approving. Every field is hashed, so
+any change to what will run (data, features, plan code, strategy, schedule, privacy, participants,
+seed) is a new protocol that needs approving again.
+
+Render the spec as it will be submitted: ``medfed study protocol`` pins the plan's code hash as
+``medfed study submit`` does, and with ``--encrypt-metrics KEY`` sets the CKKS context's hash as
+the coordinator will. A study with ``standardize = "pooled:…"`` is the exception: the coordinator
+fills in the pooled statistics at submission, so its recorded hash is known only then.
 
 Rendering takes a ``ModelSummary`` (parameter count, tensors, the plan's own description) so this
 module needs no torch: the command builds the initial model and summarizes it.
@@ -19,21 +18,18 @@ module needs no torch: the command builds the initial model and summarizes it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import html
-import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from medfed.governance.rules import CLIENT_DP_STRATEGY, facts_from_spec
 
 if TYPE_CHECKING:
     from medfed.coordinator.spec import StudySpec
 
-PROTOCOL_DOMAIN = b"medfed/protocol/v1\n"
 Format = Literal["md", "html"]
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>])")
 """What could start markup inside a table cell or a line of text (escaped with a backslash)."""
@@ -51,36 +47,12 @@ class ModelSummary:
         return sum(math.prod(shape) for _, shape in self.tensors)
 
 
-def protocol_json(spec: StudySpec, encrypted_metrics: bool | None = None) -> str:
-    """The canonical text the protocol hash covers (``encrypted_metrics`` None: as the spec's
-    ``he_context_sha256`` says)."""
-    doc: dict[str, Any] = json.loads(spec.to_json())
-    encrypted = bool(spec.he_context_sha256) if encrypted_metrics is None else encrypted_metrics
-    del doc["pooled_standardization"], doc["he_context_sha256"]
-    doc["encrypted_metrics"] = encrypted
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def protocol_sha256(spec: StudySpec, encrypted_metrics: bool | None = None) -> str:
-    """The hash stewards approve: SHA-256 over the domain string and ``protocol_json``."""
-    return hashlib.sha256(
-        PROTOCOL_DOMAIN + protocol_json(spec, encrypted_metrics).encode()
-    ).hexdigest()
-
-
-def render(
-    spec: StudySpec,
-    model: ModelSummary,
-    fmt: Format = "md",
-    consortium: str = "",
-    encrypted_metrics: bool | None = None,
-) -> str:
+def render(spec: StudySpec, model: ModelSummary, fmt: Format = "md", consortium: str = "") -> str:
     """The protocol appendix as Markdown or as a standalone HTML page."""
     if fmt not in ("md", "html"):
         raise ValueError(f"format must be md or html, not {fmt!r}")
-    encrypted = bool(spec.he_context_sha256) if encrypted_metrics is None else encrypted_metrics
     text = _html_text if fmt == "html" else _md_text
-    markdown_text = _markdown(spec, model, consortium, encrypted, text)
+    markdown_text = _markdown(spec, model, consortium, text)
     if fmt == "md":
         return markdown_text
     import markdown
@@ -94,10 +66,8 @@ Text = Callable[[object], str]
 Rows = list[tuple[str, str]]
 
 
-def _markdown(
-    spec: StudySpec, model: ModelSummary, consortium: str, encrypted: bool, t: Text
-) -> str:
-    sha = protocol_sha256(spec, encrypted)
+def _markdown(spec: StudySpec, model: ModelSummary, consortium: str, t: Text) -> str:
+    sha = spec.sha256
     of = f" of the {t(consortium)} consortium" if consortium else ""
     lines = [
         f"# Study protocol: {t(spec.name)}",
@@ -112,7 +82,7 @@ def _markdown(
         ("Data", _data(spec)),
         ("Model", _model(spec, model, t)),
         ("Training", _training(spec)),
-        ("Privacy", _privacy(spec, encrypted)),
+        ("Privacy", _privacy(spec)),
         ("Participation and evaluation", _participation(spec)),
     )
     for title, rows in sections:
@@ -126,11 +96,16 @@ def _markdown(
         "## Hash",
         "",
         f"This document describes the study whose protocol SHA-256 is {_code(sha)}: the SHA-256 "
-        f"of {_code(PROTOCOL_DOMAIN.decode().strip())} and the study spec's canonical JSON. "
-        "`medfed study protocol STUDY.toml` computes it; the coordinator computes the same from "
-        "the spec it receives.",
-        "",
+        "of the study spec's canonical JSON, which the coordinator records in the ledger when the "
+        "study is submitted. `medfed study protocol STUDY.toml --hash` prints it.",
     ]
+    if spec.standardize and not spec.pooled_standardization:
+        lines += [
+            "",
+            "**Note:** this study standardizes with pooled statistics the coordinator fills in at "
+            "submission; the hash recorded then covers them and differs from the one above.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -199,7 +174,7 @@ def _training(spec: StudySpec) -> Rows:
     return rows
 
 
-def _privacy(spec: StudySpec, encrypted: bool) -> Rows:
+def _privacy(spec: StudySpec) -> Rows:
     facts = facts_from_spec(spec)
     if spec.dp_epsilon:
         budget = f"ε = {_number(spec.dp_epsilon)} per site for the whole study"
@@ -224,7 +199,8 @@ def _privacy(spec: StudySpec, encrypted: bool) -> Rows:
         ("secure aggregation (SecAgg+)",
          secure if spec.secure_aggregation else "off: the coordinator sees each site's update"),
         ("encrypted evaluation metrics (CKKS)",
-         "on: only the researcher's key decrypts the sites' metrics" if encrypted else "off"),
+         f"on: only the researcher's key decrypts the sites' metrics (public context "
+         f"{_code(spec.he_context_sha256)})" if spec.he_context_sha256 else "off"),
     ]  # fmt: skip
 
 

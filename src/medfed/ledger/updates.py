@@ -134,6 +134,10 @@ class UpdateVerifier:
         return UpdateProof(node, header.task_id, header.num_examples, header.update_sha256,
                            digest, bytes(header.signature))  # fmt: skip
 
+    def trusted(self, pem: bytes) -> TrustedCertificate:
+        """The CA-checked certificate ``pem`` (cached)."""
+        return self._certificate(pem)
+
     def _certificate(self, pem: bytes) -> TrustedCertificate:
         with self._lock:
             cached = self._trusted.get(pem)

@@ -128,7 +128,11 @@ class NodeAgent:
                 if self._ledger is None:
                     self._client.heartbeat(self._datasets())
                 else:  # gossip: say which head this node verified, check the others'
-                    reply = self._client.heartbeat(self._datasets(), verified=self._ledger.head)
+                    reply = self._client.heartbeat(
+                        self._datasets(),
+                        verified=self._ledger.head,
+                        approvals=self._ledger.approvals(),
+                    )
                     self._ledger.check_peers(reply.peer_heads)
             except AuthError as exc:
                 self.fatal = exc

@@ -57,6 +57,7 @@ class CoordinatorClient:
         datasets: Sequence[str | DatasetSizes],
         timeout_s: float = 10.0,
         verified: Head | None = None,
+        approvals: Sequence[pb.ProtocolApproval] = (),
     ) -> pb.HeartbeatReply:
         """Say the node is alive and which datasets it holds; with each one's split sizes when
         given (a bare name leaves the sizes the coordinator last heard for that dataset), and the
@@ -64,6 +65,7 @@ class CoordinatorClient:
         request = pb.HeartbeatRequest(agent_version=AGENT_VERSION)
         if verified is not None:
             request.verified_head.CopyFrom(to_proto(verified))
+        request.approvals.extend(approvals)  # the steward's signed protocol approvals
         for item in datasets:
             if isinstance(item, str):
                 request.datasets.append(item)

@@ -28,6 +28,7 @@ from medfed.errors import EquivocationError, LedgerError, PolicyError
 from medfed.ledger.chain import ChainVerifier
 from medfed.ledger.entry import Entry, Head, parse_line
 from medfed.ledger.wire import from_proto, page_entries
+from medfed.node.protocols import ProtocolApprovals
 from medfed.protocol.v1 import medfed_pb2 as pb
 
 log = logging.getLogger("medfed.node")
@@ -41,6 +42,7 @@ class NodeLedger:
     def __init__(
         self, folder: Path, ca: x509.Certificate, fetch: Callable[[int], pb.LedgerPage]
     ) -> None:
+        self._protocols = ProtocolApprovals(folder)
         self._path = folder / "ledger.jsonl"
         self._fault_path = folder / FAULT_FILE
         self._fetch = fetch
@@ -53,6 +55,10 @@ class NodeLedger:
         with self._lock:
             self._load()
             return self._verifier.head
+
+    def approvals(self) -> list[pb.ProtocolApproval]:
+        """The study protocols this hospital's steward approved, signed (sent with heartbeats)."""
+        return self._protocols.messages()
 
     def sync(self, shown: Head | None) -> None:
         """Verify the chain up to the head a task shows; PolicyError (refuse the task) if not."""

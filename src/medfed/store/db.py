@@ -191,6 +191,16 @@ class LedgerMemberRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
 
 
+class ProtocolApprovalRow(Base):
+    """A hospital's signed approval of a study protocol (its spec hash); the ledger holds the
+    signature, this table answers "who approved" with one indexed query."""
+
+    __tablename__ = "protocol_approvals"
+    spec_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 @dataclass(frozen=True)
 class Engines:
     """One pool, two transaction flavours; ``base`` owns the pool and is what ``dispose`` closes."""

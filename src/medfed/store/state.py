@@ -27,8 +27,6 @@ from sqlalchemy.orm import Session
 
 from medfed.errors import StoreError
 from medfed.ledger import kinds
-from medfed.ledger.entry import Entry, Head
-from medfed.ledger.keys import certificate_sha256
 from medfed.store.db import (
     CancellationRow,
     DatasetSizeRow,
@@ -41,8 +39,9 @@ from medfed.store.db import (
     StudyRow,
     make_engines,
 )
-from medfed.store.ledger import LedgerWriter, read_entries, read_head
-from medfed.store.ledger_payloads import member_known, remember_member, round_payload
+from medfed.store.ledger import LedgerWriter
+from medfed.store.ledger_payloads import round_payload
+from medfed.store.ledger_state import LedgerState
 from medfed.store.models import check_sha256
 from medfed.store.records import (
     EncryptedEval,
@@ -77,7 +76,7 @@ __all__ = [
 ]
 
 
-class StateStore:
+class StateStore(LedgerState):
     """The coordinator's persistent state over SQLAlchemy (SQLite file or PostgreSQL URL).
 
     ``schema`` (PostgreSQL only) keeps the tables in their own schema, created if missing, so
@@ -88,20 +87,6 @@ class StateStore:
         self._engines = make_engines(url, schema)
         self._dialect = self._engines.base.dialect.name
         self._ledger: LedgerWriter | None = None
-
-    def open_ledger(self, writer: LedgerWriter, now: float) -> None:
-        """From now on every consequential change is also a signed ledger entry written in its
-        own transaction (:mod:`medfed.store.ledger`)."""
-        with self._writing() as session:
-            writer.open(session, now)
-        self._ledger = writer
-
-    def _record(
-        self, session: Session, kind: str, study: str, payload: Mapping[str, Any], now: float
-    ) -> Entry | None:
-        if self._ledger is None:
-            return None
-        return self._ledger.append(session, kind, study, payload, now)
 
     @classmethod
     def sqlite(cls, path: Path) -> StateStore:
@@ -369,47 +354,6 @@ class StateStore:
             per_node = _per_node_by_round(session, study_id)
             rejections = _commit_rejections_by_round(session, study_id)
             return [round_record(r, per_node[r.round], rejections[r.round]) for r in rows]
-
-    # -- ledger -----------------------------------------------------------------------------------
-
-    def record_member(self, name: str, role: str, serial: int, pem: bytes, now: float) -> bool:
-        """Record a member's certificate the first time it is seen; True if this call did."""
-        if self._ledger is None:
-            return False
-        with self._writing() as session:
-            if member_known(session, pem):
-                return False
-            payload = {
-                "name": name,
-                "role": role,
-                "serial": f"{serial:x}",
-                "certificate": pem.decode("ascii"),
-                "sha256": certificate_sha256(pem),
-            }
-            entry = self._record(session, kinds.MEMBER_JOINED, "", payload, now)
-            if entry is not None:
-                remember_member(session, pem, name, entry.seq)
-            return True
-
-    def record_revocation(self, name: str, serial: int, now: float) -> None:
-        payload = {"name": name, "serial": f"{serial:x}"}
-        with self._writing() as session:
-            self._record(session, kinds.MEMBER_REVOKED, "", payload, now)
-
-    def append_ledger(self, kind: str, study: str, payload: Mapping[str, Any], now: float) -> Entry:
-        """An entry that records nothing else in the state (an approval, a vote)."""
-        if self._ledger is None:
-            raise StoreError("this coordinator keeps no ledger")
-        with self._writing() as session:
-            return self._ledger.append(session, kind, study, payload, now)
-
-    def ledger_head(self) -> Head | None:
-        with self._reading() as session:
-            return read_head(session)
-
-    def ledger_entries(self, start: int, limit: int, study: str | None = None) -> list[Entry]:
-        with self._reading() as session:
-            return read_entries(session, start, limit, study)
 
     # -- rejections -------------------------------------------------------------------------------
 
