@@ -6,12 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from medfed.cli.app import root
-from medfed.cli.protocol import model_summary
+from medfed.cli.protocol import context_sha256, model_summary
 from medfed.cli.study import prepare
 from medfed.coordinator.spec import load_spec, spec_from_proto, spec_to_proto
 from medfed.demo.heart import STUDY_SPEC as HEART
 from medfed.demo.imaging import STUDY_SPEC as IMAGING
-from medfed.ledger.protocol_document import ModelSummary, protocol_sha256, render
+from medfed.ledger.protocol_document import ModelSummary, render
 from medfed.privacy.accounting import gaussian_epsilon
 
 
@@ -28,7 +28,7 @@ def heart():
 def test_the_heart_protocol_states_the_key_facts_and_the_hash(heart):
     spec, model = heart
     text = render(spec, model, "md", consortium="Heart Consortium")
-    sha = protocol_sha256(spec)
+    sha = spec.sha256
     assert len(sha) == 64
     assert text.count(sha) == 2  # at the top and in the closing paragraph
     for fact in (
@@ -62,7 +62,7 @@ def test_the_imaging_protocol_counts_the_cnns_parameters():
     assert "| training plan | `cnn` version `1` |" in text
     assert "| plan option `width` | 16 |" in text
     assert "adam at learning rate 0.001" in text
-    assert protocol_sha256(spec) in text
+    assert spec.sha256 in text
     assert "standardization" not in text
 
 
@@ -77,7 +77,7 @@ def test_privacy_settings_are_spelled_out(heart):
         secure_aggregation=True,
         nodes=("cleveland", "hungary"),
     )
-    text = render(private, model, "md", encrypted_metrics=True)
+    text = render(dataclasses.replace(private, he_context_sha256="c" * 64), model, "md")
     client = gaussian_epsilon(1.2, spec.rounds, 1e-5)
     assert "ε = 3 per site for the whole study, δ = 1e-06, per-example clipping 1" in text
     assert f"ε = {client:.6g} over 20 rounds at δ = 1e-05" in text
@@ -85,6 +85,7 @@ def test_privacy_settings_are_spelled_out(heart):
     assert "| strategy option `adaptive` | 0 (default) |" in text
     assert "| secure aggregation (SecAgg+) | on: the coordinator sees only the sum" in text
     assert "| encrypted evaluation metrics (CKKS) | on" in text
+    assert f"(public context `{'c' * 64}`)" in text
     assert "| sites | `cleveland`, `hungary` |" in text
     assert "masked model updates" in text
     assert math.isfinite(client)
@@ -104,27 +105,45 @@ def test_privacy_settings_are_spelled_out(heart):
         {"cohort_sha256": "a" * 64},
     ],
 )
-def test_any_change_to_the_spec_changes_the_hash(heart, change):
-    spec, _ = heart
-    assert protocol_sha256(dataclasses.replace(spec, **change)) != protocol_sha256(spec)
-
-
-def test_encrypted_metrics_are_part_of_the_hash(heart):
-    spec, _ = heart
-    assert protocol_sha256(spec, encrypted_metrics=True) != protocol_sha256(spec)
+def test_any_change_to_the_spec_changes_the_hash_and_the_document(heart, change):
+    spec, model = heart
+    changed = dataclasses.replace(spec, **change)
+    assert changed.sha256 != spec.sha256
+    assert changed.sha256 in render(changed, model) and spec.sha256 not in render(changed, model)
 
 
 def test_the_coordinators_view_of_the_submitted_spec_has_the_same_hash(heart):
-    """The coordinator receives the spec through protobuf and fills in two fields itself: the
-    store hash of the CKKS context and the pooled statistics; neither changes the hash."""
+    """The coordinator receives the spec through protobuf and records ``StudySpec.sha256``."""
     spec, _ = heart
-    received = spec_from_proto(spec_to_proto(spec))
-    assert protocol_sha256(received) == protocol_sha256(spec)
+    assert spec_from_proto(spec_to_proto(spec)).sha256 == spec.sha256
+
+
+def test_a_pooled_standardization_study_says_its_hash_comes_at_submission(heart):
+    spec, model = heart
     pooled = dataclasses.replace(spec, standardize="pooled:s-1")
-    resolved = dataclasses.replace(pooled, pooled_standardization={"age": (54.0, 9.0)})
-    assert protocol_sha256(resolved) == protocol_sha256(pooled)
-    stored = dataclasses.replace(received, he_context_sha256="c" * 64)
-    assert protocol_sha256(stored) == protocol_sha256(spec, encrypted_metrics=True)
+    assert "the hash recorded then covers them" in render(pooled, model)
+    assert "the hash recorded then covers them" not in render(spec, model)
+
+
+@pytest.fixture(scope="module")
+def ckks_key(tmp_path_factory):
+    from medfed.secagg.ckks import CkksParams, ResearcherKeys
+
+    small = CkksParams(poly_modulus_degree=4096, coeff_mod_bit_sizes=(60, 49))
+    path = tmp_path_factory.mktemp("ckks") / "researcher.ckks"
+    path.write_bytes(ResearcherKeys.generate(small).secret_context())
+    return path
+
+
+def test_encrypted_metrics_hash_the_context_as_the_coordinator_stores_it(tmp_path, ckks_key):
+    from medfed.coordinator.encrypted_eval import store_context
+    from medfed.coordinator.models import ServedModels
+    from medfed.secagg.ckks import ResearcherKeys
+    from medfed.store.models import ModelStore
+
+    public = ResearcherKeys.load(ckks_key.read_bytes()).public_context()
+    stored = store_context(ServedModels(ModelStore(tmp_path / "models")), public)
+    assert context_sha256(ckks_key.read_bytes()) == stored
 
 
 def test_html_is_a_page_and_escapes_what_the_spec_and_options_say(heart):
@@ -136,7 +155,7 @@ def test_html_is_a_page_and_escapes_what_the_spec_and_options_say(heart):
     assert "<title>Study protocol: heart-disease-demo</title>" in page
     assert "<script>" not in page and "<img" not in page and "<b>" not in page
     assert "&lt;script&gt;x&lt;/script&gt;" in page
-    assert f"<code>{protocol_sha256(hostile)}</code>" in page
+    assert f"<code>{hostile.sha256}</code>" in page
     assert "<table>" in page
     rows = [line for line in render(hostile, model, "md").splitlines() if "| features |" in line]
     assert rows == ["| features | 3: `age`, `<script>x</script>`, `a\\|b'c` |"]
@@ -148,21 +167,24 @@ def test_an_unknown_format_is_refused(heart):
         render(spec, model, "pdf")  # type: ignore[arg-type]
 
 
-def test_the_command_prints_the_hash_and_writes_html(tmp_path, heart):
+def test_the_command_prints_the_hash_and_writes_html(tmp_path, heart, ckks_key):
     spec, _ = heart
     runner = CliRunner()
     result = runner.invoke(root, ["study", "protocol", str(HEART), "--hash"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == protocol_sha256(spec)
+    assert result.output.strip() == spec.sha256
     page = tmp_path / "protocol.html"
     result = runner.invoke(
         root, ["study", "protocol", str(HEART), "--format", "html", "--out", str(page)]
     )
     assert result.exit_code == 0, result.output
-    assert protocol_sha256(spec) in page.read_text()
-    result = runner.invoke(root, ["study", "protocol", str(HEART), "--encrypt-metrics"])
+    assert spec.sha256 in page.read_text()
+    args = ["study", "protocol", str(HEART), "--encrypt-metrics", str(ckks_key)]
+    result = runner.invoke(root, args)
     assert result.exit_code == 0, result.output
-    assert protocol_sha256(spec, encrypted_metrics=True) in result.output
+    encrypted = dataclasses.replace(spec, he_context_sha256=context_sha256(ckks_key.read_bytes()))
+    assert encrypted.sha256 in result.output
+    assert "| encrypted evaluation metrics (CKKS) | on" in result.output
 
 
 def test_the_command_names_a_bad_spec(tmp_path):

@@ -1,12 +1,15 @@
 """``medfed study protocol``: the study as the protocol appendix of the Data Use Agreement.
 
-The spec is pinned exactly as ``medfed study submit`` pins it (the installed plan's code hash),
-so the hash printed here is the one the coordinator computes for the submitted study and the one
-each hospital's data steward approves. No certificate or network is needed.
+The spec is pinned exactly as ``medfed study submit`` pins it (the installed plan's code hash and,
+with ``--encrypt-metrics KEY``, the store hash of the CKKS public context the coordinator will
+record), so the hash printed here is ``StudySpec.sha256`` of the spec the coordinator stores: the
+hash the ledger records at submission and each hospital's data steward approves. No certificate
+or network is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -31,9 +34,9 @@ def protocol(
     ] = None,
     consortium: Annotated[str, typer.Option(help="The consortium's name, for the title.")] = "",
     encrypt_metrics: Annotated[
-        bool,
-        typer.Option(help="The study will be submitted with --encrypt-metrics (part of the hash)."),
-    ] = False,
+        Path | None,
+        typer.Option(help="The CKKS key you will submit with (study submit --encrypt-metrics)."),
+    ] = None,
     show_hash: Annotated[
         bool, typer.Option("--hash", help="Print only the protocol's SHA-256.")
     ] = False,
@@ -42,20 +45,32 @@ def protocol(
     each hospital's data steward approves."""
     from medfed.cli.study import prepare
     from medfed.coordinator.spec import load_spec
-    from medfed.ledger.protocol_document import protocol_sha256, render
+    from medfed.ledger.protocol_document import render
 
     with medfed_errors():
         pinned, weights = prepare(load_spec(spec))
+        if encrypt_metrics is not None:
+            he_sha = context_sha256(encrypt_metrics.read_bytes())
+            pinned = dataclasses.replace(pinned, he_context_sha256=he_sha)
         if show_hash:
-            out.print(protocol_sha256(pinned, encrypt_metrics), markup=False, highlight=False)
+            out.print(pinned.sha256, markup=False, highlight=False)
             return
-        summary = model_summary(pinned, weights)
-        text = render(pinned, summary, fmt, consortium, encrypt_metrics)
+        text = render(pinned, model_summary(pinned, weights), fmt, consortium)
         if out_file is None:
             sys.stdout.write(text)
         else:
             out_file.write_text(text, encoding="utf-8")
             out.print(f"wrote {out_file}", markup=False, highlight=False)
+
+
+def context_sha256(secret_key: bytes) -> str:
+    """What the coordinator records as the study's ``he_context_sha256``: the content hash under
+    which its model store keeps the public context (``encrypted_eval.store_context``)."""
+    from medfed.protocol.tensors import weights_sha256
+    from medfed.secagg import ckks
+
+    public = ckks.ResearcherKeys.load(secret_key).public_context()
+    return weights_sha256(ckks.as_blob(ckks.CONTEXT_TENSOR, public))
 
 
 def model_summary(spec: StudySpec, weights: Weights) -> ModelSummary:
