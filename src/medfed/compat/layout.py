@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from medfed.errors import ConfigError
-from medfed.protocol.tensors import Weights
+
+if TYPE_CHECKING:  # the spec (and the admin client with it) imports this module: no numpy there
+    from medfed.protocol.tensors import Weights
 
 CLIENT_PLAN_VERSION = "client"
 """The version a client plan travels with (PlanRef, StudySpec): installed plans have numbers."""
@@ -76,11 +76,15 @@ def check_layout(layout: Layout) -> None:
 
 def initial_weights(layout: Layout) -> Weights:
     """Zeros in the declared layout, in order."""
+    import numpy as np
+
     return {name: np.zeros(shape, dtype=np.dtype(dtype)) for name, shape, dtype in layout}
 
 
 def layout_of(arrays: Sequence[Any], names: Sequence[str] = ()) -> Layout:
     """The layout of a client's ``get_parameters`` answer (``medfed flower layout``)."""
+    import numpy as np
+
     out = []
     for i, array in enumerate(arrays):
         a = np.asarray(array)
