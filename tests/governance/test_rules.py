@@ -12,6 +12,7 @@ from medfed.governance.rules import (
     PrivacyRequirement,
     StudyFacts,
     check_study,
+    describe_rules,
     facts_from_spec,
     facts_from_task,
 )
@@ -183,3 +184,22 @@ def test_a_secure_task_names_its_round_and_suspended_members_are_refused_by_the_
     assert facts.participants == {"h1", "h2", "h3"}
     rules = ConsortiumRules(suspended=frozenset({"h3"}))
     assert codes(check_study(rules, facts)) == ["member_suspended"]
+
+
+def test_the_rules_describe_themselves_with_their_proposals():
+    rules = ConsortiumRules(
+        max_epsilon=2.5,
+        privacy=PrivacyRequirement(secure_aggregation=True, dp="any"),
+        blacklisted_plans=frozenset({PLAN}),
+        suspended=frozenset({"h9"}),
+        set_by=MappingProxyType({"max_epsilon": 4, f"plan:{PLAN}": 5}),
+    )
+    rows = dict(describe_rules(rules))
+    assert rows["maximum ε per study"] == "ε ≤ 2.5 (rule set by proposal 4)"
+    assert rows["minimum privacy"] == (
+        "secure aggregation and differential privacy (record- or client-level)"
+    )
+    assert rows["blacklisted plan"] == PLAN + " (rule set by proposal 5)"
+    assert rows["suspended member"] == "h9"
+    assert dict(describe_rules(DEFAULT))["maximum ε per study"] == "none"
+    assert dict(describe_rules(DEFAULT))["minimum privacy"] == "nothing"

@@ -73,6 +73,28 @@ class ConsortiumRules:
         return "" if proposal is None else f" (rule set by proposal {proposal})"
 
 
+def describe_rules(rules: ConsortiumRules) -> list[tuple[str, str]]:
+    """(rule, value and the proposal behind it) rows, for ``medfed governance show``."""
+    cap = "none" if rules.max_epsilon is None else f"ε ≤ {_number(rules.max_epsilon)}"
+    rows = [
+        ("maximum ε per study", cap + rules.source("max_epsilon")),
+        ("minimum privacy", rules.privacy.describe() + rules.source("privacy")),
+        (
+            "admission",
+            "explicit: only admitted members"
+            if rules.explicit_admission
+            else "every certificate the consortium CA issued",
+        ),
+    ]
+    for plan in sorted(rules.blacklisted_plans):
+        rows.append(("blacklisted plan", plan + rules.source(f"plan:{plan}")))
+    for member in sorted(rules.suspended):
+        rows.append(("suspended member", member + rules.source(f"member:{member}")))
+    for member in sorted(rules.admitted):
+        rows.append(("admitted member", member + rules.source(f"member:{member}")))
+    return rows
+
+
 DEFAULT = ConsortiumRules()
 """No cap on ε, no privacy minimum, nothing blacklisted, nobody suspended, implicit admission."""
 
