@@ -94,3 +94,44 @@ class _Client:
 def test_start_outside_a_loader_is_refused() -> None:
     with pytest.raises(ClientPlanError, match="outside medfed"):
         flwr_shim.start_numpy_client(server_address="x", client=_Client())
+
+
+FAKE_FLWR = {
+    "flwr/__init__.py": "from flwr import client\n",
+    "flwr/client.py": (
+        "class NumPyClient:\n"
+        "    def to_client(self):\n"
+        "        return _Wrapped(self)\n"
+        "class _Wrapped:\n"
+        "    def __init__(self, inner):\n"
+        "        self.numpy_client = inner\n"
+        "def start_numpy_client(*, server_address, client):\n"
+        "    raise RuntimeError('the real flwr would dial ' + server_address)\n"
+        "start_client = start_numpy_client\n"
+    ),
+}
+
+
+def test_with_a_real_flwr_installed_its_start_functions_are_patched_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in for an installed flwr (its own NumPyClient class and to_client wrapper)."""
+    site = tmp_path / "site"
+    for name, text in FAKE_FLWR.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        assert flwr_shim.real_flwr_installed()
+        body = (
+            CLIENT + "fl.client.start_client(server_address='x:1', client=Hospital().to_client())\n"
+        )
+        client = _load(tmp_path, body)
+        assert type(client).__name__ == "Hospital"
+        assert type(client).__mro__[1] is sys.modules["flwr.client"].NumPyClient  # Flower's own
+        real = sys.modules["flwr.client"]
+        with pytest.raises(RuntimeError, match="would dial x:1"):
+            real.start_numpy_client(server_address="x:1", client=client)
+    finally:
+        for name in ("flwr", "flwr.client"):
+            sys.modules.pop(name, None)
