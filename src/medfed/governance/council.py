@@ -119,7 +119,7 @@ class Proposal:
             privacy = doc.pop("privacy", None)
             epsilon = doc.pop("max_epsilon", None)
             proposal = cls(
-                id=int(doc.pop("id")),
+                id=_integer(doc.pop("id")),
                 kind=kind,
                 proposer=str(doc.pop("proposer")),
                 member=str(doc.pop("member", "")),
@@ -159,7 +159,7 @@ class Vote:
                 raise GovernanceError("not a vote")
             if not isinstance(doc["approve"], bool):
                 raise GovernanceError("approve must be true or false")
-            return cls(int(doc["proposal"]), str(doc["voter"]), doc["approve"])
+            return cls(_integer(doc["proposal"]), str(doc["voter"]), doc["approve"])
         except (ValueError, TypeError, AttributeError) as exc:
             raise GovernanceError(f"unreadable vote: {exc}") from exc
 
@@ -320,6 +320,13 @@ def event_from_json(text: str) -> Proposal | Vote:
     if kind == "vote":
         return Vote.from_json(text)
     raise GovernanceError(f"unknown governance entry type {kind!r}")
+
+
+def _integer(value: Any) -> int:
+    """A JSON integer, exactly (not a float, a string or a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GovernanceError(f"expected an integer, got {value!r}")
+    return value
 
 
 def _canonical(doc: Mapping[str, Any]) -> str:
