@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from medfed.cli import admin, audit, coordinator, dashboard, flower, health, model, node, pki, study
+from medfed.cli import (
+    admin,
+    audit,
+    coordinator,
+    dashboard,
+    flower,
+    governance,
+    health,
+    model,
+    node,
+    pki,
+    study,
+)
 
 root = typer.Typer(
     help="medfed: federated learning for hospitals. Raw patient data never leaves a hospital.",
@@ -17,6 +29,7 @@ root.add_typer(node.app, name="node")
 root.add_typer(study.app, name="study")
 root.add_typer(admin.app, name="admin")
 root.add_typer(audit.app, name="audit")
+root.add_typer(governance.app, name="governance")
 root.add_typer(model.app, name="model")
 root.add_typer(flower.app, name="flower")
 root.command("dashboard")(dashboard.dashboard)

@@ -100,6 +100,16 @@ class AdminClient:
         pages = _pages(self._stub.ListNodes, page_size, "list nodes")
         return [node for reply in pages for node in reply.nodes]
 
+    def govern(
+        self, event_json: bytes = b"", signature: bytes = b"", timeout_s: float = 30.0
+    ) -> pb.GovernReply:
+        """Record a signed proposal or vote (medfed.governance); empty: just read the state."""
+        with rpc_errors("governance"):
+            reply: pb.GovernReply = self._stub.Govern(
+                pb.GovernRequest(event_json=event_json, signature=signature), timeout=timeout_s
+            )
+        return reply
+
     def ledger(self, study_id: str = "", start: int = 0, timeout_s: float = 60.0) -> list[bytes]:
         """The coordinator's ledger entries (JSON lines, as signed) from height ``start`` on, or
         only one study's; every page, in order."""

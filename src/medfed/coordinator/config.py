@@ -39,6 +39,11 @@ COORDINATOR_KEYS: tuple[Key, ...] = (
         " counted only while waiting on the peer.", default=16.0, minimum=0),
     Key("metrics_port", Kind.INT, "Port for Prometheus /metrics on 127.0.0.1 (loopback only);"
         " 0: no metrics endpoint.", default=0, minimum=0),
+    Key("council", Kind.TEXT, "The governance council: admin certificate names, comma"
+        " separated; fixed in the ledger when the consortium is created. Empty: no council.",
+        default=""),
+    Key("council_threshold", Kind.INT, "Yes votes a council proposal needs (m of n); 0: a"
+        " majority of the council.", default=0, minimum=0),
     *TLS_KEYS,
     Key("tls.crl", Kind.PATH, "The CA's revocation list (crl.pem), re-read when it changes;"
         " unset: no revocation checking.")
@@ -67,6 +72,8 @@ class CoordinatorConfig:
     stream_first_message_s: float = 10.0
     stream_idle_s: float = 30.0
     stream_min_kib_per_s: float = 16.0
+    council: tuple[str, ...] = ()
+    council_threshold: int = 0
     ledger: bool = True
     """Keep the signed ledger (:mod:`medfed.ledger`); off only to measure what it costs (bench)."""
     metrics_port: int = 0
@@ -97,6 +104,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         stream_idle_s=values["stream_idle_s"],
         stream_min_kib_per_s=values["stream_min_kib_per_s"],
         metrics_port=values["metrics_port"],
+        council=tuple(n.strip() for n in values["council"].split(",") if n.strip()),
+        council_threshold=values["council_threshold"],
     )
 
 

@@ -74,6 +74,8 @@ class EngineParts:
     events: StudyEvents
     progress: StudyProgress
     wall: Callable[[], float] = time.time
+    suspended: Callable[[], frozenset[str]] = frozenset
+    """Members the council suspended (:mod:`medfed.coordinator.governance`): never selected."""
 
 
 class StudyRunner(threading.Thread):
@@ -171,7 +173,9 @@ class StudyRunner(threading.Thread):
         shown = ""
         look_at = 0.0
         while not self._halt.is_set():
-            online = self._p.directory.online(spec.dataset, spec.nodes)
+            suspended = self._p.suspended()
+            online = [n for n in self._p.directory.online(spec.dataset, spec.nodes)
+                      if n not in suspended]  # fmt: skip
             approved = self._p.state.approvals(spec.sha256) if spec.approvals else set()
             nodes, unapproved = approval_gate(spec, online, approved)
             if len(nodes) >= spec.min_nodes:

@@ -123,5 +123,9 @@ def admin_service(servicer: AdminServicer, guard: Guard) -> grpc.GenericRpcHandl
                 "GetLedger", s.GetLedger, pb.LedgerRequest.FromString,
                 pb.LedgerPage.SerializeToString, _admin(),
             ),
+            "Govern": guard.unary(
+                "Govern", s.Govern, pb.GovernRequest.FromString,
+                pb.GovernReply.SerializeToString, _admin(),
+            ),
         },
     )  # fmt: skip

@@ -18,6 +18,7 @@ from cryptography import x509
 from medfed.coordinator.uploads import Attribute
 from medfed.errors import LedgerError
 from medfed.ledger.approvals import check_approval
+from medfed.ledger.keys import TrustedCertificate
 from medfed.ledger.updates import UpdateVerifier
 from medfed.ledger.wire import to_proto
 from medfed.pki.identity import Identity
@@ -81,6 +82,9 @@ class LedgerKeeper:
                 return
             self._revoked.add(identity.serial)
         self._state.record_revocation(identity.name, identity.serial, time.time())
+
+    def trusted(self, pem: bytes) -> TrustedCertificate:
+        return self._verifier.trusted(pem)
 
     def attribute(self, pem: bytes, node: str) -> Attribute:
         """The check a reply of ``node`` (connected with ``pem``) must pass to be folded."""

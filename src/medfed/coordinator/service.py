@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING
 from medfed.coordinator.config import CoordinatorConfig
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.engine import Engine, EngineParts, StudyEvents
+from medfed.coordinator.governance import GovernanceKeeper
 from medfed.coordinator.handlers import admin_service, node_service
 from medfed.coordinator.ledger import LedgerKeeper
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.rounds import TaskBoard
 from medfed.coordinator.servicer import AdminServicer, NodeServicer
+from medfed.errors import ConfigError, GovernanceError
+from medfed.governance.council import Council
 from medfed.ledger.keys import LedgerSigner, load_ca
 from medfed.pki.revocation import CrlWatcher
 from medfed.store.ledger import LedgerWriter
@@ -38,10 +41,12 @@ class Coordinator:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.state = StateStore(config.database_url)
         self.ledger: LedgerKeeper | None = None
+        self.governance: GovernanceKeeper | None = None
         if config.ledger:
             signer = LedgerSigner.from_files(config.tls.cert, config.tls.key)
             self.state.open_ledger(LedgerWriter(signer, config.tls.ca.read_bytes()), time.time())
             self.ledger = LedgerKeeper(self.state, load_ca(config.tls.ca))
+            self.governance = GovernanceKeeper(self.state, council_of(config), time.time())
         self.models = ServedModels(ModelStore(config.models_dir))
         self.metrics: CoordinatorMetrics | None = None
         if config.metrics_port:  # Prometheus /metrics on loopback (medfed.observability)
@@ -56,7 +61,13 @@ class Coordinator:
         self.progress = StudyProgress(self.directory, self.state)
         self.engine = Engine(
             EngineParts(
-                self.state, self.models, self.board, self.directory, self.events, self.progress
+                self.state,
+                self.models,
+                self.board,
+                self.directory,
+                self.events,
+                self.progress,
+                suspended=self._suspended,
             )
         )
         auth = PeerAuthorizer(self.crl, self.ledger.revoked if self.ledger else None)
@@ -80,6 +91,7 @@ class Coordinator:
         admin = AdminServicer(
             auth, self.state, self.models, self.directory, self.engine, self.events, self.progress,
             self.ledger,
+            self.governance,
         )  # fmt: skip
         self.handlers = (node_service(node, self.guard), admin_service(admin, self.guard))
         """The coordinator's method tables; also what an in-memory channel dispatches to
@@ -87,6 +99,9 @@ class Coordinator:
         self.server.add_generic_rpc_handlers(self.handlers)
         if self.metrics is not None:
             self.metrics.watch(self.state, self.directory)
+
+    def _suspended(self) -> frozenset[str]:
+        return self.governance.rules.suspended if self.governance else frozenset()
 
     def _revoked(self, serial: int) -> bool:
         self.crl.refresh()
@@ -111,6 +126,17 @@ class Coordinator:
         self.guard.watchdog.stop()
         self.guard.tarpit.stop()
         self.state.close()
+
+
+def council_of(config: CoordinatorConfig) -> Council | None:
+    """The configured council; its threshold defaults to a majority of its members."""
+    if not config.council:
+        return None
+    threshold = config.council_threshold or len(config.council) // 2 + 1
+    try:
+        return Council(frozenset(config.council), threshold)
+    except GovernanceError as exc:
+        raise ConfigError(f"coordinator config council: {exc}") from None
 
 
 def stream_rules(config: CoordinatorConfig) -> StreamRules:

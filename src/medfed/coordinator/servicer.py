@@ -15,6 +15,7 @@ from medfed.coordinator import uploads
 from medfed.coordinator.directory import NodeDirectory, announced_sizes
 from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
+from medfed.coordinator.governance import GovernanceKeeper
 from medfed.coordinator.ledger import LedgerKeeper
 from medfed.coordinator.listing import page
 from medfed.coordinator.models import ServedModels
@@ -25,7 +26,7 @@ from medfed.coordinator.spec import StudySpec, spec_to_proto
 from medfed.coordinator.staging import StagingPool
 from medfed.coordinator.stats_result import resolve_standardization
 from medfed.coordinator.submission import read_submission
-from medfed.errors import MedfedError, ProtocolError, StoreError
+from medfed.errors import GovernanceError, LedgerError, MedfedError, ProtocolError, StoreError
 from medfed.pki.identity import Role
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.records import EncryptedEval
@@ -233,8 +234,10 @@ class AdminServicer:
         events: StudyEvents,
         progress: StudyProgress,
         ledger: LedgerKeeper | None = None,
+        governance: GovernanceKeeper | None = None,
     ) -> None:
         self._ledger = ledger
+        self._governance = governance
         self._auth = auth
         self._state = state
         self._models = models
@@ -254,6 +257,12 @@ class AdminServicer:
         except MedfedError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         spec = dataclasses.replace(spec, he_context_sha256=he_sha)  # never the client's word
+        if self._governance is not None:
+            try:
+                self._governance.check_spec(spec)
+            except GovernanceError as exc:
+                abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"refused by the council's "
+                      f"rules: {exc}")  # fmt: skip
         try:
             sha = self._models.put(weights)
         except MedfedError as exc:  # the model was checked: a failure here is the server's
@@ -273,6 +282,25 @@ class AdminServicer:
     def GetLedger(self, request: pb.LedgerRequest, context: grpc.ServicerContext) -> pb.LedgerPage:
         self._auth.require(context, Role.ADMIN)
         return _ledger_page(self._ledger, request, context, study=request.study_id or None)
+
+    def Govern(self, request: pb.GovernRequest, context: grpc.ServicerContext) -> pb.GovernReply:
+        me = self._auth.require(context, Role.ADMIN)
+        if self._governance is None or self._ledger is None:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, "this coordinator keeps no ledger")
+        pem = self._auth.certificate(context)
+        if not request.event_json:
+            return pb.GovernReply(state_json=self._governance.state_json())
+        self._ledger.member(me, pem)  # the ledger holds the certificate the signature rests on
+        try:
+            message, number = self._governance.submit(
+                me, self._ledger.trusted(pem), request.event_json, request.signature
+            )
+        except (GovernanceError, LedgerError) as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        log.info("governance: %s (%s)", message, me.name)
+        return pb.GovernReply(
+            message=message, proposal_id=number, state_json=self._governance.state_json()
+        )
 
     def GetStudy(self, request: pb.StudyRef, context: grpc.ServicerContext) -> pb.StudyStatus:
         self._auth.require(context, Role.ADMIN)

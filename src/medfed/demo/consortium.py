@@ -90,6 +90,16 @@ def create_consortium(
     return Consortium(root, root / "ca", port, coordinator_config, admin_config, node_configs)
 
 
+def add_admin(consortium: Consortium, name: str) -> Path:
+    """Issue another admin certificate (a council member, say) and write its client config."""
+    ca = CertificateAuthority.load(consortium.ca_dir)
+    folder = consortium.root / "admins" / name
+    ca.issue(name, Role.ADMIN, folder / "certs")
+    config = folder / "admin.toml"
+    config.write_text(_client_toml(consortium.port, name))
+    return config
+
+
 def _client_toml(port: int, name: str, extra: str = "") -> str:
     return (
         f'coordinator = "127.0.0.1:{port}"\nserver_name = "localhost"\n{extra}'

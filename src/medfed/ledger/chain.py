@@ -20,9 +20,11 @@ from typing import Any
 from cryptography import x509
 
 from medfed.errors import EquivocationError, LedgerError
+from medfed.governance.council import Proposal
 from medfed.ledger import kinds
 from medfed.ledger.approvals import check_approval
 from medfed.ledger.entry import GENESIS_PREV, Entry, Head, signed_bytes
+from medfed.ledger.governance import GovernanceFold
 from medfed.ledger.keys import TrustedCertificate, trust, trust_signer
 from medfed.ledger.updates import check_proof
 
@@ -54,6 +56,8 @@ class ChainVerifier:
     _signers: list[tuple[int, TrustedCertificate]] = field(default_factory=list)
     _members: dict[str, TrustedCertificate] = field(default_factory=dict)
     _last_time_ms: int = 0
+    governance: GovernanceFold = field(default_factory=GovernanceFold)
+    """The council, proposals, votes and the rules in force, as replayed so far."""
 
     @property
     def head(self) -> Head | None:
@@ -141,6 +145,12 @@ class ChainVerifier:
                     f"ledger entry {entry.seq} names a member its certificate does not"
                 )
             self._members[member.name] = member
+        elif entry.kind == kinds.GOVERNANCE_COUNCIL:
+            self.governance.set_council(entry.payload)
+        elif entry.kind in (kinds.GOVERNANCE_PROPOSED, kinds.GOVERNANCE_VOTED):
+            event = self.governance.add(entry.payload, lambda name: self._member(entry, name))
+            if isinstance(event, Proposal) and entry.payload.get("id") != event.id:
+                raise LedgerError(f"ledger entry {entry.seq}: the proposal's id is not its own")
         elif entry.kind == kinds.PROTOCOL_APPROVED:
             node = self._member(entry, str(entry.payload.get("node")))
             try:

@@ -26,6 +26,17 @@ watermark, where the data layer reports them)."""
 PROTOCOL_APPROVED = "protocol.approved"
 """A hospital's data steward approved a study protocol: ``node``, ``spec_sha256``, ``signature``."""
 
+GOVERNANCE_COUNCIL = "governance.council"
+"""The council, once, from the coordinator's config: ``members`` (admin identities),
+``threshold``."""
+GOVERNANCE_PROPOSED = "governance.proposed"
+GOVERNANCE_VOTED = "governance.voted"
+"""A council member's proposal or vote: ``event`` (canonical JSON of
+:mod:`medfed.governance.council`) and ``signature`` (hex, by their admin certificate key;
+:mod:`medfed.ledger.governance`); a proposal entry also carries its ``id``."""
+REPUTATION = "governance.reputation"
+"""A finished study's per-site contributions, reputation and rewards (:mod:`medfed.governance`)."""
+
 STUDY_STATES = {
     "running": STUDY_STARTED,
     "completed": STUDY_COMPLETED,

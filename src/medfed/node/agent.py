@@ -217,6 +217,7 @@ class NodeAgent:
             return True
         try:
             self._ledger.sync(task_head(task))
+            self._ledger.check_rules(task)
         except PolicyError as exc:
             log.error("refusing %s: %s (%s)", what, exc, exc.code)
             self._client.refuse(task, exc.code, str(exc))

@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography import x509
 
 from medfed.errors import EquivocationError, LedgerError, PolicyError
+from medfed.governance.rules import check_study, facts_from_task
 from medfed.ledger.chain import ChainVerifier
 from medfed.ledger.entry import Entry, Head, parse_line
 from medfed.ledger.wire import from_proto, page_entries
@@ -40,8 +41,14 @@ MAX_PAGES_PER_SYNC = 10_000
 
 class NodeLedger:
     def __init__(
-        self, folder: Path, ca: x509.Certificate, fetch: Callable[[int], pb.LedgerPage]
+        self,
+        folder: Path,
+        ca: x509.Certificate,
+        fetch: Callable[[int], pb.LedgerPage],
+        node: str = "",
     ) -> None:
+        """``node``: this hospital's identity (the council's rules may name it)."""
+        self._node = node
         self._protocols = ProtocolApprovals(folder)
         self._path = folder / "ledger.jsonl"
         self._fault_path = folder / FAULT_FILE
@@ -55,6 +62,18 @@ class NodeLedger:
         with self._lock:
             self._load()
             return self._verifier.head
+
+    def check_rules(self, task: pb.Task) -> None:
+        """PolicyError if the task breaks the council's rules as this node replayed them from
+        the ledger it verified (the coordinator's acceptance of the study does not count)."""
+        if task.kind not in (pb.TASK_KIND_TRAIN, pb.TASK_KIND_EVALUATE):
+            return
+        with self._lock:
+            rules = self._verifier.governance.rules
+        asked = task.config.record_dp.epsilon
+        broken = check_study(rules, facts_from_task(task, self._node, asked if asked > 0 else None))
+        if broken:
+            raise PolicyError(broken[0].code, "; ".join(v.message for v in broken))
 
     def approvals(self) -> list[pb.ProtocolApproval]:
         """The study protocols this hospital's steward approved, signed (sent with heartbeats)."""

@@ -72,7 +72,9 @@ def build_agent(
     )
     signer = CertificateSigner.from_files(config.tls.cert, config.tls.key)
     client = make_client(config.coordinator, config.tls, config.server_name, signer=signer.sign)
-    ledger = NodeLedger(config.state_dir, load_ca(config.tls.ca), client.ledger_page)
+    ledger = NodeLedger(
+        config.state_dir, load_ca(config.tls.ca), client.ledger_page, node=identity.name
+    )
     agent = NodeAgent(
         client,
         executor,

@@ -100,10 +100,10 @@ def read_entries(
     if study is not None:
         stmt = stmt.where(LedgerRow.study == study)
     rows = session.scalars(stmt.order_by(LedgerRow.seq).limit(min(limit, MAX_PAGE))).all()
-    return [_entry(row) for row in rows]
+    return [entry_from_row(row) for row in rows]
 
 
-def _entry(row: LedgerRow) -> Entry:
+def entry_from_row(row: LedgerRow) -> Entry:
     try:
         payload = json.loads(row.payload_json)
     except ValueError as exc:

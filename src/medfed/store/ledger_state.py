@@ -15,8 +15,8 @@ from medfed.errors import StoreError
 from medfed.ledger import kinds
 from medfed.ledger.entry import Entry, Head
 from medfed.ledger.keys import certificate_sha256
-from medfed.store.db import ProtocolApprovalRow
-from medfed.store.ledger import LedgerWriter, read_entries, read_head
+from medfed.store.db import LedgerRow, ProtocolApprovalRow
+from medfed.store.ledger import LedgerWriter, entry_from_row, read_entries, read_head
 from medfed.store.ledger_payloads import member_known, remember_member
 
 
@@ -83,6 +83,12 @@ class LedgerState:
     def ledger_entries(self, start: int, limit: int, study: str | None = None) -> list[Entry]:
         with self._reading() as session:
             return read_entries(session, start, limit, study)
+
+    def ledger_entries_of(self, wanted: tuple[str, ...]) -> list[Entry]:
+        """Every entry of these kinds, in order (governance replays its history from them)."""
+        stmt = select(LedgerRow).where(LedgerRow.kind.in_(wanted)).order_by(LedgerRow.seq)
+        with self._reading() as session:
+            return [entry_from_row(row) for row in session.scalars(stmt)]
 
     def record_approval(self, node: str, spec_sha256: str, signature: bytes, now: float) -> bool:
         """Record a hospital's signed approval of a protocol once; True if this call did."""

@@ -1456,6 +1456,59 @@ class LedgerPage(_message.Message):
 Global___LedgerPage: _TypeAlias = LedgerPage  # noqa: Y015
 
 @_typing.final
+class GovernRequest(_message.Message):
+    """Governance (medfed.governance): a council member's proposal or vote, its canonical JSON signed
+    with their admin certificate key; an empty request only asks for the state.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_JSON_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    event_json: _builtins.bytes
+    signature: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        event_json: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_json", b"event_json", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GovernRequest: _TypeAlias = GovernRequest  # noqa: Y015
+
+@_typing.final
+class GovernReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    PROPOSAL_ID_FIELD_NUMBER: _builtins.int
+    STATE_JSON_FIELD_NUMBER: _builtins.int
+    message: _builtins.str
+    """what was recorded, and the proposal's outcome so far"""
+    proposal_id: _builtins.int
+    state_json: _builtins.str
+    """council, rules in force, every proposal with its votes and outcome"""
+    def __init__(
+        self,
+        *,
+        message: _builtins.str = ...,
+        proposal_id: _builtins.int = ...,
+        state_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "proposal_id", b"proposal_id", "state_json", b"state_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GovernReply: _TypeAlias = GovernReply  # noqa: Y015
+
+@_typing.final
 class SubmitStudyChunk(_message.Message):
     """Study submission: the spec first, then the initial model's manifest and chunks."""
 

@@ -404,6 +404,11 @@ class AdminServiceStub:
                 request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.SerializeToString,
                 response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.FromString,
                 _registered_method=True)
+        self.Govern = channel.unary_unary(
+                '/medfed.v1.AdminService/Govern',
+                request_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.GovernRequest.SerializeToString,
+                response_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.GovernReply.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -457,6 +462,12 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Govern(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -499,6 +510,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetLedger,
                     request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.FromString,
                     response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.SerializeToString,
+            ),
+            'Govern': grpc.unary_unary_rpc_method_handler(
+                    servicer.Govern,
+                    request_deserializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.GovernRequest.FromString,
+                    response_serializer=medfed_dot_protocol_dot_v1_dot_medfed__pb2.GovernReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -717,6 +733,33 @@ class AdminService:
             '/medfed.v1.AdminService/GetLedger',
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerRequest.SerializeToString,
             medfed_dot_protocol_dot_v1_dot_medfed__pb2.LedgerPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Govern(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medfed.v1.AdminService/Govern',
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.GovernRequest.SerializeToString,
+            medfed_dot_protocol_dot_v1_dot_medfed__pb2.GovernReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -120,6 +120,7 @@ class AdminServiceStub:
     DownloadModel: _grpc.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]
     CancelStudy: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]
     GetLedger: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.LedgerRequest, _medfed_pb2.LedgerPage]
+    Govern: _grpc.UnaryUnaryMultiCallable[_medfed_pb2.GovernRequest, _medfed_pb2.GovernReply]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -132,6 +133,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DownloadModel: _aio.UnaryStreamMultiCallable[_medfed_pb2.FetchModelRequest, _medfed_pb2.ModelChunk]  # type: ignore[assignment]
     CancelStudy: _aio.UnaryUnaryMultiCallable[_medfed_pb2.CancelStudyRequest, _medfed_pb2.StudyStatus]  # type: ignore[assignment]
     GetLedger: _aio.UnaryUnaryMultiCallable[_medfed_pb2.LedgerRequest, _medfed_pb2.LedgerPage]  # type: ignore[assignment]
+    Govern: _aio.UnaryUnaryMultiCallable[_medfed_pb2.GovernRequest, _medfed_pb2.GovernReply]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -189,5 +191,12 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _medfed_pb2.LedgerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_medfed_pb2.LedgerPage, _abc.Awaitable[_medfed_pb2.LedgerPage]]: ...
+
+    @_abc_1.abstractmethod
+    def Govern(
+        self,
+        request: _medfed_pb2.GovernRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_medfed_pb2.GovernReply, _abc.Awaitable[_medfed_pb2.GovernReply]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
