@@ -7,6 +7,7 @@ the coordinator trusts nothing it cannot verify.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -282,8 +283,12 @@ class StudySpec:
     @property
     def sha256(self) -> str:
         """The study's protocol hash: SHA-256 of its canonical JSON. What the ledger records at
-        submission, what the protocol document prints and what each data steward approves."""
-        return spec_sha256(self.to_json())
+        submission, what the protocol document prints and what each data steward approves.
+
+        The pooled statistics the coordinator fills in at submission are left out: they are
+        fixed by ``standardize`` (the completed statistics study they come from, which is
+        hashed), so the researcher's document and the coordinator's record give one hash."""
+        return spec_sha256(dataclasses.replace(self, pooled_standardization={}).to_json())
 
     @classmethod
     def from_json(cls, text: str) -> StudySpec:

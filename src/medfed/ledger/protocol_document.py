@@ -8,8 +8,8 @@ seed) is a new protocol that needs approving again.
 
 Render the spec as it will be submitted: ``medfed study protocol`` pins the plan's code hash as
 ``medfed study submit`` does, and with ``--encrypt-metrics KEY`` sets the CKKS context's hash as
-the coordinator will. A study with ``standardize = "pooled:…"`` is the exception: the coordinator
-fills in the pooled statistics at submission, so its recorded hash is known only then.
+the coordinator will. The pooled statistics a ``standardize = "pooled:…"`` study gets at
+submission are not hashed (the statistics study they come from is), so that hash is final too.
 
 Rendering takes a ``ModelSummary`` (parameter count, tensors, the plan's own description) so this
 module needs no torch: the command builds the initial model and summarizes it.
@@ -99,12 +99,6 @@ def _markdown(spec: StudySpec, model: ModelSummary, consortium: str, t: Text) ->
         "of the study spec's canonical JSON, which the coordinator records in the ledger when the "
         "study is submitted. `medfed study protocol STUDY.toml --hash` prints it.",
     ]
-    if spec.standardize and not spec.pooled_standardization:
-        lines += [
-            "",
-            "**Note:** this study standardizes with pooled statistics the coordinator fills in at "
-            "submission; the hash recorded then covers them and differs from the one above.",
-        ]
     lines.append("")
     return "\n".join(lines)
 
