@@ -190,3 +190,33 @@ def _send(
 ) -> pb.SubmitReply:
     frames = _update_frames(header, weights, "")  # no manifest hash: the signature must catch it
     return hostile.client._submit(frames, timeout=30)  # type: ignore[no-any-return]
+
+
+def test_a_finished_study_records_contributions_reputation_and_rewards(
+    network: Network, mallory: Hostile
+) -> None:
+    from tests.e2e.harness import passthrough_study
+
+    study_id = network.submit(passthrough_study(rounds=2, min_nodes=3, round_deadline_s=15.0))
+    for _ in range(2):
+        task = mallory.task()
+        weights = mallory.model(task)
+        weights["w"][0] = np.nan
+        assert not mallory.client.submit(task, 10, {}, weights).accepted
+    mallory.refuse_evaluation()
+    assert network.wait_done(study_id, timeout_s=60).state == "completed"
+
+    entries = [json.loads(line) for line in network.admin.ledger(study_id)]
+    kinds_seen = [e["kind"] for e in entries]
+    assert kinds_seen.index(kinds.REPUTATION) < kinds_seen.index(kinds.STUDY_COMPLETED)
+    record = next(e["payload"] for e in entries if e["kind"] == kinds.REPUTATION)
+    sites = record["sites"]
+    assert sites[HOSTILE]["rejected"] == 2 and sites[HOSTILE]["reward_points"] == 0
+    assert sites[HOSTILE]["reputation"] < min(sites[h]["reputation"] for h in HONEST)
+    assert sum(s["reward_points"] for s in sites.values()) == record["reward_pot"]
+    assert record["penalty_candidates"] == [] or HOSTILE in record["penalty_candidates"]
+
+    shown = runner.invoke(root, ["study", "status", study_id, "--sites", "--config",
+                                 str(network.consortium.admin_config)])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "reputation" in shown.output and HOSTILE in shown.output

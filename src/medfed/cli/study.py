@@ -11,6 +11,7 @@ from rich.live import Live
 
 from medfed.cli.audit_study import register as register_audit
 from medfed.cli.common import medfed_errors, out
+from medfed.cli.contribution_table import contribution_table, contributions_of
 from medfed.cli.progress import WatchLines, round_sites_table, site_table, status_json
 from medfed.cli.protocol import register as register_protocol
 from medfed.cli.report import report as report_command
@@ -109,6 +110,7 @@ def status(
     """A study's rounds and metrics; why hospitals are missing, refusals in full (--sites)."""
     with medfed_errors(), _client(config) as client:
         current = client.status(study_id)
+        record = contributions_of(client, study_id) if sites else None
     if as_json:
         typer.echo(status_json(current))
         return
@@ -116,6 +118,8 @@ def status(
     if sites:
         out.print(site_table(current))
         out.print(round_sites_table(current))
+        if record is not None:
+            out.print(contribution_table(record))
     privacy = privacy_table(current)
     if privacy is not None:
         out.print(privacy)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from medfed.coordinator.approvals import approval_gate
 from medfed.coordinator.audit import run_audit
 from medfed.coordinator.claims import claim_limit, site_share_metrics, site_weight_cap
+from medfed.coordinator.contributions import study_record
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.evaluation import encrypted_sum, run_evaluation
 from medfed.coordinator.models import ServedModels
@@ -33,6 +34,7 @@ from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
 from medfed.coordinator.spec import StudySpec, dataset_ref, standardization_of
 from medfed.coordinator.stats import StatsHooks, run_stats
 from medfed.errors import SecAggError
+from medfed.ledger import kinds
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore
@@ -140,7 +142,15 @@ class StudyRunner(threading.Thread):
                 self._evaluate(spec, next_round, sha)
             next_round += 1
         if not self._halt.is_set():
+            self._record_contributions()
             self._set_state("completed", f"{spec.rounds} rounds committed")
+
+    def _record_contributions(self) -> None:
+        """Each hospital's contribution, reputation and reward points, in the ledger once."""
+        rounds = self._p.state.rounds(self.study_id)
+        if rounds:
+            payload = study_record(rounds)
+            self._p.state.append_once(kinds.REPUTATION, self.study_id, payload, self._p.wall())
 
     def _evaluation_pending(self, spec: StudySpec, done: int) -> bool:
         """Whether round ``done`` was due an evaluation that left no record: the coordinator

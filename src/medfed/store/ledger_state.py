@@ -90,6 +90,18 @@ class LedgerState:
         with self._reading() as session:
             return [entry_from_row(row) for row in session.scalars(stmt)]
 
+    def append_once(self, kind: str, study: str, payload: Mapping[str, Any], now: float) -> bool:
+        """Append unless the study already has an entry of this kind (a coordinator restarted
+        between writing it and the step after finds it there); True if this call wrote it."""
+        if self._ledger is None:
+            return False
+        done = select(LedgerRow.seq).where(LedgerRow.study == study, LedgerRow.kind == kind)
+        with self._writing() as session:
+            if session.scalars(done.limit(1)).first() is not None:
+                return False
+            self._record(session, kind, study, payload, now)
+            return True
+
     def record_approval(self, node: str, spec_sha256: str, signature: bytes, now: float) -> bool:
         """Record a hospital's signed approval of a protocol once; True if this call did."""
         with self._writing() as session:
