@@ -46,6 +46,14 @@ def test_start_numpy_client_hands_over_the_client_and_ignores_the_address(
     assert client is vars(sys.modules[type(client).__module__])["marker"]
 
 
+def test_flowers_connection_arguments_are_ignored(tmp_path: Path) -> None:
+    body = CLIENT + (
+        "fl.client.start_numpy_client(server_address='h:1', client=Hospital(), "
+        "root_certificates=b'ca', insecure=False, transport='grpc-bidi')\n"
+    )
+    assert type(_load(tmp_path, body)).__name__ == "Hospital"
+
+
 def test_start_client_with_to_client_is_unwrapped(tmp_path: Path) -> None:
     body = CLIENT + "fl.client.start_client(server_address='x', client=Hospital().to_client())\n"
     assert type(_load(tmp_path, body)).__name__ == "Hospital"
@@ -70,12 +78,12 @@ def test_two_client_classes_and_no_start_are_refused_with_the_choices(tmp_path: 
     ("body", "reason"),
     [
         ("fl.client.start_numpy_client(server_address='x', client=Hospital(), "
-         "root_certificates=b'')\n", "root_certificates.*not supported"),
+         "client_fn=None)\n", "client_fn.*not supported"),
         ("app = fl.client.ClientApp(client_fn=None)\n", "ClientApp.*not supported"),
         ("fl.client.start_client(server_address='x', client=object())\n", "to_client"),
         ("raise RuntimeError('no data here')\n", "loading client file .*no data here"),
     ],
-    ids=["transport-arguments", "client-app", "start-client-without-numpy", "script-raises"],
+    ids=["unknown-arguments", "client-app", "start-client-without-numpy", "script-raises"],
 )  # fmt: skip
 def test_unsupported_flower_api_is_refused_with_the_reason(
     tmp_path: Path, body: str, reason: str

@@ -7,8 +7,10 @@ Otherwise this module puts a small package in ``sys.modules`` for the duration: 
 ``flwr.client`` (``NumPyClient``, ``start_numpy_client``, ``start_client``) and ``flwr.common``
 (the type names). What it refuses, with the reason: ``ClientApp``/``flwr.client.Client``
 (Flower's message-level API: medfed drives the NumPy-level ``fit``/``evaluate`` only),
-``start_client`` without ``.to_client()`` of a NumPy client, and TLS or transport arguments
-(the node's config and certificate decide where and how it connects).
+``start_client`` without ``.to_client()`` of a NumPy client, and start arguments other than
+Flower's connection settings. ``server_address`` and those settings (TLS roots, ``insecure``,
+``transport``, retries) are ignored: the node's config and certificate decide where and how it
+connects, over mutual TLS always.
 
 Which code runs what a script hands over is chosen per thread (``handing_over``): a node may load
 one hospital's client file while another thread runs a drop-in script.
@@ -17,6 +19,7 @@ one hospital's client file while another thread runs a drop-in script.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import threading
 import types
@@ -27,6 +30,12 @@ from typing import Any
 from medfed.compat import numpy_client
 from medfed.errors import ClientPlanError
 
+log = logging.getLogger("medfed.node")
+TRANSPORT_ARGUMENTS = frozenset(
+    {"root_certificates", "insecure", "transport", "grpc_max_message_length", "max_retries",
+     "max_wait_time", "authentication_keys"}
+)  # fmt: skip
+"""Flower's connection settings, which the node's own config and certificate replace."""
 Sink = Callable[[object], None]
 """Receives the NumPy client a script starts."""
 
@@ -47,9 +56,9 @@ def _shimmed() -> set[str]:
 
 
 def start_numpy_client(*, server_address: str = "", client: object = None, **kwargs: Any) -> None:
-    """Flower's ``start_numpy_client``: ``server_address`` is ignored (the node config decides),
-    transport arguments (certificates, ``insecure``, ``transport``) are refused."""
-    _refuse_transport(kwargs)
+    """Flower's ``start_numpy_client``: ``server_address`` and Flower's connection arguments
+    (``TRANSPORT_ARGUMENTS``) are ignored, since the node config decides; others are refused."""
+    _check_arguments(kwargs)
     if client is None:
         raise ClientPlanError("start_numpy_client needs client=<your NumPyClient>")
     _hand_over(numpy_client.unwrap(client))
@@ -57,7 +66,7 @@ def start_numpy_client(*, server_address: str = "", client: object = None, **kwa
 
 def start_client(*, server_address: str = "", client: object = None, **kwargs: Any) -> None:
     """Flower's ``start_client``, for ``client=MyNumPyClient().to_client()`` only."""
-    _refuse_transport(kwargs)
+    _check_arguments(kwargs)
     inner = numpy_client.unwrap(client)
     if inner is client or not numpy_client.is_numpy_client(inner):
         raise ClientPlanError(
@@ -67,11 +76,20 @@ def start_client(*, server_address: str = "", client: object = None, **kwargs: A
     _hand_over(inner)
 
 
-def _refuse_transport(kwargs: dict[str, Any]) -> None:
-    if kwargs:
+def _check_arguments(kwargs: dict[str, Any]) -> None:
+    """Connection arguments are ignored, so a script that passes its own TLS root runs
+    unchanged; any other argument (e.g. ``client_fn``) is refused rather than silently dropped."""
+    unknown = sorted(set(kwargs) - TRANSPORT_ARGUMENTS)
+    if unknown:
         raise ClientPlanError(
-            f"start arguments {sorted(kwargs)} are not supported: the node's config and its "
-            "certificate decide where and how it connects (mutual TLS, always)"
+            f"start arguments {unknown} are not supported by medfed; it takes client=… and "
+            f"ignores server_address and {sorted(TRANSPORT_ARGUMENTS)}"
+        )
+    if kwargs:
+        log.info(
+            "ignoring %s: the node's config and certificate decide where and how it connects "
+            "(mutual TLS, always)",
+            ", ".join(sorted(kwargs)),
         )
 
 
