@@ -6,7 +6,8 @@ atomic commit. Everything runs as separate processes, exactly as deployed.
 
     python bench/round_overhead.py [--dims 1000000 10000000] [--rounds 10] [--reps 1]
                                    [--compression none|q8|topk] [--topk-ratio 0.01]
-                                   [--nodes 4] [--secure] [--coordinator-option KEY=VALUE ...]
+                                   [--nodes 4] [--secure] [--ledger-off-too]
+                                   [--coordinator-option KEY=VALUE ...]
 
 ``--secure`` runs every size twice, side by side in one run: plain FedAvg, then the same study
 under secure aggregation (SecAgg+: key advertisement, encrypted shares, masked input, unmasking:
@@ -215,6 +216,11 @@ def main() -> None:
     parser.add_argument(
         "--secure", action="store_true", help="plain and secure aggregation, side by side"
     )
+    parser.add_argument(
+        "--ledger-off-too",
+        action="store_true",
+        help="also without the ledger (coordinator ledger = 0), side by side: what it costs",
+    )
     args = parser.parse_args()
     names = node_names(max(args.nodes, len(NODES)))
     print(
@@ -227,34 +233,35 @@ def main() -> None:
     print(f"hospitals: {len(names)} node processes")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
-    modes = [False, True] if args.secure else [False]
+    variants = [("plain", False, ())]
+    if args.secure:
+        variants.append(("secure", True, ()))
+    if args.ledger_off_too:
+        variants.append(("no ledger", False, ("ledger = 0",)))
     for dim in args.dims:
-        by_mode: dict[bool, list[dict[str, float]]] = {}
-        for secure in modes:
-            runs = by_mode.setdefault(secure, [])
-            label = "secure" if secure else "plain"
-            for rep in range(args.reps):
+        by_variant: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in variants}
+        for rep in range(args.reps):  # interleaved: each variant sees the same machine load
+            for label, secure, extra in variants:
                 with tempfile.TemporaryDirectory(prefix="medfed-bench-") as tmp:
-                    runs.append(
+                    by_variant[label].append(
                         run_once(
-                            dim, args.rounds, Path(tmp), options, args.compression,
+                            dim, args.rounds, Path(tmp), options + extra, args.compression,
                             args.topk_ratio, names, secure,
                         )
                     )  # fmt: skip
-                print(row(dim, f"{label} {rep + 1}", runs[-1]), flush=True)
+                print(row(dim, f"{label} {rep + 1}", by_variant[label][-1]), flush=True)
+        plain = statistics.median(r["round_s"] for r in by_variant["plain"])
+        for label, runs in by_variant.items():
             if len(runs) > 1:
                 medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
                 print(row(dim, f"{label} median", medians), flush=True)
-        if args.secure:
-            plain, secure_runs = (
-                statistics.median(r["round_s"] for r in by_mode[m]) for m in modes
-            )
-            ratio = secure_runs / plain
-            print(
-                f"\n{dim:,} params, {len(names)} hospitals: secure / plain round = "
-                f"{secure_runs:.3f} / {plain:.3f} s = {ratio:.2f}x\n",
-                flush=True,
-            )
+            if label != "plain":
+                other = statistics.median(r["round_s"] for r in runs)
+                print(
+                    f"\n{dim:,} params, {len(names)} hospitals: {label} / plain round = "
+                    f"{other:.3f} / {plain:.3f} s = {other / plain:.2f}x\n",
+                    flush=True,
+                )
 
 
 def _toml_line(option: str) -> str:

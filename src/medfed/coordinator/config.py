@@ -39,6 +39,8 @@ COORDINATOR_KEYS: tuple[Key, ...] = (
         " counted only while waiting on the peer.", default=16.0, minimum=0),
     Key("metrics_port", Kind.INT, "Port for Prometheus /metrics on 127.0.0.1 (loopback only);"
         " 0: no metrics endpoint.", default=0, minimum=0),
+    Key("ledger", Kind.INT, "1: keep the signed ledger (the default: the audit trail every"
+        " hospital verifies); 0 only to measure what it costs.", default=1, minimum=0),
     Key("council", Kind.TEXT, "The governance council: admin certificate names, comma"
         " separated; fixed in the ledger when the consortium is created. Empty: no council.",
         default=""),
@@ -106,6 +108,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         metrics_port=values["metrics_port"],
         council=tuple(n.strip() for n in values["council"].split(",") if n.strip()),
         council_threshold=values["council_threshold"],
+        ledger=bool(values["ledger"]),
     )
 
 
