@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from medfed.cli.app import root
 from medfed.compat.approval import ClientApprovals
+from medfed.compat.layout import read_safetensors
 from medfed.data.heart_disease import export_heart_csvs
 from medfed.demo.consortium import create_consortium
 
@@ -28,8 +29,12 @@ def test_approve_client_and_layout_commands(tmp_path: Path) -> None:
     assert approved.output.startswith(f"approved client heart {script}")
     assert ClientApprovals(consortium.node_state("cleveland")).entry("heart").path == str(script)
 
-    layout = runner.invoke(root, ["flower", "layout", str(script), "--names", "weight,bias"])
+    init = tmp_path / "init.safetensors"
+    layout = runner.invoke(
+        root, ["flower", "layout", str(script), "--names", "weight,bias", "--init", str(init)]
+    )
     assert layout.exit_code == 0, layout.output
+    assert sorted(read_safetensors(init)) == ["bias", "weight"]
     assert '{ name = "weight", shape = [1, 13], dtype = "float32" }' in layout.output
     assert '{ name = "bias", shape = [1], dtype = "float32" }' in layout.output
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from medfed.cli.study import prepare
+from medfed.compat.layout import write_safetensors
 from medfed.coordinator.spec import (
     StudySpec,
+    load_spec,
     spec_from_mapping,
     spec_from_proto,
     spec_to_proto,
@@ -77,3 +80,31 @@ def test_what_needs_medfeds_own_loop_is_refused_with_the_reason(extra: str, reas
 def test_a_bad_declaration_is_refused_with_the_reason(text: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         _spec(text=text)
+
+
+def test_an_init_file_beside_the_spec_is_the_initial_model_if_it_is_the_layout(
+    tmp_path: Path,
+) -> None:
+    arrays = [np.arange(13, dtype=np.float32).reshape(1, 13), np.ones(1, np.float32)]
+    write_safetensors(tmp_path / "init.safetensors", _spec().plan_layout, arrays)
+    (tmp_path / "study.toml").write_text(
+        CLIENT.replace("[plan]", '[plan]\ninit = "init.safetensors"')
+    )
+    spec = load_spec(tmp_path / "study.toml")
+    assert spec.plan_init == str(tmp_path / "init.safetensors")
+    _, weights = prepare(spec)
+    assert list(weights) == ["weight", "bias"]
+    np.testing.assert_array_equal(weights["weight"], arrays[0])
+
+    write_safetensors(tmp_path / "init.safetensors", _spec().plan_layout, [arrays[0], np.ones(2)])
+    with pytest.raises(ConfigError, match="not the study's layout"):
+        prepare(spec)
+    (tmp_path / "init.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ConfigError, match="not a safetensors file"):
+        prepare(spec)
+    with pytest.raises(ConfigError, match="only for kind"):
+        _spec(
+            text=CLIENT.replace('kind = "client"', 'version = "1"\ninit = "x"').split(
+                "layout", maxsplit=1
+            )[0]
+        )

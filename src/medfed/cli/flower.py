@@ -43,10 +43,15 @@ def layout(
     names: Annotated[
         str, typer.Option(help="Comma-separated names for the arrays, in order.")
     ] = "",
+    init: Annotated[
+        Path | None,
+        typer.Option(help="Also write these parameters as the study's initial model here."),
+    ] = None,
 ) -> None:
-    """Print the study spec's `layout = [...]` for SCRIPT's client, from its get_parameters.
-    This runs SCRIPT on this machine (as `python SCRIPT` would); nothing starts a node."""
-    from medfed.compat.layout import layout_of, layout_toml
+    """Print the study spec's `layout = [...]` for SCRIPT's client, from its get_parameters
+    (with --init, write them as the study's `init` file too). This runs SCRIPT on this machine
+    (as `python SCRIPT` would); nothing starts a node."""
+    from medfed.compat.layout import layout_of, layout_toml, write_safetensors
     from medfed.compat.loader import load_client
     from medfed.errors import ClientPlanError
 
@@ -57,4 +62,8 @@ def layout(
         except Exception as exc:
             raise ClientPlanError(f"get_parameters of {script} failed: {exc!r}") from exc
         wanted = [n.strip() for n in names.split(",") if n.strip()]
-        out.print(layout_toml(layout_of(arrays, wanted)), highlight=False, markup=False)
+        declared = layout_of(arrays, wanted)
+        out.print(layout_toml(declared), highlight=False, markup=False)
+        if init is not None:
+            write_safetensors(init, declared, arrays)
+            out.print(f'init = "{init}"', highlight=False, markup=False)

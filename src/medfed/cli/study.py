@@ -37,10 +37,11 @@ def prepare(spec: StudySpec) -> tuple[StudySpec, tensors.Weights]:
     """Pin the plan's code hash and build the initial model from the locally installed plan."""
     from medfed.training.registry import get_plan, plan_sha256
 
-    if spec.client_plan:  # a hospital's own code: the model is the declared layout, zeros
+    if spec.client_plan:  # a hospital's own code: the declared layout, zeros or `init`
         from medfed.compat.layout import initial_weights
 
-        return spec, initial_weights(spec.plan_layout)
+        init = Path(spec.plan_init) if spec.plan_init else None
+        return spec, initial_weights(spec.plan_layout, init)
     plan = get_plan(spec.plan, spec.plan_version)
     pinned = dataclasses.replace(spec, plan_sha256=spec.plan_sha256 or plan_sha256(plan))
     weights = plan.init_weights(len(spec.features), spec.seed, spec.plan_options)

@@ -12,8 +12,10 @@ ordered list; medfed names each one):
         { name = "bias", shape = [1], dtype = "float32" },
     ]
 
-The initial model is zeros in that layout; a study that wants another start submits its own
-initial weights (``AdminClient.submit(spec, weights)``) in the same layout. The coordinator
+The initial model is zeros in that layout, or ``init = "init.safetensors"`` (beside the spec):
+weights in exactly that layout, e.g. the client's own ``get_parameters`` written by ``medfed
+flower layout client.py --init init.safetensors`` (zeros never break the symmetry of hidden
+units). safetensors is raw tensors and a JSON header: reading it runs no code. The coordinator
 checks every reply against the initial model's names, shapes and dtypes, as for any plan.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medfed.errors import ConfigError
@@ -74,11 +77,41 @@ def check_layout(layout: Layout) -> None:
             raise ConfigError(f"invalid study spec: shape {list(shape)} of {name!r} is unusable")
 
 
-def initial_weights(layout: Layout) -> Weights:
-    """Zeros in the declared layout, in order."""
+def initial_weights(layout: Layout, init_file: Path | None = None) -> Weights:
+    """Zeros in the declared layout, in order, or the arrays of ``init_file`` if they are
+    exactly the layout's (names, shapes, dtypes)."""
     import numpy as np
 
-    return {name: np.zeros(shape, dtype=np.dtype(dtype)) for name, shape, dtype in layout}
+    if init_file is None:
+        return {name: np.zeros(shape, dtype=np.dtype(dtype)) for name, shape, dtype in layout}
+    arrays = read_safetensors(init_file)
+    found = layout_of(list(arrays.values()), list(arrays))
+    if sorted(found) != sorted(layout):
+        raise ConfigError(
+            f"initial model {init_file} is {list(found)}, not the study's layout {list(layout)}"
+        )
+    return {name: arrays[name] for name, _, _ in layout}
+
+
+def read_safetensors(path: Path) -> Weights:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return dict(load_file(str(path)))
+    except OSError as exc:
+        raise ConfigError(f"initial model {path} cannot be read ({exc.strerror or exc})") from None
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise ConfigError(f"initial model {path} is not a safetensors file ({exc})") from None
+
+
+def write_safetensors(path: Path, layout: Layout, arrays: Sequence[Any]) -> None:
+    """The client's arrays under the layout's names, as a study's ``init`` file."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({n: np.ascontiguousarray(a) for (n, _, _), a in zip(layout, arrays, strict=True)},
+              str(path))  # fmt: skip
 
 
 def layout_of(arrays: Sequence[Any], names: Sequence[str] = ()) -> Layout:

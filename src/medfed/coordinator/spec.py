@@ -13,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -107,6 +107,9 @@ class StudySpec:
     """A client plan's arrays in order (name, shape, dtype), from ``[plan] layout``: the
     researcher's initial model is built from it (:mod:`medfed.compat.layout`); it travels as
     that model, so the coordinator's copy of the spec leaves it empty."""
+    plan_init: str = ""
+    """A client plan's initial model (safetensors in the layout; "" = zeros), read by the
+    researcher's CLI only, like ``plan_layout``."""
     """Set by the coordinator from ``standardize`` (never the client's word): feature ->
     (mean, std), sent with every task and kept in the spec, hence in the model bundle."""
 
@@ -219,7 +222,10 @@ class StudySpec:
     def _check_client_plan(self) -> None:
         """What a client plan cannot do: its training loop is the hospital's own code."""
         if not self.client_plan:
-            _check(not self.plan_layout, 'a layout is declared only for kind = "client" plans')
+            _check(
+                not (self.plan_layout or self.plan_init),
+                'a layout and init are declared only for kind = "client" plans',
+            )
             return
         check_layout(self.plan_layout)
         _check(
@@ -310,7 +316,10 @@ def _check(ok: bool, message: str) -> None:
 
 
 def load_spec(path: Path) -> StudySpec:
-    return spec_from_mapping(read_toml(path, "study spec"), source=str(path))
+    spec = spec_from_mapping(read_toml(path, "study spec"), source=str(path))
+    if spec.plan_init:  # relative to the spec's folder, like the paths of a config file
+        spec = replace(spec, plan_init=str(path.parent / spec.plan_init))
+    return spec
 
 
 def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec:
@@ -343,6 +352,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             plan=str(plan["name"]),
             plan_version=_plan_version(plan, source),
             plan_layout=_plan_layout(plan, source),
+            plan_init=str(plan.get("init", "")),
             plan_sha256=str(plan.get("sha256", "")),
             plan_options=_floats(plan.get("options", {})),
             strategy=str(strategy["name"]),
