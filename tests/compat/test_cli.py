@@ -61,12 +61,14 @@ def test_flower_run_refuses_a_changed_script_and_one_that_starts_nothing(tmp_pat
     consortium = create_consortium(tmp_path / "c", ["cleveland"])
     config = str(consortium.node_configs["cleveland"])
     script = tmp_path / "client.py"
-    script.write_text("import flwr as fl\nprint('loaded', fl.__version__)\n")
+    script.write_text(
+        "import sys\nimport flwr as fl\nprint('loaded', fl.__version__, sys.argv[1:])\n"
+    )
     ClientApprovals(consortium.node_state("cleveland")).approve(script)
 
-    nothing = runner.invoke(root, ["flower", "run", str(script), "--config", config])
+    nothing = runner.invoke(root, ["flower", "run", str(script), "--config", config, "a", "--b"])
     assert nothing.exit_code == 2
-    assert "loaded 0+medfed.shim" in nothing.output
+    assert "loaded 0+medfed.shim ['a', '--b']" in nothing.output
     assert "finished without calling fl.client.start_numpy_client" in nothing.output
 
     script.write_text(script.read_text() + "# edited\n")
