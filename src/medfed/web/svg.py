@@ -33,8 +33,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     Graphics Gems, 1990)."""
     if not math.isfinite(low) or not math.isfinite(high):
         return [0.0, 1.0]
-    if high <= low:
-        high = low + 1.0
+    if high - low <= 1e-9 * max(1.0, abs(low)):  # a flat series: a unit band around it
+        low, high = low - 0.5, high + 0.5
     raw = (high - low) / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
