@@ -67,7 +67,7 @@ def test_a_study_leaves_a_ledger_every_hospital_and_an_auditor_verify(
     mine = [e for e in entries if e["study"] == study_id]
     assert [e["kind"] for e in mine] == [kinds.STUDY_SUBMITTED, kinds.STUDY_STARTED,
                                          kinds.ROUND_COMMITTED, kinds.ROUND_COMMITTED,
-                                         kinds.STUDY_COMPLETED]  # fmt: skip
+                                         kinds.REPUTATION, kinds.STUDY_COMPLETED]  # fmt: skip
     for entry, committed in zip(mine[2:4], status.rounds, strict=True):
         payload = entry["payload"]
         assert isinstance(payload, dict)
@@ -79,7 +79,17 @@ def test_a_study_leaves_a_ledger_every_hospital_and_an_auditor_verify(
     coordinator_lines = exported.read_bytes().splitlines()
     for node in HOSPITALS:
         copy = (network.consortium.node_state(node) / "ledger.jsonl").read_bytes().splitlines()
-        assert len(copy) >= 5 and copy == coordinator_lines[: len(copy)], node
+        assert len(copy) >= 6 and copy == coordinator_lines[: len(copy)], node
+
+    admin = str(network.consortium.admin_config)
+    exported_by_cli = tmp_path / "cli.jsonl"
+    said = runner.invoke(
+        root, ["audit", "export", "--config", admin, "--out", str(exported_by_cli)]
+    )
+    assert said.exit_code == 0, said.output
+    assert exported_by_cli.read_bytes().splitlines()[: len(entries)] == coordinator_lines
+    shown = runner.invoke(root, ["audit", "show", "--study", study_id, "--config", admin])
+    assert shown.exit_code == 0 and "round 2: model" in shown.output and "4 signed" in shown.output
 
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_bytes(exported.read_bytes().replace(b'"accepted":4', b'"accepted":3', 1))

@@ -96,6 +96,9 @@ class NodeServicer:
             self._ledger.approvals(me, pem, request.approvals)
             verified = request.verified_head if request.HasField("verified_head") else None
             reply.peer_heads.extend(self._ledger.gossip(me.name, verified))
+            head = self._ledger.head()
+            if head is not None:
+                reply.ledger_head.CopyFrom(head)
         return reply
 
     def PullTask(

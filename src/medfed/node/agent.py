@@ -133,7 +133,7 @@ class NodeAgent:
                         verified=self._ledger.head,
                         approvals=self._ledger.approvals(),
                     )
-                    self._ledger.check_peers(reply.peer_heads)
+                    self._ledger.keep_up(reply)
             except AuthError as exc:
                 self.fatal = exc
                 self.stop.set()

@@ -98,6 +98,18 @@ class NodeLedger:
             except LedgerError as exc:
                 self._fail(str(exc), equivocation=isinstance(exc, EquivocationError))
 
+    def keep_up(self, reply: pb.HeartbeatReply) -> None:
+        """Between tasks: verify up to the coordinator's current head and check the other
+        hospitals' heads, so a rewrite or a fork is found before the next task arrives (a fault
+        is logged and written down here; the next task is refused with it)."""
+        try:
+            if reply.HasField("ledger_head"):
+                self.sync(from_proto(reply.ledger_head))
+        except (PolicyError, LedgerError) as exc:
+            log.error("ledger check between tasks failed: %s", exc)
+            return
+        self.check_peers(reply.peer_heads)
+
     def check_peers(self, heads: Sequence[pb.PeerHead]) -> None:
         """Compare the heads other hospitals verified with this node's chain."""
         with self._lock:

@@ -1067,12 +1067,17 @@ class HeartbeatReply(_message.Message):
     SERVER_TIME_UNIX_MS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _builtins.int
     PEER_HEADS_FIELD_NUMBER: _builtins.int
+    LEDGER_HEAD_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     server_time_unix_ms: _builtins.int
     heartbeat_interval_s: _builtins.int
     @_builtins.property
     def peer_heads(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerHead]:
         """the heads other nodes verified (gossip)"""
+
+    @_builtins.property
+    def ledger_head(self) -> Global___LedgerHead:
+        """the coordinator's head now: nodes keep up between tasks"""
 
     def __init__(
         self,
@@ -1081,10 +1086,11 @@ class HeartbeatReply(_message.Message):
         server_time_unix_ms: _builtins.int = ...,
         heartbeat_interval_s: _builtins.int = ...,
         peer_heads: _abc.Iterable[Global___PeerHead] | None = ...,
+        ledger_head: Global___LedgerHead | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ledger_head", b"ledger_head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_s", b"heartbeat_interval_s", "node", b"node", "peer_heads", b"peer_heads", "server_time_unix_ms", b"server_time_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_s", b"heartbeat_interval_s", "ledger_head", b"ledger_head", "node", b"node", "peer_heads", b"peer_heads", "server_time_unix_ms", b"server_time_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
