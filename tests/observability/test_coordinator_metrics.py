@@ -21,7 +21,8 @@ def free_port() -> int:
 
 def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Sample name -> labels -> value, through prometheus_client's own text parser."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
