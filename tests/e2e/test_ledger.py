@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from medfed.cli.app import root
 from medfed.ledger import kinds
+from medfed.ledger.entry import parse_line
+from medfed.ledger.members import members as read_members
 from medfed.ledger.updates import sign_header
 from medfed.node.client import _update_frames
 from medfed.node.ledger import FAULT_FILE
@@ -230,3 +232,12 @@ def test_a_finished_study_records_contributions_reputation_and_rewards(
                                  str(network.consortium.admin_config)])  # fmt: skip
     assert shown.exit_code == 0, shown.output
     assert "reputation" in shown.output and HOSTILE in shown.output
+    listed = runner.invoke(root, ["consortium", "members", "--config",
+                                  str(network.consortium.admin_config)])  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if "│" in line}
+    assert HOSTILE in rows and "researcher" in rows
+    members = read_members(parse_line(x) for x in network.admin.ledger())
+    score = {m.name: m.reputation for m in members}
+    assert score[HOSTILE] is not None and score[HOSTILE] < min(score[h] or 0 for h in HONEST)
+    assert {m.name: m.reward_points for m in members}[HOSTILE] == 0

@@ -7,6 +7,7 @@ import typer
 from medfed.cli import (
     admin,
     audit,
+    consortium,
     coordinator,
     dashboard,
     flower,
@@ -29,6 +30,7 @@ root.add_typer(node.app, name="node")
 root.add_typer(study.app, name="study")
 root.add_typer(admin.app, name="admin")
 root.add_typer(audit.app, name="audit")
+root.add_typer(consortium.app, name="consortium")
 root.add_typer(governance.app, name="governance")
 root.add_typer(model.app, name="model")
 root.add_typer(flower.app, name="flower")

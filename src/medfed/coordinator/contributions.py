@@ -20,41 +20,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from medfed.coordinator.sites import parse_refusal
 from medfed.governance.contributions import data_size_contributions
+from medfed.governance.reasons import reason_code
 from medfed.governance.reputation import SiteRound, penalty_candidates, reputations
 from medfed.governance.rewards import split_rewards
 from medfed.store.records import RoundRecord
 
 REWARD_POT = 1000
 """Points a completed study shares among its hospitals."""
-
-_CODES: tuple[tuple[str, str], ...] = (
-    ("signature:", "invalid_signature"),
-    ("nan", "non_finite"),
-    ("infinit", "non_finite"),
-    ("duplicate", "replay"),
-    ("names study", "wrong_round"),
-    ("stale", "late"),
-    ("closed", "late"),
-    ("expired", "late"),
-    ("deadline", "late"),
-    ("expected float", "wrong_shape"),
-    ("expected ", "wrong_shape"),
-    ("too large", "too_large"),
-    ("at most", "too_large"),
-)
-
-
-def reason_code(reason: str) -> str:
-    """The reputation code of a recorded rejection: a refusal under the hospital's own policy is
-    ``refused``; the coordinator's own rejections are classified by what they say."""
-    code, _ = parse_refusal(reason)
-    if code:
-        return "refused"
-    text = reason.lower()
-    return next((c for marker, c in _CODES if marker in text), "malformed")
-
 
 def site_rounds(rounds: Sequence[RoundRecord]) -> list[SiteRound]:
     out = []
