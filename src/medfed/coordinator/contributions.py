@@ -29,6 +29,7 @@ from medfed.store.records import RoundRecord
 REWARD_POT = 1000
 """Points a completed study shares among its hospitals."""
 
+
 def site_rounds(rounds: Sequence[RoundRecord]) -> list[SiteRound]:
     out = []
     for record in rounds:
@@ -40,7 +41,8 @@ def site_rounds(rounds: Sequence[RoundRecord]) -> list[SiteRound]:
         for site in sorted({*record.selected_nodes, *accepted, *rejected}):
             out.append(
                 SiteRound(site, record.round, participated=site in accepted or site in rejected,
-                          accepted=site in accepted, rejected=tuple(rejected.get(site, ())))
+                          accepted=site in accepted, rejected=tuple(rejected.get(site, ())),
+                          flags=tuple(record.flags.get(site, ())) if site in accepted else ())
             )  # fmt: skip
     return out
 

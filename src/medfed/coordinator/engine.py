@@ -39,6 +39,7 @@ from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore
 from medfed.strategies.base import Strategy
+from medfed.strategies.flags import round_flags
 
 log = logging.getLogger("medfed.coordinator")
 
@@ -242,6 +243,7 @@ class StudyRunner(threading.Thread):
             return None
         assert round_.acc is not None
         new_model, new_state = strategy.aggregate(round_no, round_.acc, model, state)
+        flags = round_flags(strategy, round_.acc)
         round_.acc = None  # the float64 sums are no longer needed: free them before storing
         new_sha = self._p.models.put(new_model)
         state_sha = self._p.models.put_private(new_state) if new_state else ""
@@ -267,6 +269,7 @@ class StudyRunner(threading.Thread):
                 state_sha256=state_sha,
                 selected_nodes=tuple(nodes),
                 updates=round_.proofs(),
+                flags=flags,
             )
         )
         self._p.events.bump(self.study_id)

@@ -69,9 +69,11 @@ def _site_rounds(number: int, payload: Mapping[str, Any]) -> list[SiteRound]:
     for r in _objects(payload.get("rejected")):
         rejected.setdefault(str(r["node"]), []).append(reason_code(str(r["reason"])))
     selected = {str(n) for n in payload.get("selected", []) or []}
+    flags = {str(k): tuple(str(c) for c in v) for k, v in dict(payload.get("flags", {})).items()}
     return [
         SiteRound(site, number, participated=site in accepted or site in rejected,
-                  accepted=site in accepted, rejected=tuple(rejected.get(site, ())))
+                  accepted=site in accepted, rejected=tuple(rejected.get(site, ())),
+                  flags=flags.get(site, ()) if site in accepted else ())
         for site in sorted(selected | accepted | set(rejected))
     ]  # fmt: skip
 

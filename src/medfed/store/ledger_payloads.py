@@ -30,6 +30,7 @@ def round_payload(record: RoundRecord, rejections: Sequence[tuple[str, str]]) ->
         "updates": [dict(u) for u in record.updates],
         "examples": {m.node: m.num_examples for m in trained},
         "rejected": [{"node": node, "reason": reason} for node, reason in rejections],
+        "flags": {node: list(codes) for node, codes in record.flags.items()},
         "privacy": _per_site(trained, PRIVACY_METRICS),
         "consent": _per_site(trained, CONSENT_METRICS),
     }

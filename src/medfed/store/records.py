@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from medfed.errors import StoreError
@@ -76,6 +76,8 @@ class RoundRecord:
     selected_nodes: tuple[str, ...] = ()
     """Who was asked to train (the ledger records them; ``selected`` is their count)."""
     updates: tuple[Mapping[str, Any], ...] = ()
+    flags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """A robust aggregator's evidence per node (:mod:`medfed.strategies.flags`)."""
     """Each accepted reply's signed proof (:meth:`medfed.ledger.updates.UpdateProof.to_json`)."""
 
 

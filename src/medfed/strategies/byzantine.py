@@ -105,6 +105,7 @@ class BoundedSums:
         self.x_weight = 0.0
         self.total = 0.0
         self.clipped = 0
+        self.clipped_nodes: list[str] = []
 
     @property
     def count(self) -> int:
@@ -121,6 +122,8 @@ class BoundedSums:
         self.x_weight += n * (1.0 - scale)
         self.total += n
         self.clipped += scale < 1.0
+        if scale < 1.0:
+            self.clipped_nodes.append(reply.node)
 
 
 class NormBound(StrategyDefaults):
