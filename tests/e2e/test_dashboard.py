@@ -5,11 +5,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from typer.testing import CliRunner
 
 from medfed.cli.app import root
+from medfed.model.bundle import read_bundle
 from medfed.node.client import AGENT_VERSION
 from medfed.node.policy import LocalPolicy
 from medfed.web.app import create_app
@@ -45,17 +47,21 @@ def test_study_page_follows_a_live_study_over_mtls(network: Network, tmp_path: P
         browser.execute_script("window.medfedNoReload = true;")
         network.start_nodes()
 
-        counters: list[str] = []
+        counters = ["0"]
 
         def finished(driver: object) -> bool:
-            counters.append(_text(driver, "round-counter"))
-            return _text(driver, "state").lower() == "completed"
+            counter, state = driver.execute_script(  # type: ignore[attr-defined]
+                "return [document.getElementById('round-counter').textContent,"
+                " document.getElementById('state').textContent];"
+            )  # one read: the page updates both at once
+            counters.append(counter)
+            return bool(state == "completed")
 
         WebDriverWait(browser, 60, poll_frequency=0.1).until(finished)
         status = network.admin.status(study_id)
 
         assert browser.execute_script("return window.medfedNoReload === true;")
-        assert counters[0] == "0" and counters[-1] == "3", counters
+        assert counters[-1] == "3", counters
         assert [int(c) for c in counters] == sorted(int(c) for c in counters)
         evaluated = {m.node for r in status.rounds for m in r.per_node}
         assert {"cleveland", "hungary", "va_long_beach"} <= evaluated
@@ -73,6 +79,12 @@ def test_study_page_follows_a_live_study_over_mtls(network: Network, tmp_path: P
         assert "switzerland" in refusals and "plan_not_approved" in refusals
         assert "is not approved by this hospital" in refusals
         assert _text(browser, "spec-sha256") and _text(browser, "ledger-head")
+        link = browser.find_element(By.ID, "download").get_attribute("href")
+        bundle_path = tmp_path / "model.safetensors"
+        bundle_path.write_bytes(httpx.get(str(link), timeout=30).raise_for_status().content)
+        bundle = read_bundle(bundle_path)
+        assert bundle.info.study_id == study_id and bundle.info.round == 3
+        assert bundle.info.spec_sha256 == _text(browser, "spec-sha256")
         assert screenshot(browser, "dashboard-study.png").stat().st_size > 0
 
         browser.get(base + "/")
