@@ -25,7 +25,7 @@ Scores: SSIM and PSNR of each original against its best-matching reconstruction,
 attack. Writes a grid PNG (originals above reconstructions, one band per setting) to --out.
 
     python bench/gradient_inversion.py [--settings best fedavg ...] [--iterations 500]
-        [--batch-iterations 100] [--images 1] [--out reports/inversion] [--json PATH]
+        [--batch-iterations 60] [--images 1] [--restarts 1] [--out DIR] [--json PATH]
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ def attack(
     labels: np.ndarray,
     iterations: int,
     seed: int,
+    restarts: int = 1,
 ) -> tuple[np.ndarray, float, float]:
     """(reconstructions in [0, 1], label accuracy, seconds)."""
     model = _model_of(global_model)
@@ -178,7 +179,7 @@ def attack(
     else:
         label_accuracy, y = float("nan"), torch.from_numpy(labels)
     simulate = _simulator(setting, model, y)
-    config = inv.InversionConfig(iterations=iterations, tv_weight=3e-2)
+    config = inv.InversionConfig(iterations=iterations, tv_weight=3e-2, restarts=restarts)
     result = inv.invert(
         simulate, target, (n, 1, 28, 28), config, torch.Generator().manual_seed(seed)
     )
@@ -189,9 +190,9 @@ def attack(
 
 
 def _simulator(setting: Setting, model: torch.nn.Module, y: torch.Tensor) -> inv.Simulator:
+    """The update each site's dummies would produce (new - old weights): for one SGD step that
+    is -lr x their gradient (clipping and noise change its length, not its direction)."""
     c = setting.config
-    if setting.images == 1 and c.steps == 1:
-        return inv.gradient_simulator(model, y)  # the update is -lr x this, up to clipping/noise
     per_site = [
         inv.local_training_simulator(
             model,
@@ -203,9 +204,11 @@ def _simulator(setting: Setting, model: torch.nn.Module, y: torch.Tensor) -> inv
             seed=c.seed,
             transform=_vision.augmentation(c.options),
         )
-        for i in range(setting.sites)
+        for i in range(len(y) // setting.images)
     ]
-    return inv.summed_simulator(per_site, [setting.images] * setting.sites)
+    if len(per_site) == 1:
+        return per_site[0]
+    return inv.summed_simulator(per_site, [setting.images] * len(per_site))
 
 
 def _norm(weights: Weights) -> float:
@@ -230,7 +233,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[np.ndarray
         for group in groups:
             observed = observed_update(setting, global_model, pixels[group], labels[group])
             images, acc, took = attack(
-                setting, global_model, observed, labels[group], iterations, args.seed
+                setting, global_model, observed, labels[group], iterations, args.seed, args.restarts
             )
             recon.append(images)
             accuracy.append(acc)
@@ -305,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=500, help="single-image attacks")
     parser.add_argument("--batch-iterations", type=int, default=60, help="batch attacks")
     parser.add_argument("--images", type=int, default=1, help="sites (images) per best case")
+    parser.add_argument("--restarts", type=int, default=1, help="random starts per attack")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("reports/inversion"))

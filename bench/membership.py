@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     for study in args.studies:
         for epsilon in args.epsilons:
-            rows += run_study(study, epsilon, args)
+            done = run_study(study, epsilon, args)
+            rows += done
+            print(table(done).split("\n", 2)[2], flush=True)  # this study's rows as they come
             print(
                 f"{study} eps={epsilon}: done at {time.perf_counter() - started:.0f} s",
                 file=sys.stderr,
