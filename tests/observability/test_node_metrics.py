@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from pathlib import Path
 
 from medfed.node.config import load_node_config
 from medfed.node.policy import LocalPolicy
 from medfed.node.service import build_agent
+from medfed.privacy.ledger import PrivacyLedger
 from tests.e2e.harness import HOSPITALS, Network, small_study
 from tests.observability.test_coordinator_metrics import free_port, scrape
 
 
-def test_each_node_counts_its_tasks_refusals_and_training_time(network: Network) -> None:
+def test_each_node_counts_its_tasks_refusals_training_time_and_privacy(network: Network) -> None:
     LocalPolicy(network.consortium.node_state("switzerland")).revoke("logistic_regression", "1")
+    for name in HOSPITALS:
+        ledger = PrivacyLedger(Path(network.consortium.node_state(name)) / "privacy.sqlite")
+        ledger.set_budget("heart_disease", 2.0, 1e-5, now=0.0)
     network.start_coordinator()
     ports = {}
     for name in HOSPITALS:
@@ -23,7 +28,8 @@ def test_each_node_counts_its_tasks_refusals_and_training_time(network: Network)
         network.agents[name] = (agent, thread)
     network.wait_online(HOSPITALS)
 
-    status = network.wait_done(network.submit(small_study(rounds=2)), timeout_s=90)
+    spec = small_study(rounds=2, dp_epsilon=1.0, dp_delta=1e-5, dp_max_grad_norm=1.0)
+    status = network.wait_done(network.submit(spec), timeout_s=120)
     refusing = scrape(ports["switzerland"])
     training = scrape(ports["cleveland"])
 
@@ -36,3 +42,8 @@ def test_each_node_counts_its_tasks_refusals_and_training_time(network: Network)
     assert tasks[(("kind", "evaluate"), ("outcome", "accepted"))] == 2
     assert training["medfed_node_task_seconds_count"][(("kind", "train"),)] == 2
     assert training["medfed_node_task_seconds_sum"][(("kind", "train"),)] > 0
+    spent = {m.node: dict(m.metrics) for m in status.rounds[-1].train_per_node}["cleveland"]
+    study = (("study", status.study_id),)
+    assert training["medfed_node_privacy_epsilon_spent"][study] == spent["epsilon"] > 0
+    left = training["medfed_node_privacy_epsilon_budget_left"][study]
+    assert left == spent["epsilon_budget_left"]
