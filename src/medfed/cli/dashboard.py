@@ -16,7 +16,7 @@ def dashboard(
     host: Annotated[
         str, typer.Option(help="Address to serve on; other than loopback needs --token.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to serve on (0: any free port).")] = 8050,
+    port: Annotated[int, typer.Option(help="Port to serve on.", min=1, max=65535)] = 8050,
     token: Annotated[
         str | None,
         typer.Option(
