@@ -20,6 +20,12 @@ ARTIFACTS = Path(os.environ.get("MEDFED_TEST_ARTIFACTS", "reports/test-artifacts
 
 @contextmanager
 def chromium() -> Iterator[webdriver.Chrome]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} missing: apt-get install chromium chromium-driver "
+            "(.ci/run installs them)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in (
