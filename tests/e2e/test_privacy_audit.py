@@ -92,9 +92,9 @@ def test_a_reply_with_per_row_scores_is_rejected(
     honest = node_audit.AuditResponder.answer
 
     def leaky(
-        self: node_audit.AuditResponder, task: pb.Task, weights: dict
+        self: node_audit.AuditResponder, task: pb.Task, *args: object
     ) -> tuple[int, dict[str, float]]:
-        rows, metrics = honest(self, task, weights)
+        rows, metrics = honest(self, task, *args)  # type: ignore[arg-type]
         return rows, metrics | {f"row_{i}_loss": 0.5 for i in range(3)}
 
     monkeypatch.setattr(node_audit.AuditResponder, "answer", leaky)

@@ -251,9 +251,9 @@ class NodeAgent:
         try:
             if self._audit is None:
                 raise PolicyError("audit_unsupported", "this node runs no privacy audits")
-            self._audit.admit(task)
+            plan, data = self._audit.admit(task)  # refused before the model is fetched
             weights = self._client.fetch_model(task.model_sha256)
-            rows, metrics = self._audit.answer(task, weights)
+            rows, metrics = self._audit.answer(task, plan, data, weights)
         except (TransportError, AuthError):
             raise
         except MedfedError as exc:

@@ -156,9 +156,10 @@ class AuditResponder:
             raise PolicyError("dataset_unavailable", str(exc)) from exc
         return plan, with_pooled_standardization(task, data)
 
-    def answer(self, task: pb.Task, weights: tensors.Weights) -> tuple[int, dict[str, float]]:
-        """(rows scored, aggregate metrics) for an admitted task and the audited model."""
-        plan, data = self.admit(task)
+    def answer(
+        self, task: pb.Task, plan: TrainingPlan, data: Dataset, weights: tensors.Weights
+    ) -> tuple[int, dict[str, float]]:
+        """(rows scored, aggregate metrics) for an admitted task (``admit``) and the model."""
         size = min(task.audit.sample_size or self._settings.sample_size, MAX_SAMPLE)
         settings = dataclasses.replace(self._settings, sample_size=size)
         config = local_config(task.config)
