@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.sites import outcome_status
 from medfed.store.models import ModelStore
-from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore
+from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore, StudyRecord
 
 if TYPE_CHECKING:
     from medfed.coordinator.directory import NodeDirectory
@@ -38,6 +38,13 @@ STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SECAGG_STAGES = ("advertise", "share", "train_mask", "reveal", "unmask")
 """``secagg_<stage>_s`` in a secure round's metrics (coordinator/secure_round.py)."""
 STUDY_STATES = ("pending", "waiting", "running", "completed", "failed", "cancelled")
+STUDY_COUNTERS = {
+    "rounds_committed": "Training rounds committed.",
+    "replies_accepted": "Training replies aggregated into committed rounds.",
+    "upload_bytes": "Update bytes received in committed rounds.",
+    "secagg_dropouts": "Hospitals selected for a secure round whose input is not in its sum.",
+}
+"""``medfed_<name>_total{study}``, read from the study's committed rounds."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,15 @@ class RoundSummary:
     durations: tuple[float, ...]
     stages: dict[str, tuple[float, ...]] = field(default_factory=dict)
     dropouts: float = 0.0
+
+    def counters(self) -> dict[str, float]:
+        """The per-study counters (:data:`STUDY_COUNTERS`) this summary gives."""
+        return {
+            "rounds_committed": self.rounds,
+            "replies_accepted": self.accepted,
+            "upload_bytes": self.upload_bytes,
+            "secagg_dropouts": self.dropouts,
+        }
 
 
 def summarize(rounds: Sequence[RoundRecord]) -> RoundSummary:
@@ -107,39 +123,33 @@ class StoreCollector(Collector):
         for state in sorted(set(STUDY_STATES) | set(by_state)):
             states.add_metric([state], by_state.get(state, 0))
         yield states
-        committed = CounterMetricFamily(
-            "medfed_rounds_committed", "Training rounds committed.", labels=["study"]
-        )
-        accepted = CounterMetricFamily(
-            "medfed_replies_accepted", "Training replies aggregated into committed rounds.",
-            labels=["study"],
-        )  # fmt: skip
+        yield from self._studies(studies)
+        yield from self._nodes()
+
+    def _studies(self, studies: Sequence[StudyRecord]) -> Iterator[Metric]:
+        """Per-study counters, and the histograms over every committed round."""
+        per_study = {
+            name: CounterMetricFamily(f"medfed_{name}", doc, labels=["study"])
+            for name, doc in STUDY_COUNTERS.items()
+        }
         rejected = CounterMetricFamily(
             "medfed_replies_rejected",
             "Tasks refused by a hospital and replies the coordinator rejected, by reason.",
             labels=["study", "reason"],
         )
-        upload = CounterMetricFamily(
-            "medfed_upload_bytes", "Update bytes received in committed rounds.", labels=["study"]
-        )
-        dropouts = CounterMetricFamily(
-            "medfed_secagg_dropouts", "Hospitals that dropped out of a secure round's stages.",
-            labels=["study"],
-        )  # fmt: skip
         durations: list[tuple[tuple[str, ...], float]] = []
         stages: list[tuple[tuple[str, ...], float]] = []
         for study in studies:
             summary = self._summary(study.study_id, study.completed_rounds)
-            committed.add_metric([study.study_id], summary.rounds)
-            accepted.add_metric([study.study_id], summary.accepted)
-            upload.add_metric([study.study_id], summary.upload_bytes)
-            dropouts.add_metric([study.study_id], summary.dropouts)
+            for name, value in summary.counters().items():
+                per_study[name].add_metric([study.study_id], value)
             durations.extend(((), d) for d in summary.durations)
             stages.extend(((s,), v) for s, vs in summary.stages.items() for v in vs)
             tally = self._rejections(study.study_id, study.state in FINISHED_STATES)
             for reason, count in sorted(tally.items()):
                 rejected.add_metric([study.study_id, reason], count)
-        yield from (committed, accepted, rejected, upload, dropouts)
+        yield from per_study.values()
+        yield rejected
         yield histogram(
             "medfed_round_duration", "Time from a round's start to its commit.", ROUND_BUCKETS,
             durations,
@@ -148,7 +158,6 @@ class StoreCollector(Collector):
             "medfed_secagg_stage_duration", "Secure-aggregation stage durations.",
             STAGE_BUCKETS, stages, labels=["stage"],
         )  # fmt: skip
-        yield from self._nodes()
 
     def _summary(self, study_id: str, completed: int) -> RoundSummary:
         cached = self._rounds.get(study_id)
