@@ -3,13 +3,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from medfed.cli.demo import run_demo
 
 
-def test_demo_runs_a_real_study_and_writes_its_report(tmp_path: Path) -> None:
+def test_demo_runs_a_real_study_and_writes_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "report"
 
     run_demo(out, rounds=2, workdir=tmp_path / "consortium")
+
+    said = " ".join(capsys.readouterr().out.split())
+    assert "ledger verified with the CA certificate alone" in said and "8 signed updates" in said
+    html = (out / "report.html").read_text()
+    assert "ledger head" in html and "not exposed by this coordinator yet" not in html
 
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["state"] == "completed"

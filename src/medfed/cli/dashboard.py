@@ -36,7 +36,12 @@ def dashboard(
         cfg = load_client_config(config)
         with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as client:
             wait_for_ready(client, timeout_s=15)
-            app = create_app(client, token=binding.token, allowed_hosts=binding.allowed_hosts())
+            app = create_app(
+                client,
+                token=binding.token,
+                allowed_hosts=binding.allowed_hosts(),
+                ledger_head=lambda _study: client.ledger_head(),
+            )
             server = DashboardServer(app, binding)
             shown = f"[{host}]" if ":" in host else host
             suffix = "/?token=<your token>" if binding.token else "/"

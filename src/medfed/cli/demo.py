@@ -133,6 +133,23 @@ def _baselines(spec: StudySpec, final: tensors.Weights) -> list[Baseline]:
     return out_list
 
 
+def verified_ledger(lines: list[bytes], ca: Path) -> str:
+    """What an auditor with the CA certificate alone can check of the study's ledger."""
+    from medfed.ledger.chain import verify_entries
+    from medfed.ledger.entry import parse_line
+    from medfed.ledger.keys import load_ca
+
+    entries = [parse_line(line) for line in lines]
+    verifier = verify_entries(entries, load_ca(ca))
+    updates = sum(len(e.payload.get("updates", [])) for e in entries)
+    head = verifier.head
+    where = f"head #{head.seq} {head.hash[:16]}…" if head else "empty"
+    return (
+        f"ledger verified with the CA certificate alone: {len(entries)} entries, {updates} "
+        f"signed updates, {where} (medfed audit export / verify)"
+    )
+
+
 def report_study(
     spec: StudySpec,
     status: pb.StudyStatus,
@@ -147,6 +164,8 @@ def report_study(
     cfg = load_client_config(consortium.admin_config)
     with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as admin:
         final = admin.download(status.model_sha256)
+        head = admin.ledger_head()
+        out.print(verified_ledger(admin.ledger(), consortium.ca_dir / "ca.crt"))
     baselines = _baselines(spec, final)
     table = Table(
         title="final model vs baselines on the held-out test splits",
@@ -185,6 +204,6 @@ def report_study(
         **(notes or {}),
     }
     json_path, png_path = write_report(out_dir, status, baselines, HEART_HOSPITALS, extra)
-    study = build_report(status, baselines, hospital_names=HEART_HOSPITALS)
+    study = build_report(status, baselines, hospital_names=HEART_HOSPITALS, ledger_head=head)
     html_path, _ = write_study_report(out_dir, study)
     out.print(f"report: {html_path}, {json_path} and {png_path}  ({elapsed:.0f} s)")

@@ -26,7 +26,8 @@ def report(
         cfg = load_client_config(config)
         with AdminClient(cfg.coordinator, cfg.tls, cfg.server_name) as client:
             status = client.status(study_id)
-        html_path, json_path = write_report(out_dir, build_report(status))
+            head = client.ledger_head()
+        html_path, json_path = write_report(out_dir, build_report(status, ledger_head=head))
     out.print(f"wrote {escape(str(html_path))} and {escape(str(json_path))}")
     if status.state != "completed":
         out.print(f"note: the study is {status.state}; the report shows it as it is now")

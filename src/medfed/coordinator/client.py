@@ -110,6 +110,19 @@ class AdminClient:
             )
         return reply
 
+    def ledger_head(self, timeout_s: float = 30.0) -> str | None:
+        """The coordinator's ledger head as ``height:hash`` (None: it keeps no ledger)."""
+        with rpc_errors("read the ledger head"):
+            try:
+                page: pb.LedgerPage = self._stub.GetLedger(
+                    pb.LedgerRequest(start=1 << 62), timeout=timeout_s
+                )
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return None
+                raise
+        return f"{page.head.seq}:{page.head.hash}" if page.HasField("head") else None
+
     def ledger(self, study_id: str = "", start: int = 0, timeout_s: float = 60.0) -> list[bytes]:
         """The coordinator's ledger entries (JSON lines, as signed) from height ``start`` on, or
         only one study's; every page, in order."""
