@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -148,3 +149,7 @@ def test_revoked_node_agent_stops_with_a_clear_error(network: Network) -> None:
     assert not thread.is_alive()
     assert "revoked" in str(network.errors["switzerland"])
     network.agents.pop("switzerland")
+    recorded = [json.loads(line) for line in network.admin.ledger()]
+    joined = [e["payload"]["name"] for e in recorded if e["kind"] == "member.joined"]
+    revoked = [e["payload"] for e in recorded if e["kind"] == "member.revoked"]
+    assert "switzerland" in joined and [r["name"] for r in revoked] == ["switzerland"]

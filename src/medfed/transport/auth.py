@@ -52,8 +52,6 @@ class PeerAuthorizer:
         except IdentityError as exc:
             abort(context, grpc.StatusCode.UNAUTHENTICATED, f"unusable certificate: {exc}")
         if self.is_revoked(identity):
-            if self._on_revoked is not None:
-                self._on_revoked(identity)
             abort(
                 context,
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -93,4 +91,7 @@ class PeerAuthorizer:
 
     def is_revoked(self, identity: Identity) -> bool:
         self._crl.refresh()
-        return self._crl.is_revoked(identity.serial)
+        revoked = self._crl.is_revoked(identity.serial)
+        if revoked and self._on_revoked is not None:
+            self._on_revoked(identity)
+        return revoked
