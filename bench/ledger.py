@@ -26,13 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.machine import machine
 from medfed.ledger.chain import verify_entries
-from medfed.ledger.keys import LedgerSigner
 from medfed.ledger.updates import UpdateVerifier, sign_header
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.identity import Role
+from medfed.pki.signer import CertificateSigner
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
-from medfed.secagg.signing import CertificateSigner
 from medfed.store.ledger import LedgerWriter
 from medfed.store.records import NodeRoundMetrics, RoundRecord
 from medfed.store.state import StateStore
@@ -44,7 +43,7 @@ class World:
         coord = ca.issue("coordinator", Role.COORDINATOR, root / "c", sans=("localhost",))
         self.ca_pem = ca.ca_cert_path.read_bytes()
         self.ca = ca.certificate
-        self.coordinator = LedgerSigner.from_files(coord.cert, coord.key)
+        self.coordinator = CertificateSigner.from_files(coord.cert, coord.key)
         self.sites: dict[str, tuple[bytes, CertificateSigner]] = {}
         for i in range(sites):
             name = f"site-{i:02d}"

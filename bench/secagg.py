@@ -53,13 +53,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from medfed.errors import SecAggError
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.identity import Role
+from medfed.pki.signer import CertificateSigner
 from medfed.protocol.tensors import manifest_of, tensor_bytes
 from medfed.secagg import wire
 from medfed.secagg.graph import default_degree
 from medfed.secagg.messages import RoundParams
 from medfed.secagg.protocol import ClientRound, ServerRound
 from medfed.secagg.quantize import FixedPoint
-from medfed.secagg.signing import CaVerifier, CertificateSigner
+from medfed.secagg.signing import CaVerifier
 from medfed.strategies.fedavg import WeightedSum
 
 F32 = npt.NDArray[np.float32]

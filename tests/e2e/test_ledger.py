@@ -21,9 +21,9 @@ from medfed.ledger.members import members as read_members
 from medfed.ledger.updates import sign_header
 from medfed.node.client import _update_frames
 from medfed.node.ledger import FAULT_FILE
+from medfed.pki.signer import CertificateSigner
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
-from medfed.secagg.signing import CertificateSigner
 from medfed.store.db import LedgerHeadRow, LedgerRow
 from medfed.store.state import StateStore
 from tests.e2e.harness import HOSPITALS, Network, small_study

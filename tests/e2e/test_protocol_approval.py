@@ -11,7 +11,7 @@ from medfed.ledger.chain import verify_entries
 from medfed.ledger.entry import parse_line
 from medfed.ledger.keys import load_ca
 from medfed.node.protocols import ProtocolApprovals
-from medfed.secagg.signing import CertificateSigner
+from medfed.pki.signer import CertificateSigner
 from tests.e2e.harness import HOSPITALS, Network, small_study
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from medfed.data.registry import DatasetRegistry, DatasetSizes
 from medfed.node.client import CoordinatorClient
+from medfed.pki.signer import CertificateSigner
 from medfed.protocol.v1 import medfed_pb2 as pb
-from medfed.secagg.signing import CertificateSigner
 from medfed.transport.tls import TlsFiles
 from tests.e2e.harness import Network, passthrough_study
 

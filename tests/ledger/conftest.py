@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from medfed.ledger.keys import LedgerSigner
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.identity import Role
-from medfed.secagg.signing import CertificateSigner
+from medfed.pki.signer import CertificateSigner
 from medfed.store.ledger import LedgerWriter
 from medfed.store.state import StateStore
 
@@ -29,7 +28,7 @@ class Party:
 class LedgerWorld:
     ca: x509.Certificate
     ca_pem: bytes
-    coordinator: LedgerSigner
+    coordinator: CertificateSigner
     nodes: dict[str, Party]
     store: StateStore
 
@@ -55,6 +54,6 @@ def world(authority: tuple[CertificateAuthority, Path], tmp_path: Path) -> Ledge
         nodes[name] = Party(name, files.cert.read_bytes(), signer)
     store = StateStore.sqlite(tmp_path / "state.sqlite")
     ca_pem = ca.ca_cert_path.read_bytes()
-    signer = LedgerSigner.from_files(coord.cert, coord.key)
+    signer = CertificateSigner.from_files(coord.cert, coord.key)
     store.open_ledger(LedgerWriter(signer, ca_pem), T0)
     return LedgerWorld(ca.certificate, ca_pem, signer, nodes, store)

@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from medfed.errors import SecAggError
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.identity import Role
+from medfed.pki.signer import CertificateSigner
 from medfed.secagg.hazmat import keys
 from medfed.secagg.messages import EVALUATE_PURPOSE, Advertisement, RoundParams
 from medfed.secagg.protocol import ClientRound, ServerRound
-from medfed.secagg.signing import CaVerifier, CertificateSigner
+from medfed.secagg.signing import CaVerifier
 
 CONSORTIUM = "acme-health"
 NODES = ("cleveland", "hungary", "switzerland", "va_long_beach")

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medfed.ledger.chain import verify_entries
-from medfed.ledger.keys import LedgerSigner
 from medfed.pki.ca import CertificateAuthority
 from medfed.pki.identity import Role
+from medfed.pki.signer import CertificateSigner
 from medfed.store.ledger import LedgerWriter
 from medfed.store.state import StateStore
 
@@ -20,7 +20,7 @@ def _writer(tmp_path: Path) -> tuple[LedgerWriter, CertificateAuthority]:
     ca = CertificateAuthority.init(tmp_path / "ca", "store-test")
     files = ca.issue("coordinator", Role.COORDINATOR, tmp_path / "c", sans=("localhost",))
     return LedgerWriter(
-        LedgerSigner.from_files(files.cert, files.key), ca.ca_cert_path.read_bytes()
+        CertificateSigner.from_files(files.cert, files.key), ca.ca_cert_path.read_bytes()
     ), ca
 
 

@@ -20,7 +20,7 @@ from medfed.node.client import CoordinatorClient
 from medfed.node.executor import TaskExecutor
 from medfed.node.policy import LocalPolicy
 from medfed.pki.ca import CertificateAuthority
-from medfed.secagg.signing import CertificateSigner
+from medfed.pki.signer import CertificateSigner
 from medfed.transport.inmemory import InMemoryChannel
 from tests.e2e.harness import HOSPITALS, make_consortium, passthrough_study
 

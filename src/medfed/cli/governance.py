@@ -129,7 +129,7 @@ def _print(state: dict[str, Any]) -> None:
 def _send(config: Path, event: Any) -> Any:
     from medfed.coordinator.config import load_client_config
     from medfed.ledger.governance import signed_event_bytes
-    from medfed.secagg.signing import CertificateSigner
+    from medfed.pki.signer import CertificateSigner
 
     tls = load_client_config(config).tls
     signature = CertificateSigner.from_files(tls.cert, tls.key).sign(signed_event_bytes(event))

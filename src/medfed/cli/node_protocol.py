@@ -29,7 +29,7 @@ def approve(
     """Approve the protocol with this hash, signed with this hospital's certificate key."""
     from medfed.node.config import load_node_config
     from medfed.node.protocols import ProtocolApprovals
-    from medfed.secagg.signing import CertificateSigner
+    from medfed.pki.signer import CertificateSigner
 
     with medfed_errors():
         cfg = load_node_config(config)

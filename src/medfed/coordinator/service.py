@@ -18,8 +18,9 @@ from medfed.coordinator.rounds import TaskBoard
 from medfed.coordinator.servicer import AdminServicer, NodeServicer
 from medfed.errors import ConfigError, GovernanceError
 from medfed.governance.council import Council
-from medfed.ledger.keys import LedgerSigner, load_ca
+from medfed.ledger.keys import load_ca
 from medfed.pki.revocation import CrlWatcher
+from medfed.pki.signer import CertificateSigner
 from medfed.store.ledger import LedgerWriter
 from medfed.store.models import ModelStore
 from medfed.store.state import StateStore
@@ -43,7 +44,7 @@ class Coordinator:
         self.ledger: LedgerKeeper | None = None
         self.governance: GovernanceKeeper | None = None
         if config.ledger:
-            signer = LedgerSigner.from_files(config.tls.cert, config.tls.key)
+            signer = CertificateSigner.from_files(config.tls.cert, config.tls.key)
             self.state.open_ledger(LedgerWriter(signer, config.tls.ca.read_bytes()), time.time())
             self.ledger = LedgerKeeper(self.state, load_ca(config.tls.ca))
             self.governance = GovernanceKeeper(self.state, council_of(config), time.time())

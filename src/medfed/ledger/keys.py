@@ -16,42 +16,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from medfed.errors import LedgerError, MedfedError
 from medfed.pki.identity import Role, identity_from_cert
-
-_ECDSA = ec.ECDSA(hashes.SHA256())
-
-
-@dataclass(frozen=True)
-class LedgerSigner:
-    """The coordinator's certificate key, which signs every entry it appends."""
-
-    key: ec.EllipticCurvePrivateKey
-    certificate_pem: bytes
-
-    @classmethod
-    def from_files(cls, cert_path: Path, key_path: Path) -> LedgerSigner:
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise LedgerError(f"{key_path} is not an EC private key: it cannot sign the ledger")
-        return cls(key, cert_path.read_bytes())
-
-    @property
-    def certificate_sha256(self) -> str:
-        return certificate_sha256(self.certificate_pem)
-
-    def __call__(self, data: bytes) -> bytes:
-        return self.key.sign(data, _ECDSA)
-
-
-def certificate_sha256(pem: bytes | str) -> str:
-    """SHA-256 of the certificate's DER encoding (the usual certificate fingerprint)."""
-    raw = pem.encode("ascii") if isinstance(pem, str) else pem
-    der = x509.load_pem_x509_certificate(raw).public_bytes(serialization.Encoding.DER)
-    return hashlib.sha256(der).hexdigest()
+from medfed.pki.signer import ECDSA_SHA256
 
 
 @dataclass(frozen=True)
@@ -66,7 +36,7 @@ class TrustedCertificate:
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         try:
-            self.public_key.verify(signature, data, _ECDSA)
+            self.public_key.verify(signature, data, ECDSA_SHA256)
         except InvalidSignature:
             return False
         return True

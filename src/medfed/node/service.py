@@ -23,8 +23,9 @@ from medfed.node.policy import LocalPolicy
 from medfed.node.secure import SecureAggregationClient
 from medfed.node.stats import StatsResponder
 from medfed.pki.identity import Identity, Role, identity_from_cert
+from medfed.pki.signer import CertificateSigner
 from medfed.privacy.ledger import PrivacyLedger
-from medfed.secagg.signing import CaVerifier, CertificateSigner
+from medfed.secagg.signing import CaVerifier
 from medfed.transport.tls import TlsFiles
 
 

@@ -15,32 +15,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from medfed.errors import MedfedError, SecAggError
 from medfed.pki.identity import Role, identity_from_cert
+from medfed.pki.signer import ECDSA_SHA256
 from medfed.secagg.messages import Advertisement, RoundParams
-
-_SIGNATURE = ec.ECDSA(hashes.SHA256())
-
-
-@dataclass(frozen=True)
-class CertificateSigner:
-    """Signs with the node's own certificate key (the one its mTLS identity rests on)."""
-
-    key: ec.EllipticCurvePrivateKey
-    certificate_pem: bytes
-
-    @classmethod
-    def from_files(cls, cert_path: Path, key_path: Path) -> CertificateSigner:
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise SecAggError(f"{key_path} is not an EC private key")
-        return cls(key, cert_path.read_bytes())
-
-    def sign(self, data: bytes) -> bytes:
-        return self.key.sign(data, _SIGNATURE)
 
 
 @dataclass(frozen=True)
@@ -80,7 +60,7 @@ class CaVerifier:
         if not isinstance(public, ec.EllipticCurvePublicKey):
             raise SecAggError(f"the certificate of {name!r} has no EC key")
         try:
-            public.verify(advertisement.signature, advertisement.signed_bytes(params), _SIGNATURE)
+            public.verify(advertisement.signature, advertisement.signed_bytes(params), ECDSA_SHA256)
         except InvalidSignature:
             raise SecAggError(
                 f"the key advertisement of {name!r} is not signed by its certificate key: "

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from medfed.errors import LedgerError, StoreError
 from medfed.ledger import kinds
 from medfed.ledger.entry import GENESIS_PREV, Entry, Head, make_entry
-from medfed.ledger.keys import LedgerSigner
+from medfed.pki.signer import CertificateSigner
 from medfed.store.db import LedgerHeadRow, LedgerRow
 
 MAX_PAGE = 1000
@@ -31,7 +31,7 @@ MAX_PAGE = 1000
 class LedgerWriter:
     """Signs and appends entries with the coordinator's certificate key."""
 
-    def __init__(self, signer: LedgerSigner, ca_pem: bytes) -> None:
+    def __init__(self, signer: CertificateSigner, ca_pem: bytes) -> None:
         self._signer = signer
         ca = x509.load_pem_x509_certificate(ca_pem)
         self._ca_sha256 = hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()

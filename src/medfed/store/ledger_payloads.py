@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from medfed.ledger.keys import certificate_sha256
+from medfed.pki.signer import certificate_sha256
 from medfed.store.db import LedgerMemberRow
 from medfed.store.records import RoundRecord
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from medfed.errors import StoreError
 from medfed.ledger import kinds
 from medfed.ledger.entry import Entry, Head
-from medfed.ledger.keys import certificate_sha256
+from medfed.pki.signer import certificate_sha256
 from medfed.store.db import LedgerRow, ProtocolApprovalRow
 from medfed.store.ledger import LedgerWriter, entry_from_row, read_entries, read_head
 from medfed.store.ledger_payloads import member_known, remember_member
