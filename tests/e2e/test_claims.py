@@ -7,7 +7,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -22,17 +21,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.protocol.v1 import medfed_pb2_grpc as rpc
 from medfed.transport.grpc_factory import connect
 from tests.e2e.harness import Network, passthrough_study
-from tests.e2e.test_validation import HONEST, HOSTILE, Hostile
-
-
-@pytest.fixture
-def hostile(network: Network) -> Iterator[Hostile]:
-    network.start_coordinator()
-    network.start_nodes(HONEST)
-    node = Hostile(network)
-    network.wait_online([*HONEST, HOSTILE])
-    yield node
-    node.close()
+from tests.e2e.hostile import HONEST, HOSTILE, Hostile
 
 
 def _train_rows(network: Network, node: str) -> int:

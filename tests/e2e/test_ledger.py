@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -27,20 +25,9 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.db import LedgerHeadRow, LedgerRow
 from medfed.store.state import StateStore
 from tests.e2e.harness import HOSPITALS, Network, small_study
-from tests.e2e.test_validation import HONEST, HOSTILE, Hostile
+from tests.e2e.hostile import HONEST, HOSTILE, Hostile
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def mallory(network: Network) -> Iterator[Hostile]:
-    """A member hospital's certificate in hostile hands (it may sign, with its own key)."""
-    network.start_coordinator()
-    network.start_nodes(HONEST)
-    node = Hostile(network)
-    network.wait_online([*HONEST, HOSTILE])
-    yield node
-    node.close()
 
 
 def _export(network: Network, path: Path) -> list[dict[str, object]]:
@@ -135,7 +122,7 @@ def _rewrite_last_entries(state: StateStore, network: Network, drop: int) -> Non
 
 def test_forged_replayed_or_altered_updates_are_rejected_and_recorded(
     network: Network,
-    mallory: Hostile,
+    hostile: Hostile,
 ) -> None:
     from tests.e2e.harness import passthrough_study
 
@@ -145,19 +132,19 @@ def test_forged_replayed_or_altered_updates_are_rejected_and_recorded(
     own_certs = network.consortium.node_certs(HOSTILE)
     own = CertificateSigner.from_files(own_certs / f"{HOSTILE}.crt", own_certs / f"{HOSTILE}.key")
 
-    task = mallory.task()
-    weights = {k: v + 0.001 for k, v in mallory.model(task).items()}
+    task = hostile.task()
+    weights = {k: v + 0.001 for k, v in hostile.model(task).items()}
     signed_by_other = _header(task, weights, other)
-    reply = _send(mallory, signed_by_other, weights)
+    reply = _send(hostile, signed_by_other, weights)
     assert not reply.accepted and "does not verify with 'va_long_beach'" in reply.reason
 
-    task2 = mallory.task()
+    task2 = hostile.task()
     assert task2.round == 2
     replay = _header(task, weights, own)  # signed for round 1 ...
     replay.task_id, replay.round = task2.task_id, task2.round  # ... sent in round 2
-    reply = _send(mallory, replay, weights)
+    reply = _send(hostile, replay, weights)
     assert not reply.accepted and "another study, round or task" in reply.reason
-    mallory.refuse_evaluation()
+    hostile.refuse_evaluation()
 
     status = network.wait_done(study_id, timeout_s=60)
     assert status.completed_rounds == 2
@@ -168,18 +155,18 @@ def test_forged_replayed_or_altered_updates_are_rejected_and_recorded(
     assert all(HOSTILE not in {u["node"] for u in r["updates"]} for r in rounds)
 
 
-def test_a_bit_flipped_update_is_rejected(network: Network, mallory: Hostile) -> None:
+def test_a_bit_flipped_update_is_rejected(network: Network, hostile: Hostile) -> None:
     from tests.e2e.harness import passthrough_study
 
     network.submit(passthrough_study(rounds=1, min_nodes=3, round_deadline_s=15.0))
     own_certs = network.consortium.node_certs(HOSTILE)
     own = CertificateSigner.from_files(own_certs / f"{HOSTILE}.crt", own_certs / f"{HOSTILE}.key")
-    task = mallory.task()
-    weights = {k: v + 0.001 for k, v in mallory.model(task).items()}
+    task = hostile.task()
+    weights = {k: v + 0.001 for k, v in hostile.model(task).items()}
     header = _header(task, weights, own)
     flipped = {k: v.copy() for k, v in weights.items()}
     flipped["w"].view(np.uint8)[3] ^= 0x10
-    reply = _send(mallory, header, flipped)
+    reply = _send(hostile, header, flipped)
     assert not reply.accepted and "does not match the SHA-256 it signed" in reply.reason
 
 
@@ -205,17 +192,17 @@ def _send(
 
 
 def test_a_finished_study_records_contributions_reputation_and_rewards(
-    network: Network, mallory: Hostile
+    network: Network, hostile: Hostile
 ) -> None:
     from tests.e2e.harness import passthrough_study
 
     study_id = network.submit(passthrough_study(rounds=2, min_nodes=3, round_deadline_s=15.0))
     for _ in range(2):
-        task = mallory.task()
-        weights = mallory.model(task)
+        task = hostile.task()
+        weights = hostile.model(task)
         weights["w"][0] = np.nan
-        assert not mallory.client.submit(task, 10, {}, weights).accepted
-    mallory.refuse_evaluation()
+        assert not hostile.client.submit(task, 10, {}, weights).accepted
+    hostile.refuse_evaluation()
     assert network.wait_done(study_id, timeout_s=60).state == "completed"
 
     entries = [json.loads(line) for line in network.admin.ledger(study_id)]
