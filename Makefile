@@ -9,7 +9,7 @@ LOCK := requirements/lock.txt
 # Where the CPU build of PyTorch is found (this machine kind keeps it on disk).
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: setup demo test test-kernels check lint typecheck format proto bench lock lock-check clean
+.PHONY: images setup demo test test-kernels check lint typecheck format proto bench lock lock-check clean
 
 # Dependencies come from the hashed lock (exact versions, every file checked); the project itself
 # is installed on top without resolving anything again.
@@ -75,6 +75,11 @@ lock:
 
 lock-check: setup
 	$(PY) .ci/check_lock.py
+
+# Container images with podman (README "Deploying"): coordinator, node and, for the compose
+# consortium without a registry, PostgreSQL from Debian packages; the base is debootstrapped.
+images:
+	POSTGRES=1 deploy/build-images.sh
 
 clean:
 	rm -rf $(VENV) reports .mypy_cache .ruff_cache .pytest_cache

@@ -67,6 +67,8 @@ build() {
     "$ENGINE" build "${FORMAT[@]}" -f deploy/Containerfile --target "$target" \
         --build-arg BASE="$BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
         --build-arg PIP_NO_INDEX="$NO_INDEX" "$@" \
+        --label org.opencontainers.image.version="$VERSION" \
+        --label org.opencontainers.image.revision="$REVISION" \
         -t "localhost/$image:$TAG" -t "localhost/$image:latest" "$here"
 }
 build coordinator medfed-coordinator

@@ -9,6 +9,7 @@ cannot build or run, it fails with podman's own message.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -141,7 +142,10 @@ def test_images_carry_version_revision_user_and_healthcheck(env: dict[str, str])
         info = podman_json(["image", "inspect", f"localhost/medfed-{role}:latest"], env)[0]
         labels = info["Labels"]
         assert labels["org.opencontainers.image.version"] == version
-        assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", labels["org.opencontainers.image.revision"])
+        revision = labels["org.opencontainers.image.revision"]
+        assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", revision)
+        ancestor = ["git", "merge-base", "--is-ancestor", revision[:40], "HEAD"]
+        assert subprocess.run(ancestor, cwd=REPO, check=False).returncode == 0, revision
         assert info["Config"]["User"] == f"{MEDFED_UID}:{MEDFED_UID}"
         assert sorted(info["Config"].get("ExposedPorts") or {}) == port
         assert info["Healthcheck"]["Test"][:3] == ["CMD", "/opt/medfed/bin/medfed", "health"]
@@ -155,3 +159,20 @@ def test_compose_file_names_every_volume_it_mounts() -> None:
     for volume in mounted:
         assert re.search(rf"^  {volume}: ", declared, flags=re.MULTILINE), volume
     assert not any(Path(m).is_absolute() for m in mounted)
+
+
+def test_images_hold_this_checkouts_code(env: dict[str, str]) -> None:
+    module = "src/medfed/cli/health.py"
+    expected = hashlib.sha256((REPO / module).read_bytes()).hexdigest()
+    for role in ("coordinator", "node"):
+        done = run(
+            [
+                "podman", "run", "--rm", "--network=none", "--entrypoint=/opt/medfed/bin/python",
+                f"localhost/medfed-{role}:latest", "-c",
+                "import hashlib, medfed.cli.health as m;"
+                "print(hashlib.sha256(open(m.__file__, 'rb').read()).hexdigest())",
+            ],
+            env,
+            120,
+        )  # fmt: skip
+        assert done.stdout.split()[-1] == expected, role
