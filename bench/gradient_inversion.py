@@ -15,6 +15,7 @@ model of the ``cnn`` plan (width 16, GroupNorm, 72k parameters):
     best        one site, 1 image, 1 local SGD step (lr 0.01): the attack's best case
     fedavg      one site, 8 images, batch 8, 4 local steps of the imaging demo's recipe
                 (Adam lr 1e-3, shifts of 2 px and rotations of 10 degrees)
+    fedavg-sgd  the same with plain SGD (lr 0.01) and no augmentation: several steps alone
     secagg      4 such sites under secure aggregation: the coordinator sees only their sum
     record-dp   the best case under record-level DP-SGD at epsilon = 1 (delta 1e-5, C = 1,
                 noise from medfed.privacy.record_level for that site's one step)
@@ -57,7 +58,7 @@ from medfed.training.plans import _vision
 from medfed.training.plans.cnn import _model_of
 from medfed.training.registry import get_plan
 
-SETTINGS = ("best", "fedavg", "secagg", "record-dp", "client-dp")
+SETTINGS = ("best", "fedavg", "fedavg-sgd", "secagg", "record-dp", "client-dp")
 DEMO_OPTIONS = {"width": 16.0, "augment_shift": 2.0, "augment_rotate": 10.0}
 DELTA = 1e-5
 SITES = 4
@@ -85,10 +86,14 @@ def settings(images: int) -> dict[str, Setting]:
         seed=7,
         options=DEMO_OPTIONS,
     )
+    sgd = LocalTrainConfig(epochs=0, steps=4, batch_size=8, optimizer="sgd", learning_rate=0.01)
     return {
         "best": Setting("best", "1 site's update: 1 image, 1 SGD step", 1, images, one),
         "fedavg": Setting(
             "fedavg", "1 site's update: 8 images, 4 Adam steps, augmented", 8, 1, demo
+        ),
+        "fedavg-sgd": Setting(
+            "fedavg-sgd", "1 site's update: 8 images, 4 SGD steps (lr 0.01)", 8, 1, sgd
         ),
         "secagg": Setting(
             "secagg", f"sum of {SITES} sites' updates (8 images each)", 8, SITES, demo

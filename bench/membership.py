@@ -57,7 +57,7 @@ DELTA = 1e-5
 def sites_of(study: str, seed: int, limit: int) -> dict[str, Dataset]:
     if study == "heart":
         return dict(heart_disease_centres())
-    split = split_hospitals(len(HOSPITALS), seed=seed, limit=limit)
+    split = split_hospitals(len(HOSPITALS), seed=seed, limit=limit or None)
     return {name: as_dataset(h.train, h.test) for name, h in zip(HOSPITALS, split, strict=True)}
 
 
@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[math.inf, 8.0, 4.0, 1.0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample", type=int, default=200, help="rows per side, at most")
-    parser.add_argument("--limit", type=int, default=300, help="training images per hospital")
+    parser.add_argument(
+        "--limit", type=int, default=300, help="training images per hospital, 0: all"
+    )
     parser.add_argument("--rounds", type=int, default=0, help="0: the demo study's own")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
