@@ -119,3 +119,24 @@ def test_only_a_completed_study_is_audited(audited: tuple) -> None:
     assert done.exit_code != 0
     assert "only a completed study's model can be audited" in " ".join(done.output.split())
     network.admin.cancel(waiting)
+
+
+def test_a_site_over_its_threshold_flags_release(audited: tuple) -> None:
+    network, study, _ = audited
+    config_path = network.consortium.node_configs["cleveland"]
+    network.stop_node("cleveland")
+    config_path.write_text("audit_auc_threshold = 0.01\n" + config_path.read_text())
+    network.start_nodes(["cleveland"])
+    config = str(network.consortium.admin_config)
+
+    done = CliRunner().invoke(root, ["study", "audit", study, "--config", config, "--json"])
+
+    assert done.exit_code == 0, done.output
+    flags = {
+        r["site"]: (r["block_release"], r["auc_threshold"])
+        for r in json.loads(done.stdout)["sites"]
+    }
+    assert flags["cleveland"] == (1.0, 0.01)
+    assert flags["hungary"] == (0.0, 0.0)
+    status = network.admin.status(json.loads(done.stdout)["audit_id"])
+    assert status.rounds[0].metrics["sites_flagging_release"] == 1.0
