@@ -33,7 +33,7 @@ import numpy as np
 from medfed.data.dataset import Dataset
 from medfed.data.images import ImageDataset
 from medfed.data.registry import DatasetRegistry
-from medfed.errors import AttackError, ConfigError, DatasetError, PolicyError
+from medfed.errors import AttackError, ConfigError, DatasetError, MedfedError, PolicyError
 from medfed.node.executor import local_config
 from medfed.node.policy import check_cohort
 from medfed.node.stats import with_pooled_standardization
@@ -169,6 +169,10 @@ class AuditResponder:
                                   settings, rng)  # fmt: skip
         except AttackError as exc:
             raise PolicyError("audit_impossible", str(exc)) from exc
+        except MedfedError:
+            raise
+        except Exception as exc:  # plan code is the hospital's; a crash refuses, never hangs
+            raise PolicyError("audit_failed", f"the audit crashed: {exc!r}") from exc
         return int(metrics["members"] + metrics["non_members"]), metrics
 
 
