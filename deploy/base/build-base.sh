@@ -19,7 +19,7 @@ PACKAGES=${PACKAGES:-python3,python3-venv,tzdata}
 detect_mirror() {
     local uri
     uri=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
-        2>/dev/null | grep -m1 -E 'debian/?$|debian ' | awk '{print ($1 == "deb") ? $2 : $2}')
+        2>/dev/null | grep -m1 -E 'debian/?$|debian ' | awk '{print $2}')
     echo "${uri:-http://deb.debian.org/debian}"
 }
 MIRROR=${MIRROR:-$(detect_mirror)}
