@@ -9,6 +9,7 @@
 # TAG (the project version), STAGE_WHEELS (1 where /opt/wheels exists: every wheel is fetched on
 # this machine from the hashed lock with this machine's pip settings and the build downloads
 # nothing; 0: the build's pip reads the package index), POSTGRES=1 to build medfed-postgres too,
+# PRUNE=1 to remove dangling images afterwards,
 # MEDFED_DEPLOY_CACHE (/var/tmp/medfed-deploy: base rootfs tarball, wheels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,5 +79,10 @@ if [[ "${POSTGRES:-0}" == 1 ]]; then
     echo "== medfed-postgres (FROM $BASE, Debian's postgresql)"
     "$ENGINE" build "${FORMAT[@]}" -f deploy/postgres/Containerfile --build-arg BASE="$BASE" \
         -t localhost/medfed-postgres:15 deploy/postgres
+fi
+# PRUNE=1: drop dangling images (an earlier build's layers); off by default, since it drops every
+# dangling image of this engine, not only medfed's.
+if [[ "${PRUNE:-0}" == 1 ]]; then
+    "$ENGINE" image prune -f >/dev/null
 fi
 "$ENGINE" images --filter reference='localhost/medfed-*'

@@ -114,9 +114,10 @@ class Project:
 
 
 def build_images(env: dict[str, str], log: Path, timeout_s: float = 1800) -> float:
-    """deploy/build-images.sh with the PostgreSQL image; seconds taken."""
+    """deploy/build-images.sh with the PostgreSQL image, dangling layers of earlier builds
+    removed (repeated local runs would fill the disk); seconds taken."""
     started = time.monotonic()
-    run([str(DEPLOY / "build-images.sh")], {**env, "POSTGRES": "1"}, timeout_s, log)
+    run([str(DEPLOY / "build-images.sh")], {**env, "POSTGRES": "1", "PRUNE": "1"}, timeout_s, log)
     return time.monotonic() - started
 
 
