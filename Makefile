@@ -9,7 +9,7 @@ LOCK := requirements/lock.txt
 # Where the CPU build of PyTorch is found (this machine kind keeps it on disk).
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: images setup demo test test-kernels check lint typecheck format proto bench lock lock-check clean
+.PHONY: images setup demo test test-containers test-kernels check lint typecheck format proto bench lock lock-check clean
 
 # Dependencies come from the hashed lock (exact versions, every file checked); the project itself
 # is installed on top without resolving anything again.
@@ -26,7 +26,12 @@ demo: setup
 	$(VENV)/bin/medfed demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not containers"
+
+# The deployment as shipped: both images built with podman from a debootstrap'd Debian base and the
+# compose consortium run to a completed study (minutes cold; .ci/run installs podman and runs it).
+test-containers: setup
+	$(PY) -m pytest -q -m containers tests/deploy
 
 # The tests that train, once per PyTorch CPU kernel set (the dispatch switch ATEN_CPU_CAPABILITY):
 # a claim that holds only with one CPU vendor's kernels fails here, on any machine.
