@@ -26,7 +26,10 @@ Scores: SSIM and PSNR of each original against its best-matching reconstruction,
 attack. Writes a grid PNG (originals above reconstructions, one band per setting) to --out.
 
     python bench/gradient_inversion.py [--settings best fedavg ...] [--iterations 500]
-        [--batch-iterations 60] [--images 1] [--restarts 1] [--out DIR] [--json PATH]
+        [--batch-iterations 30] [--images 1] [--restarts 1] [--out DIR] [--json PATH]
+
+The default run takes about 5 minutes on 2 cores (the secure-aggregation attack, 32 images
+through 4 unrolled local trainings, is most of it); bench/RESULTS.md has longer runs.
 """
 
 from __future__ import annotations
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     parser.add_argument("--iterations", type=int, default=500, help="single-image attacks")
-    parser.add_argument("--batch-iterations", type=int, default=60, help="batch attacks")
+    parser.add_argument("--batch-iterations", type=int, default=30, help="batch attacks")
     parser.add_argument("--images", type=int, default=1, help="sites (images) per best case")
     parser.add_argument("--restarts", type=int, default=1, help="random starts per attack")
     parser.add_argument("--seed", type=int, default=0)
