@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,11 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertificateAuth
 def world(authority: tuple[CertificateAuthority, Path], tmp_path: Path) -> LedgerWorld:
     ca, root = authority
     where = root / tmp_path.name
-    coord = ca.issue("coordinator", Role.COORDINATOR, where, sans=("localhost",))
+    since = datetime.fromtimestamp(T0, UTC) - timedelta(days=1)  # valid when the entries are dated
+    coord = ca.issue("coordinator", Role.COORDINATOR, where, sans=("localhost",), not_before=since)
     nodes = {}
     for name in NODES:
-        files = ca.issue(name, Role.NODE, where)
+        files = ca.issue(name, Role.NODE, where, not_before=since)
         signer = CertificateSigner.from_files(files.cert, files.key)
         nodes[name] = Party(name, files.cert.read_bytes(), signer)
     store = StateStore.sqlite(tmp_path / "state.sqlite")
