@@ -16,6 +16,7 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from tests.e2e.harness import HOSPITALS, Network, small_study
 
 TRAINED = [h for h in HOSPITALS if h != "switzerland"]
+FLAGGING = "cleveland"
 
 
 @pytest.fixture
@@ -32,6 +33,8 @@ def audited(network: Network, monkeypatch: pytest.MonkeyPatch) -> tuple[Network,
         honest(round_, slot, header, iter(rest))
 
     monkeypatch.setattr(uploads, "receive_audit", recording)
+    flagging = network.consortium.node_configs[FLAGGING]  # its steward set a threshold
+    flagging.write_text("audit_auc_threshold = 0.01\n" + flagging.read_text())
     network.start_coordinator()
     network.start_nodes()
     study = network.submit(small_study(rounds=3, nodes=tuple(TRAINED), min_nodes=3))
@@ -58,7 +61,7 @@ def test_cli_audit_of_a_heart_study_prints_per_site_auc(audited: tuple) -> None:
     for row in doc["sites"]:
         assert 0.0 <= row["loss_auc"] <= 1.0 and 0.0 <= row["lira_auc"] <= 1.0
         assert row["members"] >= 1 and row["non_members"] >= 1
-        assert row["block_release"] == 0.0
+        assert row["block_release"] == float(row["site"] == FLAGGING)
     # the coordinator received headers with aggregate numbers only: no array, no row score
     assert len(received) == 2 * len(TRAINED)
     for header, trailing_bytes in received:
@@ -123,20 +126,16 @@ def test_only_a_completed_study_is_audited(audited: tuple) -> None:
 
 def test_a_site_over_its_threshold_flags_release(audited: tuple) -> None:
     network, study, _ = audited
-    config_path = network.consortium.node_configs["cleveland"]
-    network.stop_node("cleveland")
-    config_path.write_text("audit_auc_threshold = 0.01\n" + config_path.read_text())
-    network.start_nodes(["cleveland"])
     config = str(network.consortium.admin_config)
 
-    done = CliRunner().invoke(root, ["study", "audit", study, "--config", config, "--json"])
+    done = CliRunner().invoke(root, ["study", "audit", study, "--config", config])
+    as_json = CliRunner().invoke(root, ["study", "audit", study, "--config", config, "--json"])
 
     assert done.exit_code == 0, done.output
-    flags = {
-        r["site"]: (r["block_release"], r["auc_threshold"])
-        for r in json.loads(done.stdout)["sites"]
-    }
-    assert flags["cleveland"] == (1.0, 0.01)
-    assert flags["hungary"] == (0.0, 0.0)
-    status = network.admin.status(json.loads(done.stdout)["audit_id"])
+    assert "BLOCK (>0.01)" in done.output
+    doc = json.loads(as_json.stdout)
+    flags = {r["site"]: (r["block_release"], r["auc_threshold"]) for r in doc["sites"]}
+    assert flags == {"cleveland": (1.0, 0.01), "hungary": (0.0, 0.0), "va_long_beach": (0.0, 0.0)}
+    status = network.admin.status(doc["audit_id"])
     assert status.rounds[0].metrics["sites_flagging_release"] == 1.0
+    assert "1 site(s) flag release" in status.message
