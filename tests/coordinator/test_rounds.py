@@ -79,6 +79,16 @@ def test_board_delivers_each_task_once_and_forgets_closed_rounds() -> None:
     assert board.find("t0") is None
 
 
+def test_a_task_is_not_handed_to_a_caller_that_hung_up() -> None:
+    """A restarted node's old long-poll, still open at the coordinator, must not take the task
+    its new agent is about to ask for (it would be lost until the round's deadline)."""
+    board = TaskBoard()
+    board.open(_round(["a"]))
+    assert board.pull("a", 0.01, lambda: False) is None
+    task = board.pull("a", 0.01, lambda: True)
+    assert task is not None and task.task_id == "t0"
+
+
 def test_eval_metrics_are_example_weighted_with_spread() -> None:
     per_node = [
         NodeRoundMetrics("a", "eval", 100, {"accuracy": 0.9, "loss": 0.2}),

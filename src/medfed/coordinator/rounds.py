@@ -246,9 +246,13 @@ class TaskBoard:
                 while queue:
                     task_id = queue.popleft()
                     round_ = self._rounds.get(task_id)
-                    if round_ is not None and not round_.closed:
-                        round_.slots[task_id].status = TaskStatus.DELIVERED
-                        return round_.slots[task_id].task
+                    if round_ is None or round_.closed:
+                        continue
+                    if not keep_waiting():  # the caller hung up (a restarted node's old poll):
+                        queue.appendleft(task_id)  # the task waits for its next pull instead
+                        return None
+                    round_.slots[task_id].status = TaskStatus.DELIVERED
+                    return round_.slots[task_id].task
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not keep_waiting():
                     return None
