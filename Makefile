@@ -36,12 +36,17 @@ test-containers: setup
 # The tests that train, once per PyTorch CPU kernel set (the dispatch switch ATEN_CPU_CAPABILITY):
 # a claim that holds only with one CPU vendor's kernels fails here, on any machine.
 # Left out: e2e tests that train nothing (statistics) or compare two runs on the same kernels, and
-# those that check records, not numbers (ledger, governance, protocol approval, dashboard).
+# those that check records, not numbers (ledger, governance, protocol approval, dashboard, the
+# certificate, claim, hostile-node and validation checks), and the Flower clients' same-kernel match.
 KERNEL_TESTS := tests/training tests/simulation tests/e2e tests/bench tests/model tests/node/test_executor.py \
 	tests/strategies/test_scaffold_convergence.py tests/cli/test_demo.py tests/cli/test_model_cli.py \
 	--ignore=tests/e2e/test_stats.py --ignore=tests/e2e/test_ehr_study.py \
 	--ignore=tests/e2e/test_ledger.py --ignore=tests/e2e/test_governance.py \
-	--ignore=tests/e2e/test_protocol_approval.py --ignore=tests/e2e/test_dashboard.py
+	--ignore=tests/e2e/test_protocol_approval.py --ignore=tests/e2e/test_dashboard.py \
+	--ignore=tests/e2e/test_auth.py --ignore=tests/e2e/test_claims.py \
+	--ignore=tests/e2e/test_hostile.py --ignore=tests/e2e/test_validation.py \
+	--ignore=tests/e2e/test_heartbeat.py --ignore=tests/e2e/test_study_progress.py \
+	--ignore=tests/e2e/test_flower_clients.py
 test-kernels: setup
 	for cap in default avx2; do \
 		echo "== ATEN_CPU_CAPABILITY=$$cap"; \
