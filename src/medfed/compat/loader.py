@@ -18,6 +18,8 @@ A plan is loaded with ``__name__`` set to a private module name, so a script's
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import inspect
 import sys
 import types
@@ -28,16 +30,31 @@ from medfed.compat.approval import file_sha256
 from medfed.errors import ClientPlanError
 
 
+class _ApprovedSource(importlib.abc.SourceLoader):
+    """importlib's source loader over bytes already checked against their approval: the module
+    is built exactly as an import builds it, minus re-reading the file after the check."""
+
+    def __init__(self, source: bytes, path: Path) -> None:
+        self._source = source
+        self._path = str(path)
+
+    def get_filename(self, fullname: str) -> str:
+        return self._path
+
+    def get_data(self, path: str) -> bytes:
+        return self._source
+
+
 def run_script(source: bytes, path: Path, module_name: str) -> types.ModuleType:
-    """Execute ``source`` (already checked against its approval) as module ``module_name``,
+    """Run ``source`` (already checked against its approval) as module ``module_name``,
     registered in ``sys.modules`` first, as an import (or runpy, for ``__main__``) would."""
-    module = types.ModuleType(module_name)
-    module.__file__ = str(path)
+    loader = _ApprovedSource(source, path)
+    spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
+    if spec is None:
+        raise ClientPlanError(f"client file {path} cannot be loaded as a module")
+    module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    code = compile(source, str(path), "exec")
-    # The steward approved these exact bytes (hash checked by the caller); this is how importlib
-    # itself runs a module, minus re-reading the file after the check.
-    exec(code, module.__dict__)  # noqa: S102
+    loader.exec_module(module)
     return module
 
 
