@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from medfed.cli.common import err, medfed_errors, out
+from medfed.cli.stats import admin_client, follow_until_done
 from medfed.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from medfed.coordinator.client import AdminClient
     from medfed.coordinator.spec import StudySpec
     from medfed.protocol.v1 import medfed_pb2 as pb
 
@@ -46,7 +45,7 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run a membership-inference audit of a completed study and print the per-site table."""
-    with medfed_errors(), _client(config) as client:
+    with medfed_errors(), admin_client(config) as client:
         target = client.status(study_id)
         if target.state != "completed":
             raise ConfigError(f"study {study_id} is {target.state}; only a completed study's "
@@ -54,7 +53,7 @@ def audit(
         spec = audit_spec(target, tuple(node or ()), deadline_s)
         audit_id = client.submit(spec, client.download(target.model_sha256))
         err.print(f"privacy audit {audit_id} of study {study_id} submitted", markup=False)
-        _wait(client, audit_id, deadline_s + 120.0)
+        follow_until_done(client, audit_id, deadline_s + 120.0)
         final = client.status(audit_id)
     show(final, as_json)
 
@@ -113,27 +112,6 @@ def _table(status: pb.StudyStatus, rows: list[dict[str, Any]]) -> Any:
         table.add_row(row["site"], str(int(row["members"])), str(int(row["non_members"])),
                       *numbers, flag)  # fmt: skip
     return table
-
-
-def _client(config: Path) -> AdminClient:
-    from medfed.coordinator.client import AdminClient
-    from medfed.coordinator.config import load_client_config
-
-    cfg = load_client_config(config)
-    return AdminClient(cfg.coordinator, cfg.tls, cfg.server_name)
-
-
-def _wait(client: AdminClient, study_id: str, timeout_s: float) -> pb.StudyStatus:
-    shown = ""
-    deadline = time.monotonic() + timeout_s
-    for status in client.watch(study_id, timeout_s=timeout_s):
-        line = f"{status.state}: {status.message}" if status.message else status.state
-        if line != shown:
-            err.print(line, markup=False)
-            shown = line
-        if status.state in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
-            return status
-    return client.status(study_id)
 
 
 def register(app: typer.Typer) -> None:

@@ -103,10 +103,10 @@ def stats(
         )  # fmt: skip
         if secure:  # StudySpec says what a secure query still needs, here and at the coordinator
             spec = dataclasses.replace(spec, secure_aggregation=True)
-        with _client(config) as client:
+        with admin_client(config) as client:
             study_id = client.submit(spec, query_blob(spec))
             err.print(f"statistics study {study_id} submitted", markup=False)
-            final = _wait(client, study_id, deadline_s + 60.0)
+            final = follow_until_done(client, study_id, deadline_s + 60.0)
             result = _result(client, final)
     _show(study_id, result, out_dir, as_json)
 
@@ -118,12 +118,12 @@ def stats_show(
     as_json: JsonOption = False,
 ) -> None:
     """Re-read a stored statistics result (it is kept with the study at the coordinator)."""
-    with medfed_errors(), _client(config) as client:
+    with medfed_errors(), admin_client(config) as client:
         result = _result(client, client.status(study_id))
     _show(study_id, result, out_dir, as_json)
 
 
-def _client(config: Path) -> AdminClient:
+def admin_client(config: Path) -> AdminClient:
     from medfed.coordinator.client import AdminClient
     from medfed.coordinator.config import load_client_config
 
@@ -131,7 +131,7 @@ def _client(config: Path) -> AdminClient:
     return AdminClient(cfg.coordinator, cfg.tls, cfg.server_name)
 
 
-def _wait(client: AdminClient, study_id: str, timeout_s: float) -> pb.StudyStatus:
+def follow_until_done(client: AdminClient, study_id: str, timeout_s: float) -> pb.StudyStatus:
     """Follow the study, printing each change of state or message, until it ends."""
     shown = ""
     deadline = time.monotonic() + timeout_s
