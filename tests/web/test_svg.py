@@ -14,6 +14,8 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 @given(finite, finite)
 @example(0.0, 5e-324)
 @example(3.0, 3.0)
+@example(-5e-324, 1e-10)
+@example(0.29999999999999993, 1.0)
 def test_ticks_cover_the_range_in_equal_ascending_steps(a: float, b: float) -> None:
     low, high = min(a, b), max(a, b)
     ticks = svg.nice_ticks(low, high)

@@ -39,13 +39,16 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     start = math.floor(low / step) * step
+    digits = 6 - math.floor(math.log10(step))  # rounding moves a tick by under 1e-6 of a step
     ticks = []
     value = start
     while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
+        ticks.append(round(value, digits))
         value += step
     if ticks[-1] < high:
-        ticks.append(round(value, 10))
+        ticks.append(round(value, digits))
+    # rounding may move an end tick past the data by a hair (a subnormal low, say): clamp it
+    ticks[0], ticks[-1] = min(ticks[0], low), max(ticks[-1], high)
     return ticks
 
 
