@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +12,12 @@ from medfed.cli.audit_study import audit_spec
 from medfed.coordinator import uploads
 from medfed.coordinator.audit import AUDIT_METRICS
 from medfed.coordinator.rounds import OpenRound, TaskSlot
+from medfed.demo.consortium import add_admin
+from medfed.errors import MedfedError
+from medfed.ledger import kinds
+from medfed.ledger.chain import verify_entries
+from medfed.ledger.entry import parse_line
+from medfed.ledger.keys import load_ca
 from medfed.node import audit as node_audit
 from medfed.protocol.v1 import medfed_pb2 as pb
 from tests.e2e.harness import HOSPITALS, Network, small_study
@@ -22,6 +29,26 @@ FLAGGING = "cleveland"
 @pytest.fixture
 def audited(network: Network, monkeypatch: pytest.MonkeyPatch) -> tuple[Network, str, list]:
     """A 3-site heart study, completed, with every audit reply the coordinator receives kept."""
+    return _completed_study(network, monkeypatch)
+
+
+@pytest.fixture
+def audited_with_council(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Network, str, dict[str, Path]]:
+    """The same, in a consortium whose council (researcher, ethics, dpo) passes at 2 votes."""
+    admins = {"researcher": network.consortium.admin_config}
+    for name in ("ethics", "dpo"):
+        admins[name] = add_admin(network.consortium, name)
+    path = network.consortium.coordinator_config
+    path.write_text('council = "researcher,ethics,dpo"\ncouncil_threshold = 2\n' + path.read_text())
+    network_, study, _ = _completed_study(network, monkeypatch)
+    return network_, study, admins
+
+
+def _completed_study(
+    network: Network, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Network, str, list]:
     received: list[tuple[pb.UpdateHeader, int]] = []
     honest = uploads.receive_audit
 
@@ -139,3 +166,86 @@ def test_a_site_over_its_threshold_flags_release(audited: tuple) -> None:
     status = network.admin.status(doc["audit_id"])
     assert status.rounds[0].metrics["sites_flagging_release"] == 1.0
     assert "1 site(s) flag release" in status.message
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    done = CliRunner().invoke(root, list(args))
+    return done.exit_code, " ".join(done.output.split())
+
+
+def _download(network: Network, study: str, out: Path) -> tuple[int, str]:
+    config = str(network.consortium.admin_config)
+    return _invoke("study", "download", study, "--config", config, "--out", str(out))
+
+
+def test_a_blocked_model_is_not_downloaded_until_the_council_overrules_the_block(
+    audited_with_council: tuple, tmp_path: Path
+) -> None:
+    network, study, admins = audited_with_council
+    config = str(admins["researcher"])
+    code, said = _invoke("study", "audit", study, "--config", config, "--json")
+    assert code == 0, said
+    auc = max(v for k, v in _site(said, FLAGGING).items() if k.endswith("_auc"))
+
+    code, refused = _download(network, study, tmp_path / "blocked.safetensors")
+    state = json.loads(network.admin.govern().state_json)
+    [proposal] = [p for p in state["proposals"] if p["kind"] == "block_release"]
+
+    assert code != 0 and not (tmp_path / "blocked.safetensors").exists()
+    assert f"release of study {study}'s model is blocked" in refused
+    assert FLAGGING in refused and f"AUC of {auc:.3f}" in refused
+    assert f"proposal {proposal['id']}" in refused
+    assert (proposal["proposer"], proposal["study_id"], proposal["outcome"]) == (
+        FLAGGING, study, "open")  # fmt: skip
+    number = str(proposal["id"])
+    code, said = _invoke("governance", "vote", number, "no", "--config", str(admins["ethics"]))
+    assert code == 0 and "is open" in said, said
+    with pytest.raises(MedfedError, match="blocked"):  # one "no" of the two needed: still held
+        network.admin.download(network.admin.status(study).model_sha256)
+
+    code, said = _invoke("governance", "vote", number, "no", "--config", str(admins["dpo"]))
+    assert code == 0 and "rejected" in said, said
+    code, done = _download(network, study, tmp_path / "released.safetensors")
+
+    assert code == 0, done
+    assert (tmp_path / "released.safetensors").stat().st_size > 0
+    entries = [parse_line(x) for x in network.admin.ledger()]
+    requested = [e for e in entries if e.kind == kinds.RELEASE_BLOCK_REQUESTED]
+    assert [(e.study, e.payload["site"], e.payload["proposal"]) for e in requested] == [
+        (study, FLAGGING, proposal["id"])]  # fmt: skip
+    verifier = verify_entries(entries, load_ca(network.consortium.ca_dir / "ca.crt"))
+    assert verifier.governance.history.proposals[proposal["id"]].votes == {
+        "ethics": False, "dpo": False}  # fmt: skip
+
+
+def test_without_a_council_the_block_holds_until_the_hospital_withdraws_it(
+    audited: tuple, tmp_path: Path
+) -> None:
+    network, study, _ = audited
+    config = str(network.consortium.admin_config)
+    assert _invoke("study", "audit", study, "--config", config)[0] == 0
+
+    code, refused = _download(network, study, tmp_path / "blocked.safetensors")
+
+    assert code != 0 and FLAGGING in refused and "until cleveland withdraws it" in refused
+    # the steward clears the threshold; the hospital's next audit no longer asks
+    network.stop_node(FLAGGING)
+    node_config = network.consortium.node_configs[FLAGGING]
+    node_config.write_text(node_config.read_text().replace("audit_auc_threshold = 0.01\n", ""))
+    network.start_node(FLAGGING)
+    network.wait_online([FLAGGING])
+    code, said = _invoke("study", "audit", study, "--config", config, "--json")
+    assert code == 0, said
+    assert _site(said, FLAGGING)["block_release"] == 0.0
+
+    code, done = _download(network, study, tmp_path / "released.safetensors")
+
+    assert code == 0, done
+    kinds_seen = [parse_line(x).kind for x in network.admin.ledger(study)]
+    assert kinds.RELEASE_BLOCK_REQUESTED in kinds_seen
+    assert kinds.RELEASE_BLOCK_WITHDRAWN in kinds_seen
+
+
+def _site(printed: str, site: str) -> dict[str, float]:
+    doc = json.loads(printed[printed.index("{") :])
+    return next(r for r in doc["sites"] if r["site"] == site)

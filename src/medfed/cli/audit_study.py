@@ -1,11 +1,17 @@
 """``medfed study audit ID``: how much does a completed study's model reveal about its patients?
 
-The command submits a privacy audit of the study (its final model, downloaded and submitted
-back by hash, so the coordinator can check it is that study's model), waits, and prints each
+The command submits a privacy audit of the study (with no model: the coordinator audits the
+study's final model from its own store, so the researcher needs no copy of a model whose release
+may be blocked), waits, and prints each
 site's membership-inference numbers: the loss attack's AUC and TPR at 1 % FPR, and the LiRA and
 calibrated-loss attacks' where the site trained reference models. Sites send only these
 aggregates (medfed.node.audit); a site that did not train in the study refuses, with the reason.
 An AUC near 0.5 means the attack cannot tell training patients from others.
+
+A site whose AUC is above its steward's ``audit_auc_threshold`` asks that the model not be
+released: the coordinator then refuses ``medfed study download`` of it until the council votes
+the block down (``medfed governance vote N no``) or, without a council, the hospital withdraws it
+(medfed.governance.release); the table's last column says BLOCK for such a site.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def audit(
             raise ConfigError(f"study {study_id} is {target.state}; only a completed study's "
                               "model can be audited")  # fmt: skip
         spec = audit_spec(target, tuple(node or ()), deadline_s)
-        audit_id = client.submit(spec, client.download(target.model_sha256))
+        audit_id = client.submit(spec, {})  # by reference: the study's own final model
         err.print(f"privacy audit {audit_id} of study {study_id} submitted", markup=False)
         follow_until_done(client, audit_id, deadline_s + 120.0)
         final = client.status(audit_id)

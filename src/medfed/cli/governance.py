@@ -119,7 +119,8 @@ def _print(state: dict[str, Any]) -> None:
               f"suspended: {', '.join(rules['suspended']) or 'none'}")  # fmt: skip
     table = Table("#", "kind", "by", "change", "votes", "outcome", "reason")
     for p in state["proposals"]:
-        change = p.get("member") or p.get("plan_sha256") or p.get("max_epsilon") or p.get("privacy")
+        change = (p.get("member") or p.get("plan_sha256") or p.get("max_epsilon")
+                  or p.get("privacy") or p.get("study_id"))  # fmt: skip
         votes = ", ".join(f"{v}: {'yes' if ok else 'no'}" for v, ok in p["votes"].items())
         table.add_row(str(p["id"]), p["kind"], p["proposer"], str(change), votes, p["outcome"],
                       p.get("reason", ""))  # fmt: skip

@@ -13,6 +13,11 @@ What a site may send is fixed here (``AUDIT_METRICS``): an attack's AUC and TPR 
 sample sizes, the release flag and the threshold behind it. The reply is a header alone; a
 reply carrying any tensor, any other metric name, or a value out of range is refused, so no
 per-row score can arrive. Nodes compute the numbers in medfed.node.audit.
+
+A site whose steward set ``audit_auc_threshold`` asks, through ``block_release``, that the model
+not be released; once the round commits the engine's ``audit_recorded`` hook hands the audit to
+the release gate (medfed.coordinator.release), which records the request in the ledger, opens the
+council's proposal, and withholds the model from download while the block holds.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from medfed.coordinator.replies import task_config
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskSlot, TaskStatus
 from medfed.coordinator.spec import StudySpec, dataset_ref, standardization_of
 from medfed.coordinator.stats import StatsHooks
-from medfed.errors import StoreError
+from medfed.errors import ConfigError, StoreError
+from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.store.state import NodeRoundMetrics, RoundRecord, StudyRecord
 
@@ -102,6 +108,24 @@ def check_audit_metrics(
     return dict(metrics)
 
 
+def audited_model(
+    spec: StudySpec,
+    weights: tensors.Weights,
+    study: Callable[[str], StudyRecord],
+    model: Callable[[str], tensors.Weights],
+) -> tensors.Weights:
+    """An audit submitted with no model (as ``medfed study audit`` submits it) audits the
+    audited study's final model, read from the coordinator's store: the researcher needs no copy
+    of a model that may be withheld from release. Any other submission keeps its own model."""
+    if not spec.audit_of or weights:
+        return weights
+    try:
+        target = study(spec.audit_of)
+    except StoreError:
+        raise ConfigError(f"there is no study {spec.audit_of!r} to audit") from None
+    return model(target.model_sha256)
+
+
 def participants(parts_rounds: list[RoundRecord]) -> list[str]:
     """The sites whose training reply a committed round of the audited study accepted."""
     return sorted({m.node for r in parts_rounds for m in r.per_node if m.kind == "train"})
@@ -111,6 +135,7 @@ def run_audit(hooks: StatsHooks, spec: StudySpec, record: StudyRecord) -> None:
     """The whole audit: check the audited study, one dispatch, commit or fail with reasons."""
     if record.completed_rounds >= 1:  # restarted after the commit: the results are stored
         hooks.set_state("completed", "privacy audit recorded")
+        _tell(hooks)
         return
     state = hooks.parts.state
     try:
@@ -200,4 +225,11 @@ def _commit(hooks: StatsHooks, round_: AuditRound, model_sha256: str, selected: 
     )  # fmt: skip
     flags = f"; {flagged} site(s) flag release" if flagged else ""
     hooks.set_state("completed", f"privacy audit of {len(results)} site(s){flags}")
+    _tell(hooks)
     log.info("study %s: audit of %d sites recorded", hooks.study_id, len(results))
+
+
+def _tell(hooks: StatsHooks) -> None:
+    """Hand the committed audit to the release gate (block requests, the council's proposals)."""
+    if hooks.parts.audit_recorded is not None:
+        hooks.parts.audit_recorded(hooks.study_id)

@@ -79,6 +79,8 @@ class EngineParts:
     wall: Callable[[], float] = time.time
     suspended: Callable[[], frozenset[str]] = frozenset
     """Members the council suspended (:mod:`medfed.coordinator.governance`): never selected."""
+    audit_recorded: Callable[[str], None] | None = None
+    """Told each committed privacy audit's id (:class:`medfed.coordinator.release.ReleaseGate`)."""
 
 
 class StudyRunner(threading.Thread):

@@ -16,7 +16,14 @@ from typing import Any
 
 from medfed.coordinator.spec import StudySpec
 from medfed.errors import GovernanceError, LedgerError
-from medfed.governance.council import Council, Proposal, event_from_json, fold_history
+from medfed.governance.council import (
+    Council,
+    Proposal,
+    ProposalKind,
+    event_from_json,
+    fold_history,
+)
+from medfed.governance.release import BlockProposal
 from medfed.governance.rules import ConsortiumRules, check_study, facts_from_spec
 from medfed.ledger import kinds
 from medfed.ledger.governance import GovernanceFold, author, signed_event_bytes
@@ -55,6 +62,11 @@ class GovernanceKeeper:
             raise GovernanceError("a governance event must be UTF-8 JSON") from None
         if author(event) != caller.name:
             raise GovernanceError(f"{caller.name!r} cannot sign for {author(event)!r}")
+        if isinstance(event, Proposal) and event.kind is ProposalKind.BLOCK_RELEASE:
+            raise GovernanceError(
+                "a block_release proposal is opened by the coordinator when a hospital's privacy "
+                "audit asks for it, not by an admin"
+            )
         if not trusted.verify(signature, signed_event_bytes(event)):
             raise GovernanceError("the event is not signed by the caller's certificate key")
         with self._lock:
@@ -72,6 +84,38 @@ class GovernanceKeeper:
             outcome = self._fold.outcome(number).value
         what = "proposal" if isinstance(event, Proposal) else f"vote on proposal {number}"
         return f"{what} recorded; proposal {number} is {outcome}", number
+
+    @property
+    def has_council(self) -> bool:
+        with self._lock:
+            return self._fold.council is not None
+
+    def open_release_block(self, site: str, study_id: str, reason: str, now: float) -> int | None:
+        """Open the council's proposal to block ``study_id``'s release in ``site``'s name (its
+        audit reply asked, over its own mTLS connection); None without a council. Unsigned: the
+        ledger entry's coordinator signature vouches for it (:mod:`medfed.ledger.governance`)."""
+        with self._lock:
+            council = self._fold.council
+            if council is None:
+                return None
+            number = len(self._fold.history.proposals) + 1
+            proposal = Proposal(number, ProposalKind.BLOCK_RELEASE, site, reason=reason[:1000],
+                                study_id=study_id)  # fmt: skip
+            history = fold_history(council, [*self._fold.events, proposal])
+            payload = {"event": proposal.to_json(), "signature": "", "id": number}
+            self._state.append_ledger(kinds.GOVERNANCE_PROPOSED, study_id, payload, now)
+            self._fold.events.append(proposal)
+            self._fold.history = history
+        return number
+
+    def release_proposals(self, study_id: str) -> list[BlockProposal]:
+        """The council's block_release proposals for ``study_id`` and where each stands."""
+        with self._lock:
+            return [
+                BlockProposal(n, s.proposal.proposer, self._fold.outcome(n))
+                for n, s in sorted(self._fold.history.proposals.items())
+                if s.proposal.kind is ProposalKind.BLOCK_RELEASE and s.proposal.study_id == study_id
+            ]
 
     def state_json(self) -> str:
         """The council, the rules in force and every proposal with its votes and outcome."""

@@ -14,6 +14,7 @@ from medfed.coordinator.handlers import admin_service, node_service
 from medfed.coordinator.ledger import LedgerKeeper
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
+from medfed.coordinator.release import ReleaseGate
 from medfed.coordinator.rounds import TaskBoard
 from medfed.coordinator.servicer import AdminServicer, NodeServicer
 from medfed.errors import ConfigError, GovernanceError
@@ -60,6 +61,7 @@ class Coordinator:
         self.directory = NodeDirectory(config.node_offline_after_s, is_revoked=self._revoked)
         self.events = StudyEvents()
         self.progress = StudyProgress(self.directory, self.state)
+        self.release = ReleaseGate(self.state, self.governance, time.time)
         self.engine = Engine(
             EngineParts(
                 self.state,
@@ -69,6 +71,7 @@ class Coordinator:
                 self.events,
                 self.progress,
                 suspended=self._suspended,
+                audit_recorded=self.release.audit_recorded,
             )
         )
         auth = PeerAuthorizer(self.crl, self.ledger.revoked if self.ledger else None)
@@ -93,6 +96,7 @@ class Coordinator:
             auth, self.state, self.models, self.directory, self.engine, self.events, self.progress,
             self.ledger,
             self.governance,
+            self.release,
         )  # fmt: skip
         self.handlers = (node_service(node, self.guard), admin_service(admin, self.guard))
         """The coordinator's method tables; also what an in-memory channel dispatches to

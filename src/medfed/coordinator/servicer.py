@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 import grpc
 
 from medfed.coordinator import uploads
+from medfed.coordinator.audit import audited_model
 from medfed.coordinator.directory import NodeDirectory, announced_sizes
 from medfed.coordinator.encrypted_eval import store_context
 from medfed.coordinator.engine import Engine, StudyEvents
@@ -20,6 +21,7 @@ from medfed.coordinator.ledger import LedgerKeeper
 from medfed.coordinator.listing import page
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
+from medfed.coordinator.release import ReleaseGate
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskBoard, TaskStatus
 from medfed.coordinator.sites import parse_refusal, refusal_reason
 from medfed.coordinator.spec import StudySpec, spec_to_proto
@@ -238,9 +240,11 @@ class AdminServicer:
         progress: StudyProgress,
         ledger: LedgerKeeper | None = None,
         governance: GovernanceKeeper | None = None,
+        release: ReleaseGate | None = None,
     ) -> None:
         self._ledger = ledger
         self._governance = governance
+        self._release = release
         self._auth = auth
         self._state = state
         self._models = models
@@ -255,6 +259,7 @@ class AdminServicer:
         me = self._auth.require(context, Role.ADMIN)
         try:
             spec, weights, he_context = read_submission(request_iterator)
+            weights = audited_model(spec, weights, self._state.study, self._models.get)
             spec = resolve_standardization(spec, self._state.study, self._models.get_private)
             he_sha = store_context(self._models, he_context) if he_context else ""
         except MedfedError as exc:
@@ -383,6 +388,9 @@ class AdminServicer:
         self, request: pb.FetchModelRequest, context: grpc.ServicerContext
     ) -> Iterator[bytes]:
         self._auth.require(context, Role.ADMIN)
+        blocked = self._release.refusal(request.sha256) if self._release is not None else None
+        if blocked is not None:  # a hospital's privacy audit holds it (medfed.governance.release)
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, blocked)
         yield from _model_stream(self._models, request.sha256, context)
 
     def _status(self, study_id: str, context: grpc.ServicerContext) -> pb.StudyStatus:

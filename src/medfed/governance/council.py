@@ -42,6 +42,10 @@ class ProposalKind(enum.Enum):
     SET_MIN_PRIVACY = "set_min_privacy"
     BLACKLIST_PLAN = "blacklist_plan"
     UNBLACKLIST_PLAN = "unblacklist_plan"
+    BLOCK_RELEASE = "block_release"
+    """A hospital's privacy audit asked that a study's model not be released
+    (:mod:`medfed.governance.release`): opened by the coordinator in the site's name, never by a
+    council member; passing keeps the block, rejecting releases the model."""
 
 
 _MEMBER_KINDS = {
@@ -50,6 +54,7 @@ _MEMBER_KINDS = {
     ProposalKind.REINSTATE_MEMBER,
 }
 _PLAN_KINDS = {ProposalKind.BLACKLIST_PLAN, ProposalKind.UNBLACKLIST_PLAN}
+_STUDY_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 class Outcome(enum.Enum):
@@ -79,7 +84,8 @@ class Council:
 class Proposal:
     """One proposed change. Exactly the argument its kind needs is set: ``member`` (admit,
     suspend, reinstate), ``plan_sha256`` (blacklist, unblacklist), ``max_epsilon`` (None: lift
-    the cap) or ``privacy``. ``id`` is assigned by whoever records it (the ledger)."""
+    the cap), ``privacy`` or ``study_id`` (block release; ``proposer`` is then the hospital that
+    asked). ``id`` is assigned by whoever records it (the ledger)."""
 
     id: int
     kind: ProposalKind
@@ -89,6 +95,7 @@ class Proposal:
     max_epsilon: float | None = None
     privacy: PrivacyRequirement | None = None
     reason: str = ""
+    study_id: str = ""
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {
@@ -102,6 +109,8 @@ class Proposal:
             doc["member"] = self.member
         elif self.kind in _PLAN_KINDS:
             doc["plan_sha256"] = self.plan_sha256
+        elif self.kind is ProposalKind.BLOCK_RELEASE:
+            doc["study_id"] = self.study_id
         elif self.kind is ProposalKind.SET_MAX_EPSILON:
             doc["max_epsilon"] = None if self.max_epsilon is None else repr(float(self.max_epsilon))
         else:
@@ -127,6 +136,7 @@ class Proposal:
                 max_epsilon=None if epsilon is None else float(epsilon),
                 privacy=None if privacy is None else _privacy_from(privacy),
                 reason=str(doc.pop("reason", "")),
+                study_id=str(doc.pop("study_id", "")),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise GovernanceError(f"unreadable proposal: {exc}") from exc
@@ -184,7 +194,9 @@ def open_proposal(council: Council, proposal: Proposal) -> ProposalState:
 
 def validate_proposal(council: Council, proposal: Proposal) -> None:
     """Raise GovernanceError unless a council member proposes exactly one well-formed change."""
-    if proposal.proposer not in council.members:
+    if proposal.kind is ProposalKind.BLOCK_RELEASE:
+        _check_identity(proposal.proposer, "the hospital asking to block release")
+    elif proposal.proposer not in council.members:
         raise GovernanceError(
             f"{proposal.proposer!r} is not on the council and cannot propose "
             f"(council: {', '.join(sorted(council.members))})"
@@ -200,6 +212,10 @@ def validate_proposal(council: Council, proposal: Proposal) -> None:
           proposal.max_epsilon is not None, required=False)  # fmt: skip
     _only(proposal, "privacy" if kind is ProposalKind.SET_MIN_PRIVACY else None,
           proposal.privacy is not None)  # fmt: skip
+    _only(proposal, "study_id" if kind is ProposalKind.BLOCK_RELEASE else None,
+          proposal.study_id != "")  # fmt: skip
+    if kind is ProposalKind.BLOCK_RELEASE and not _STUDY_ID.fullmatch(proposal.study_id):
+        raise GovernanceError(f"study_id {proposal.study_id[:40]!r} is not a study id")
     if kind in _MEMBER_KINDS:
         _check_identity(proposal.member, "member")
     if kind in _PLAN_KINDS and not _SHA256.fullmatch(proposal.plan_sha256):
@@ -243,6 +259,8 @@ def tally(council: Council, state: ProposalState) -> Outcome:
 def apply(rules: ConsortiumRules, proposal: Proposal) -> ConsortiumRules:
     """The rules after ``proposal`` passed; the rule it sets cites it (``set_by``)."""
     kind, member, plan = proposal.kind, proposal.member, proposal.plan_sha256
+    if kind is ProposalKind.BLOCK_RELEASE:  # no rule: the release check reads the outcome
+        return rules
     if kind is ProposalKind.ADMIT_MEMBER:
         new = replace(rules, admitted=rules.admitted | {member})
     elif kind is ProposalKind.SUSPEND_MEMBER:

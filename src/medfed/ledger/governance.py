@@ -9,6 +9,13 @@ it). Anyone replaying the ledger — a node before it trains, ``medfed audit ver
 signature against the author's certificate recorded in the ledger and folds the events into the
 rules in force; the coordinator cannot invent a vote, and a node enforces the rules it derived
 itself, not the coordinator's word.
+
+One proposal kind has no council author: ``block_release``, which the coordinator opens in a
+hospital's name when the hospital's privacy audit asks that a study's model not be released
+(:mod:`medfed.governance.release`). It carries no signature (``""``): the coordinator's signature
+on the ledger entry vouches for it, its proposer must be a hospital that joined the ledger, and it
+can only withhold a model the coordinator holds anyway, never loosen a rule. Its votes are
+ordinary council votes, signed as any other.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from medfed.governance.council import (
     History,
     Outcome,
     Proposal,
+    ProposalKind,
     ProposalState,
     Vote,
     cast_vote,
@@ -84,9 +92,13 @@ class GovernanceFold:
         except (KeyError, ValueError, GovernanceError) as exc:
             raise LedgerError(f"a governance entry is malformed: {exc}") from None
         signer = member(author(event))
-        if signer.name != author(event) or signer.role is not Role.ADMIN:
+        if isinstance(event, Proposal) and event.kind is ProposalKind.BLOCK_RELEASE:
+            if signer.name != author(event) or signer.role is not Role.NODE or signature:
+                raise LedgerError(f"a block_release proposal names {author(event)!r}, which is "
+                                  "not a hospital, or carries a signature")  # fmt: skip
+        elif signer.name != author(event) or signer.role is not Role.ADMIN:
             raise LedgerError(f"a governance event by {author(event)!r} carries another signer")
-        if not signer.verify(signature, signed_event_bytes(event)):
+        elif not signer.verify(signature, signed_event_bytes(event)):
             raise LedgerError(f"the {type(event).__name__.lower()} of {author(event)!r} is not "
                               "signed by their certificate key")  # fmt: skip
         try:

@@ -34,6 +34,12 @@ GOVERNANCE_VOTED = "governance.voted"
 """A council member's proposal or vote: ``event`` (canonical JSON of
 :mod:`medfed.governance.council`) and ``signature`` (hex, by their admin certificate key;
 :mod:`medfed.ledger.governance`); a proposal entry also carries its ``id``."""
+RELEASE_BLOCK_REQUESTED = "release.block_requested"
+"""A hospital's privacy audit asked that the study's model not be released: ``site``, ``audit``
+(the audit's study id), ``attack``, ``auc``, ``auc_threshold``, ``proposal`` (the council's
+block_release proposal, or null without a council; :mod:`medfed.governance.release`)."""
+RELEASE_BLOCK_WITHDRAWN = "release.block_withdrawn"
+"""A later audit in which that hospital no longer asks: ``site``, ``audit``."""
 REPUTATION = "governance.reputation"
 """A finished study's per-site contributions, reputation and rewards (:mod:`medfed.governance`)."""
 

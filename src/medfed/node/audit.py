@@ -58,8 +58,9 @@ class AuditSettings:
     sample_size: int = DEFAULT_SAMPLE
     reference_models: int = REFERENCE_MODELS
     auc_threshold: float = 0.0
-    """> 0: flag that release should be blocked when any attack's AUC exceeds it (the flag is
-    recorded with the result; the council enforces it, not this node)."""
+    """> 0: ask that release be blocked when any attack's AUC exceeds it; the coordinator then
+    withholds the model until the council overrules the request or a later audit of this node
+    no longer asks (medfed.governance.release)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.auc_threshold <= 1.0:

@@ -32,9 +32,9 @@ NODE_KEYS: tuple[Key, ...] = (
         " leaves this node (cells suppressed, small subsets refused); at least 3.",
         default=5, minimum=3),
     Key("audit_auc_threshold", Kind.FLOAT, "Privacy audit (medfed study audit): above this"
-        " membership-inference AUC the node flags that the model's release should be blocked"
-        " (recorded with its result, enforced by the council); 0: never flag.", default=0.0,
-        minimum=0.0),
+        " membership-inference AUC the node asks that the model's release be blocked (the"
+        " coordinator withholds the model until the council overrules it or the node withdraws;"
+        ' see "Blocking release"); 0: never ask.', default=0.0, minimum=0.0),
     Key("audit_sample_size", Kind.INT, "Privacy audit: training rows and held-out rows, each,"
         " that the audit scores at most.", default=200, minimum=10),
     Key("metrics_port", Kind.INT, "Port for this node's Prometheus /metrics on 127.0.0.1"
