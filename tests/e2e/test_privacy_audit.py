@@ -213,6 +213,13 @@ def test_a_blocked_model_is_not_downloaded_until_the_council_overrules_the_block
     requested = [e for e in entries if e.kind == kinds.RELEASE_BLOCK_REQUESTED]
     assert [(e.study, e.payload["site"], e.payload["proposal"]) for e in requested] == [
         (study, FLAGGING, proposal["id"])]  # fmt: skip
+    code, said = _invoke("study", "report", study, "--config", config, "--out", str(tmp_path))
+    assert code == 0, said
+    report = json.loads((tmp_path / "report.json").read_text())["privacy_audit"]
+    assert sorted(r["site"] for r in report["audits"][0]["sites"]) == sorted(TRAINED)
+    assert [(b["site"], b["status"]) for b in report["release"]["blocks"]] == [
+        (FLAGGING, "overruled")]  # fmt: skip
+    assert "the council overruled the block" in (tmp_path / "report.html").read_text()
     verifier = verify_entries(entries, load_ca(network.consortium.ca_dir / "ca.crt"))
     assert verifier.governance.history.proposals[proposal["id"]].votes == {
         "ethics": False, "dpo": False}  # fmt: skip

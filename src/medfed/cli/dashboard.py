@@ -41,6 +41,7 @@ def dashboard(
                 token=binding.token,
                 allowed_hosts=binding.allowed_hosts(),
                 ledger_head=lambda _study: client.ledger_head(),
+                governance=lambda: client.govern().state_json,
             )
             server = DashboardServer(app, binding)
             shown = f"[{host}]" if ":" in host else host

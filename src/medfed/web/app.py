@@ -31,6 +31,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from medfed.errors import MedfedError
 from medfed.protocol.v1 import medfed_pb2 as pb
+from medfed.web.audit import fetch_audit_view
+from medfed.web.report import template_filters
 from medfed.web.server import LOOPBACK_HOSTS
 from medfed.web.views import node_view, studies_view, study_view
 
@@ -60,10 +62,16 @@ def create_app(
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
     poll_s: float = 0.25,
     ledger_head: Callable[[str], str | None] | None = None,
+    governance: Callable[[], str] | None = None,
 ) -> FastAPI:
     """The dashboard over ``source``; ``token`` (non-empty) is required on every request.
     ``ledger_head(study_id)``: the coordinator's ledger head to show under provenance (the
-    slot says "not exposed" without it)."""
+    slot says "not exposed" without it); ``governance()``: the coordinator's governance state
+    JSON, for where each privacy-audit block request stands (medfed.web.audit)."""
+
+    def audit_of(study_id: str) -> dict[str, Any]:
+        """Read on a page load or a JSON request, not on every event: it lists all studies."""
+        return fetch_audit_view(study_id, source.studies, source.status, governance)
 
     def study_of(study_id: str) -> dict[str, Any]:
         status = source.status(study_id)
@@ -73,6 +81,7 @@ def create_app(
     templates = Environment(
         loader=PackageLoader("medfed.web", "templates"), autoescape=select_autoescape()
     )
+    templates.filters.update(template_filters())
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
 
@@ -86,7 +95,8 @@ def create_app(
     @app.get("/studies/{study_id}", response_class=HTMLResponse)
     def study(study_id: str) -> HTMLResponse:
         view = _call(lambda: study_of(study_id))
-        return page("study.html", view=view, initial=_script_json(view))
+        audit = _call(lambda: audit_of(study_id))
+        return page("study.html", view=view, audit=audit, initial=_script_json(view))
 
     @app.get("/api/overview")
     def overview() -> dict[str, Any]:
@@ -94,7 +104,7 @@ def create_app(
 
     @app.get("/api/studies/{study_id}")
     def study_json(study_id: str) -> dict[str, Any]:
-        return _call(lambda: study_of(study_id))
+        return _call(lambda: study_of(study_id) | {"privacy_audit": audit_of(study_id)})
 
     @app.get("/api/studies/{study_id}/events")
     async def events(study_id: str, request: Request) -> StreamingResponse:

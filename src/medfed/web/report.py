@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from markupsafe import Markup
 from medfed.demo.report import METRIC_NAMES, Baseline
 from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.web import svg
+from medfed.web.audit import audit_view
 from medfed.web.views import study_view
 
 REPORT_VERSION = 1
@@ -34,10 +35,12 @@ def build_report(
     generated_unix: float | None = None,
     hospital_names: Mapping[str, str] | None = None,
     ledger_head: str | None = None,
+    privacy_audit: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report's document. ``hospital_names``: display name per node (the demo's
     "VA Long Beach" for ``va_long_beach``); nodes keep their certificate names otherwise;
-    ``ledger_head``: the coordinator's ledger head, printed under provenance."""
+    ``ledger_head``: the coordinator's ledger head, printed under provenance;
+    ``privacy_audit``: :func:`medfed.web.audit.audit_view` of the study (None: no audit)."""
     view = study_view(status, ledger_head)
     final = next((r for r in reversed(view["rounds"]) if "accuracy" in r["metrics"]), None)
     return {
@@ -60,6 +63,7 @@ def build_report(
             for b in baselines
         ],
         "metric_names": METRIC_NAMES,
+        "privacy_audit": dict(privacy_audit or audit_view(status.study_id, [])),
     }
 
 
@@ -77,8 +81,7 @@ def render_html(document: Mapping[str, Any]) -> str:
     env = Environment(
         loader=PackageLoader("medfed.web", "templates"), autoescape=select_autoescape()
     )
-    env.filters["num"] = _num
-    env.filters["when"] = _when
+    env.filters.update(template_filters())
     study = document["study"]
     names = document["hospital_names"]
     charts = _charts(study, names)
@@ -140,6 +143,11 @@ def _svg_charts(study: Mapping[str, Any], names: Mapping[str, str]) -> dict[str,
             series, "Secure aggregation stage durations", "round", "seconds"
         )
     return out
+
+
+def template_filters() -> dict[str, Callable[..., str]]:
+    """``num`` and ``when``, which the report and the dashboard's shared sections use."""
+    return {"num": _num, "when": _when}
 
 
 def _num(value: Any, digits: int = 3) -> str:
