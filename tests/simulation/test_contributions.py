@@ -4,16 +4,13 @@ import numpy as np
 import pytest
 
 from medfed.cli.study import prepare
+from medfed.coordinator.coalitions import weighted_metric
 from medfed.data.heart_disease import heart_disease_centres
 from medfed.demo.heart import heart_study
 from medfed.errors import ConfigError
 from medfed.governance.reputation import PRIOR, reputations
 from medfed.governance.rewards import study_rewards
-from medfed.simulation.contributions import (
-    noisy_labels,
-    simulate_with_contributions,
-    weighted_metric,
-)
+from medfed.simulation.contributions import noisy_labels, simulate_with_contributions
 from medfed.training.plan import EvalResult
 
 NOISY = "hungary"

@@ -21,23 +21,25 @@ from dataclasses import dataclass
 from medfed.coordinator.approvals import approval_gate
 from medfed.coordinator.audit import run_audit
 from medfed.coordinator.claims import claim_limit, site_share_metrics, site_weight_cap
+from medfed.coordinator.coalitions import RoundUpdates
 from medfed.coordinator.contributions import study_record
 from medfed.coordinator.directory import NodeDirectory
 from medfed.coordinator.evaluation import encrypted_sum, run_evaluation
 from medfed.coordinator.models import ServedModels
 from medfed.coordinator.progress import StudyProgress
 from medfed.coordinator.replies import build_strategy, reply_layout, reply_unpacker, task_config
+from medfed.coordinator.round_contributions import measure_round, per_round_values
 from medfed.coordinator.round_metrics import eval_metrics, train_metrics
 from medfed.coordinator.rounds import OpenRound, TaskBoard, TaskSlot
 from medfed.coordinator.secure_round import SecureRound, Stages, example_weighted
 from medfed.coordinator.sites import EVALUATION_PREFIX, waiting_message
 from medfed.coordinator.spec import StudySpec, dataset_ref, standardization_of
 from medfed.coordinator.stats import StatsHooks, run_stats
-from medfed.errors import SecAggError
+from medfed.errors import SecAggError, StoreError
 from medfed.ledger import kinds
 from medfed.protocol import tensors
 from medfed.protocol.v1 import medfed_pb2 as pb
-from medfed.store.state import FINISHED_STATES, RoundRecord, StateStore
+from medfed.store.state import FINISHED_STATES, NodeRoundMetrics, RoundRecord, StateStore
 from medfed.strategies.base import Strategy
 from medfed.strategies.flags import round_flags
 
@@ -145,14 +147,16 @@ class StudyRunner(threading.Thread):
                 self._evaluate(spec, next_round, sha)
             next_round += 1
         if not self._halt.is_set():
-            self._record_contributions()
+            self._record_contributions(spec)
             self._set_state("completed", f"{spec.rounds} rounds committed")
 
-    def _record_contributions(self) -> None:
+    def _record_contributions(self, spec: StudySpec) -> None:
         """Each hospital's contribution, reputation and reward points, in the ledger once."""
         rounds = self._p.state.rounds(self.study_id)
         if rounds:
-            payload = study_record(rounds)
+            measured = [e.payload for e in self._p.state.ledger_entries_of((kinds.CONTRIBUTION,))
+                        if e.study == self.study_id]  # fmt: skip
+            payload = study_record(rounds, spec.contributions, per_round_values(measured))
             self._p.state.append_once(kinds.REPUTATION, self.study_id, payload, self._p.wall())
 
     def _evaluation_pending(self, spec: StudySpec, done: int) -> bool:
@@ -229,6 +233,7 @@ class StudyRunner(threading.Thread):
             acc=strategy.start_round(model, state),
             unpack=reply_unpacker(spec, strategy, model),
             weight_cap=site_weight_cap(spec, self._p.directory, nodes),
+            kept={} if spec.contributions != "data_size" else None,
         )
         extra = strategy.configure_train(round_no)
         client = strategy.client_settings()
@@ -276,6 +281,10 @@ class StudyRunner(threading.Thread):
         )
         self._p.events.bump(self.study_id)
         log.info("study %s round %d committed (%s)", self.study_id, round_no, new_sha[:12])
+        if round_.kept:
+            updates = RoundUpdates(round_no, model, state, round_.kept)
+            round_.kept = None
+            self._measure_contributions(spec, updates, (sha, new_sha))
         # the stored file's read-only map: no private copy of the model is kept between rounds
         return self._p.models.get(new_sha), new_state, new_sha
 
@@ -314,6 +323,35 @@ class StudyRunner(threading.Thread):
         strategy_acc.add(reply)
         round_.acc = strategy_acc
         return True
+
+    def _measure_contributions(
+        self, spec: StudySpec, updates: RoundUpdates, models: tuple[str, str]
+    ) -> None:
+        """Each site's contribution to the round just committed, in the ledger (one entry)."""
+        evaluators = self._p.directory.online(spec.dataset, spec.nodes)
+        if not evaluators:
+            return
+
+        def evaluate(sha: str) -> dict[str, NodeRoundMetrics]:
+            round_ = OpenRound(
+                study_id=self.study_id,
+                round=updates.round,
+                kind=pb.TASK_KIND_EVALUATE,
+                deadline=time.monotonic() + spec.round_deadline_s,
+            )
+            self._dispatch(spec, round_, evaluators, sha, {}, {})
+            if self._halt.is_set():
+                raise SecAggError("the coordinator is stopping")  # nothing is recorded
+            return {m.node: m for m in round_.per_node if m.kind == "eval"}
+
+        payload = measure_round(spec, updates, models, evaluators, evaluate, self._p.models.put)
+        if "error" in payload:
+            log.warning("study %s round %d: no contribution estimate: %s",
+                        self.study_id, updates.round, payload["error"])  # fmt: skip
+        try:
+            self._p.state.append_ledger(kinds.CONTRIBUTION, self.study_id, payload, self._p.wall())
+        except StoreError as exc:  # a coordinator run without its ledger (a benchmark)
+            log.warning("study %s: contribution estimate not kept: %s", self.study_id, exc)
 
     def _evaluate(self, spec: StudySpec, round_no: int, sha: str) -> None:
         nodes = self._p.directory.online(spec.dataset, spec.nodes)

@@ -84,6 +84,9 @@ class OpenRound:
     """Evaluation under CKKS: each site's metric names and ciphertext."""
     histograms: dict[str, ScoreHistogram] = field(default_factory=dict)
     """Evaluation in the clear: each site's score histogram (for the pooled metrics)."""
+    kept: dict[str, Reply] | None = None
+    """Set (empty) to keep a copy of every accepted training reply: the coalition models of a
+    study that measures contributions (:mod:`medfed.coordinator.round_contributions`)."""
     round_metrics: dict[str, float] = field(default_factory=dict)
     """Measured while the round ran, recorded with it (secure aggregation's stage seconds and
     dropouts, ``secagg_*``; read by the dashboard, the report and /metrics)."""
@@ -135,7 +138,10 @@ class OpenRound:
                 raise Rejected(f"round {self.round} closed while the update was arriving")
             model, extras = self.unpack(weights) if self.unpack else (weights, {})
             weight = min(num_examples, self.weight_cap) if self.weight_cap else num_examples
-            self.acc.add(Reply(slot.node, model, weight, dict(metrics), extras))
+            reply = Reply(slot.node, model, weight, dict(metrics), extras)
+            self.acc.add(reply)
+            if self.kept is not None:  # the receive buffers are reused: keep copies
+                self.kept[slot.node] = _copied(reply)
             self.upload_bytes += sum(int(a.nbytes) for a in weights.values())
             self._finish(slot, TaskStatus.ACCEPTED)
             kind: MetricsKind = "eval" if self.kind == pb.TASK_KIND_EVALUATE else "train"
@@ -197,6 +203,17 @@ class OpenRound:
             for slot in self.slots.values():
                 if slot.status not in _FINISHED:
                     self.rejections.append(f"{slot.node}: no reply before the round deadline")
+
+
+def _copied(reply: Reply) -> Reply:
+    return Reply(
+        reply.node,
+        {name: np.array(a, copy=True) for name, a in reply.weights.items()},
+        reply.num_examples,
+        dict(reply.metrics),
+        {name: np.array(a, copy=True) for name, a in reply.extras.items()},
+        reply.represents,
+    )
 
 
 class TaskBoard:

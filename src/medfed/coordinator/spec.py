@@ -29,6 +29,16 @@ Personalization = Literal["none", "fedbn"]
 COMPRESSIONS: tuple[Compression, ...] = ("none", "q8", "topk")
 PERSONALIZATIONS: tuple[Personalization, ...] = ("none", "fedbn")
 Accountant = Literal["rdp", "pld"]
+Contributions = Literal["data_size", "shapley", "leave_one_out"]
+NO_COALITIONS = {
+    "dpfedavg": "client-level DP noises each aggregate: every coalition model would be one more "
+    "noised release of the sites' updates, which the study's epsilon does not account for",
+    "krum": "Krum needs more updates than a small coalition has",
+    "trimmed_mean": "a trimmed mean of one or two updates trims them away",
+    "median": "a coordinate-wise median of a small coalition is not the strategy's aggregate",
+    "cyclic": "one site trains per round: there is no coalition to split",
+}
+"""Strategies whose coalition models mean nothing (or cost privacy): refused with Shapley."""
 _PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise_multiplier", "max_grad_norm", "accountant"})
 _SECAGG_KEYS = frozenset({"enabled", "threshold", "degree", "clip", "stage_deadline_s"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
@@ -93,6 +103,13 @@ class StudySpec:
     """Protocol approval before the study starts: "" none; "all": every hospital named in
     ``nodes``; "M": at least M hospitals. Each data steward approves the study's hash
     (:attr:`sha256`) with ``medfed node protocol approve``; only hospitals that approved train."""
+    contributions: Contributions = "data_size"
+    """How each site's contribution is estimated: ``data_size`` (its share of the examples, all
+    there is under secure aggregation), ``shapley`` or ``leave_one_out`` on the sites' federated
+    evaluation of coalition models after every round (:mod:`medfed.coordinator.round_contributions`;
+    each evaluating hospital then receives models built from other hospitals' single updates)."""
+    contributions_metric: str = "auc"
+    """The evaluation metric a coalition's utility is the example-weighted mean of."""
     audit_of: str = ""
     """Set: a privacy audit of that completed study (``medfed study audit``): one round in which
     its sites score its final model with membership inference (medfed.coordinator.audit)."""
@@ -138,6 +155,7 @@ class StudySpec:
         )
         _check(self.min_nodes >= 1, "min_nodes must be at least 1")
         self._check_approvals()
+        self._check_contributions()
         _check(
             math.isfinite(self.round_deadline_s) and 0 < self.round_deadline_s <= 86_400,
             "round_deadline_s must be in (0, 86400]",
@@ -270,6 +288,24 @@ class StudySpec:
         doc = asdict(self)
         return json.dumps(doc, sort_keys=True)
 
+    def _check_contributions(self) -> None:
+        _check(
+            self.contributions in ("data_size", "shapley", "leave_one_out"),
+            "contributions must be data_size, shapley or leave_one_out, "
+            f"not {self.contributions!r}",
+        )
+        _check(bool(_IDENT.match(self.contributions_metric)), "contributions metric is a name")
+        if self.contributions == "data_size":
+            return
+        refusal = (
+            "secure aggregation hides every single update, so no coalition model can be built"
+            if self.secure_aggregation
+            else "encrypted metrics reach the coordinator as one ciphertext, never per model"
+            if self.he_context_sha256
+            else NO_COALITIONS.get(self.strategy, "")
+        )
+        _check(not refusal, f"contributions = {self.contributions!r} is refused: {refusal}")
+
     def _check_approvals(self) -> None:
         if self.approvals in ("", "all"):
             _check(
@@ -329,7 +365,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
         "learning_rate", "min_nodes", "round_deadline_s", "eval_every", "seed", "nodes",
         "dataset", "plan", "strategy", "compression", "topk_ratio", "error_feedback",
         "personalization", "finetune_steps", "privacy", "secure_aggregation", "max_site_weight",
-        "approvals",
+        "approvals", "contributions",
     }  # fmt: skip
     unknown = set(doc) - known
     if unknown:
@@ -341,6 +377,7 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
     if not isinstance(privacy, Mapping) or set(privacy) - _PRIVACY_KEYS:
         raise ConfigError(f"{source}: [privacy] takes only {sorted(_PRIVACY_KEYS)}")
     secure = _secure_aggregation(doc.get("secure_aggregation", False), source)
+    contributions = _contributions(doc.get("contributions", "data_size"), source)
     try:
         return StudySpec(
             name=str(doc["name"]),
@@ -385,6 +422,8 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             secagg_stage_deadline_s=float(secure.get("stage_deadline_s", 30.0)),
             max_site_weight=float(doc.get("max_site_weight", 0.0)),
             approvals=str(doc.get("approvals", "")),
+            contributions=cast(Contributions, str(contributions.get("method", "data_size"))),
+            contributions_metric=str(contributions.get("metric", "auc")),
         )
     except KeyError as exc:
         raise ConfigError(f"{source}: missing key {exc.args[0]!r}") from exc
@@ -412,6 +451,17 @@ def _plan_layout(plan: Mapping[str, Any], source: str) -> Layout:
     if "layout" in plan:
         raise ConfigError(f'{source}: [plan] layout is declared only for kind = "client"')
     return ()
+
+
+def _contributions(value: Any, source: str) -> Mapping[str, Any]:
+    """``contributions = "shapley"`` or a ``[contributions]`` table of ``method`` and ``metric``."""
+    if isinstance(value, str):
+        return {"method": value}
+    if not isinstance(value, Mapping) or set(value) - {"method", "metric"}:
+        raise ConfigError(
+            f'{source}: contributions is a method name or a table of "method" and "metric"'
+        )
+    return value
 
 
 def _secure_aggregation(value: Any, source: str) -> Mapping[str, Any]:
@@ -474,6 +524,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         stats=pb.StatsQuery(spec_json=spec.stats_spec) if spec.stats_spec else None,
         audit_of=spec.audit_of,
         approvals=spec.approvals,
+        contributions=pb.Contributions(method=spec.contributions, metric=spec.contributions_metric),
         standardize=spec.standardize,
         standardization=standardization_of(spec),
     )
@@ -533,6 +584,8 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         stats_spec=message.stats.spec_json,
         audit_of=message.audit_of,
         approvals=message.approvals,
+        contributions=cast(Contributions, message.contributions.method or "data_size"),
+        contributions_metric=message.contributions.metric or "auc",
         standardize=message.standardize,
         pooled_standardization={
             f: (m, s)

@@ -40,6 +40,11 @@ RELEASE_BLOCK_REQUESTED = "release.block_requested"
 block_release proposal, or null without a council; :mod:`medfed.governance.release`)."""
 RELEASE_BLOCK_WITHDRAWN = "release.block_withdrawn"
 """A later audit in which that hospital no longer asks: ``site``, ``audit``."""
+CONTRIBUTION = "governance.contribution"
+"""One round's contribution estimate over the network
+(:mod:`medfed.coordinator.round_contributions`): ``round``, ``method``, ``metric``,
+``evaluators``, ``evaluations``, ``before``/``after`` (utilities of the round's starting and
+committed models) and ``values`` per site, or ``error``."""
 REPUTATION = "governance.reputation"
 """A finished study's per-site contributions, reputation and rewards (:mod:`medfed.governance`)."""
 

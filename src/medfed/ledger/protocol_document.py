@@ -195,7 +195,19 @@ def _privacy(spec: StudySpec) -> Rows:
         ("encrypted evaluation metrics (CKKS)",
          f"on: only the researcher's key decrypts the sites' metrics (public context "
          f"{_code(spec.he_context_sha256)})" if spec.he_context_sha256 else "off"),
+        ("contribution estimate", _contributions(spec)),
     ]  # fmt: skip
+
+
+def _contributions(spec: StudySpec) -> str:
+    if spec.contributions == "data_size":
+        return "each site's share of the examples (no model beyond the global one leaves)"
+    method = "leave-one-out" if spec.contributions == "leave_one_out" else "Shapley values"
+    return (
+        f"{method} of {_code(spec.contributions_metric)} after every round: the coordinator "
+        "builds models from subsets of the sites' updates, including each site's update alone, "
+        "and every site evaluates them"
+    )
 
 
 def _participation(spec: StudySpec) -> Rows:

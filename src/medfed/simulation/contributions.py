@@ -18,46 +18,32 @@ rows, as every plan in ``medfed.training`` reports it, capped as the round engin
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from medfed.coordinator.claims import round_weight_cap
+from medfed.coordinator.coalitions import (
+    DEFAULT_GTG,
+    Method,
+    RoundUpdates,
+    aggregate_coalition,
+    coalition_utility,
+    round_contributions,
+)
 from medfed.coordinator.replies import build_strategy
 from medfed.coordinator.spec import StudySpec
 from medfed.data.dataset import Dataset
 from medfed.errors import ConfigError
-from medfed.governance.contributions import (
-    GtgConfig,
-    Utility,
-    exact_shapley,
-    gtg_shapley,
-    leave_one_out,
-)
+from medfed.governance.contributions import GtgConfig
 from medfed.governance.reputation import SiteRound
 from medfed.protocol.tensors import Weights
 from medfed.simulation.runner import Simulation, Tamper, simulate
 from medfed.strategies.base import Reply
-from medfed.training.plan import EvalResult
 
-Method = Literal["exact", "gtg", "leave_one_out"]
 NEEDS_FULL_REPLIES = frozenset({"scaffold", "qfedavg", "fednova"})
 """Strategies that aggregate reply extras or metrics, which the tamper hook does not hand over."""
-LOWER_IS_BETTER = frozenset({"loss"})
-DEFAULT_GTG = GtgConfig()
-
-
-@dataclass(frozen=True)
-class RoundUpdates:
-    """What the coordinator holds after a round's replies: the model and strategy state the round
-    started from, and each site's decoded, weighted reply."""
-
-    round: int
-    model: Weights
-    state: Weights
-    replies: Mapping[str, Reply]
 
 
 @dataclass(frozen=True)
@@ -91,73 +77,6 @@ class ContributionRun:
             for entry in self.rounds
             for site, value in sorted(entry.values.items())
         ]
-
-
-def aggregate_coalition(
-    spec: StudySpec, updates: RoundUpdates, coalition: frozenset[str]
-) -> Weights:
-    """The model the study's strategy makes from ``coalition``'s replies alone (∅: the round's
-    starting model, the round without anyone)."""
-    if not coalition:
-        return dict(updates.model)
-    strategy = build_strategy(spec)
-    strategy.select(updates.round, sorted(coalition))
-    acc = strategy.start_round(updates.model, updates.state)
-    for site in sorted(coalition):
-        acc.add(updates.replies[site])
-    model, _ = strategy.aggregate(updates.round, acc, updates.model, updates.state)
-    return model
-
-
-def weighted_metric(results: Mapping[str, EvalResult], metric: str) -> float:
-    """The example-weighted mean of ``metric`` over the sites reporting it, negated when lower is
-    better (loss), so that a larger utility is always a better model."""
-    pairs = [(r.metrics[metric], r.num_examples) for r in results.values() if metric in r.metrics]
-    total = sum(n for _, n in pairs)
-    if total == 0:
-        raise ConfigError(f"no site reported the evaluation metric {metric!r}")
-    mean = sum(value * n for value, n in pairs) / total
-    return -mean if metric in LOWER_IS_BETTER else mean
-
-
-def coalition_utility(
-    aggregate: Callable[[frozenset[str]], Weights],
-    evaluate: Callable[[Weights], Mapping[str, EvalResult]],
-    metric: str,
-) -> Utility:
-    """U(S) = the federated evaluation of the model aggregated from S: what the coordinator
-    computes by sending each coalition's model to the sites for evaluation."""
-
-    def utility(coalition: frozenset[str]) -> float:
-        return weighted_metric(evaluate(aggregate(coalition)), metric)
-
-    return utility
-
-
-def round_contributions(
-    players: frozenset[str],
-    utility: Utility,
-    method: Method,
-    rng: np.random.Generator,
-    gtg: GtgConfig = DEFAULT_GTG,
-) -> tuple[dict[str, float], int]:
-    """(contribution by site, utility evaluations) by ``method``."""
-    calls = 0
-
-    def counted(coalition: frozenset[str]) -> float:
-        nonlocal calls
-        calls += 1
-        return utility(coalition)
-
-    if method == "exact":
-        values = exact_shapley(players, counted)
-    elif method == "leave_one_out":
-        values = leave_one_out(players, counted)
-    elif method == "gtg":
-        values = dict(gtg_shapley(players, counted, rng, gtg).values)
-    else:
-        raise ConfigError(f"contribution method must be exact, gtg or leave_one_out: {method!r}")
-    return values, calls
 
 
 def simulate_with_contributions(

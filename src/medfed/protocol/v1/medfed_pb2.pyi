@@ -323,6 +323,7 @@ class StudySpec(_message.Message):
     STANDARDIZATION_FIELD_NUMBER: _builtins.int
     AUDIT_OF_FIELD_NUMBER: _builtins.int
     APPROVALS_FIELD_NUMBER: _builtins.int
+    CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     rounds: _builtins.int
     local_epochs: _builtins.int
@@ -373,6 +374,8 @@ class StudySpec(_message.Message):
     def standardization(self) -> Global___Standardization:
         """set by the coordinator from `standardize`"""
 
+    @_builtins.property
+    def contributions(self) -> Global___Contributions: ...
     def __init__(
         self,
         *,
@@ -406,14 +409,41 @@ class StudySpec(_message.Message):
         standardization: Global___Standardization | None = ...,
         audit_of: _builtins.str = ...,
         approvals: _builtins.str = ...,
+        contributions: Global___Contributions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "standardization", b"standardization", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contributions", b"contributions", "dataset", b"dataset", "plan", b"plan", "record_dp", b"record_dp", "secure_aggregation", b"secure_aggregation", "standardization", b"standardization", "stats", b"stats", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "audit_of", b"audit_of", "batch_size", b"batch_size", "compression", b"compression", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "audit_of", b"audit_of", "batch_size", b"batch_size", "compression", b"compression", "contributions", b"contributions", "dataset", b"dataset", "error_feedback", b"error_feedback", "eval_every", b"eval_every", "finetune_steps", b"finetune_steps", "he_context_sha256", b"he_context_sha256", "learning_rate", b"learning_rate", "local_epochs", b"local_epochs", "local_steps", b"local_steps", "max_site_weight", b"max_site_weight", "min_nodes", b"min_nodes", "name", b"name", "nodes", b"nodes", "optimizer", b"optimizer", "personalization", b"personalization", "plan", b"plan", "plan_options", b"plan_options", "record_dp", b"record_dp", "round_deadline_s", b"round_deadline_s", "rounds", b"rounds", "secure_aggregation", b"secure_aggregation", "seed", b"seed", "standardization", b"standardization", "standardize", b"standardize", "stats", b"stats", "strategy", b"strategy", "topk_ratio", b"topk_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StudySpec: _TypeAlias = StudySpec  # noqa: Y015
+
+@_typing.final
+class Contributions(_message.Message):
+    """How each site's contribution is estimated (medfed.coordinator.round_contributions)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """"data_size" (default) | "shapley" | "leave_one_out" """
+    metric: _builtins.str
+    """the evaluation metric of a coalition's utility (default "auc")"""
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        metric: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "metric", b"metric"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contributions: _TypeAlias = Contributions  # noqa: Y015
 
 @_typing.final
 class Standardization(_message.Message):
