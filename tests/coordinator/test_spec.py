@@ -144,3 +144,17 @@ def test_a_pinned_cohort_spec_travels_with_every_task_and_must_be_a_sha256() -> 
     doc["dataset"]["cohort_sha256"] = "heart.toml"
     with pytest.raises(ConfigError, match="cohort_sha256 must be 64 lower-case hex digits"):
         spec_from_mapping(doc)
+
+
+def test_audit_on_complete_is_a_privacy_key_of_a_study_that_trains() -> None:
+    import dataclasses
+
+    from medfed.coordinator.spec import spec_from_proto, spec_to_proto
+    from medfed.demo.heart import heart_study
+    from medfed.errors import ConfigError
+
+    spec = dataclasses.replace(heart_study(), audit_on_complete=True)
+    assert spec_from_proto(spec_to_proto(spec)).audit_on_complete
+    assert spec.sha256 != heart_study().sha256
+    with pytest.raises(ConfigError, match="audit_on_complete is for a study that trains"):
+        dataclasses.replace(spec, rounds=1, audit_of="s-0123")

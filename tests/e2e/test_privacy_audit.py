@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,3 +257,28 @@ def test_without_a_council_the_block_holds_until_the_hospital_withdraws_it(
 def _site(printed: str, site: str) -> dict[str, float]:
     doc = json.loads(printed[printed.index("{") :])
     return next(r for r in doc["sites"] if r["site"] == site)
+
+
+def test_a_study_that_asks_for_it_is_audited_by_the_coordinator_when_it_completes(
+    network: Network,
+) -> None:
+    network.start_coordinator()
+    network.start_nodes()
+    spec = small_study(rounds=2, nodes=tuple(TRAINED), min_nodes=3, audit_on_complete=True)
+    study = network.submit(spec)
+    assert network.wait_done(study, timeout_s=120).state == "completed"
+
+    deadline = time.monotonic() + 30
+    found: list[str] = []
+    while not found and time.monotonic() < deadline:  # submitted right after "completed"
+        found = [s.study_id for s in network.admin.studies() if s.spec.audit_of == study]
+        time.sleep(0.1)
+    assert len(found) == 1, "no audit was submitted"
+    audit_id = found[0]
+    status = network.wait_done(audit_id, timeout_s=120)
+    assert status.state == "completed", status.message
+    assert status.spec.audit_of == study and not status.spec.audit_on_complete
+    assert sorted(m.node for m in status.rounds[0].per_node) == sorted(TRAINED)
+    submitted = [json.loads(line) for line in network.admin.ledger(audit_id)]
+    assert submitted[0]["kind"] == kinds.STUDY_SUBMITTED
+    assert submitted[0]["payload"]["submitted_by"] == "coordinator"

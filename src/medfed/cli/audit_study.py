@@ -16,7 +16,6 @@ the block down (``medfed governance vote N no``) or, without a council, the hosp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -67,16 +66,10 @@ def audit(
 def audit_spec(target: pb.StudyStatus, nodes: tuple[str, ...], deadline_s: float) -> StudySpec:
     """The audit's study spec: the audited study's data and plan, one round, no training knobs
     that would need anything else (strategy, secure aggregation, DP are the audited study's)."""
+    from medfed.coordinator.audit import audit_spec_for
     from medfed.coordinator.spec import spec_from_proto
 
-    audited = spec_from_proto(target.spec)
-    name = f"audit of {audited.name}"[:80].rstrip()
-    return dataclasses.replace(
-        audited, name=name, rounds=1, audit_of=target.study_id, nodes=nodes, min_nodes=1,
-        round_deadline_s=deadline_s, strategy="fedavg", strategy_params={},
-        secure_aggregation=False, he_context_sha256="", max_site_weight=0.0, standardize="",
-        pooled_standardization={}, dp_epsilon=0.0, dp_noise_multiplier=0.0, eval_every=1,
-    )  # fmt: skip
+    return audit_spec_for(spec_from_proto(target.spec), target.study_id, nodes, deadline_s)
 
 
 def rows_of(status: pb.StudyStatus) -> list[dict[str, Any]]:

@@ -108,6 +108,37 @@ def check_audit_metrics(
     return dict(metrics)
 
 
+AUTO_AUDIT_DEADLINE_S = 600.0
+"""Seconds each site has to answer an audit the coordinator submits itself."""
+
+
+def audit_spec_for(
+    audited: StudySpec, study_id: str, nodes: tuple[str, ...] = (), deadline_s: float = 600.0
+) -> StudySpec:
+    """The audit's study spec: the audited study's data and plan, one round, no training knobs
+    that would need anything else (strategy, secure aggregation, DP are the audited study's)."""
+    name = f"audit of {audited.name}"[:80].rstrip()
+    return dataclasses.replace(
+        audited, name=name, rounds=1, audit_of=study_id, nodes=nodes, min_nodes=1,
+        round_deadline_s=deadline_s, strategy="fedavg", strategy_params={},
+        secure_aggregation=False, he_context_sha256="", max_site_weight=0.0, standardize="",
+        pooled_standardization={}, dp_epsilon=0.0, dp_noise_multiplier=0.0, eval_every=1,
+        contributions="data_size", audit_on_complete=False,
+    )  # fmt: skip
+
+
+def follow_up_audit(
+    audited: StudySpec, record: StudyRecord, create: Callable[[str, StudySpec, str], None]
+) -> str:
+    """``[privacy] audit_on_complete``: the audit of the study ``record`` that just completed,
+    created (``create(audit_id, spec, model_sha256)``) as if its researcher had run ``medfed
+    study audit``; its id."""
+    audit_id = "s-" + secrets.token_hex(6)
+    spec = audit_spec_for(audited, record.study_id, (), AUTO_AUDIT_DEADLINE_S)
+    create(audit_id, spec, record.model_sha256)
+    return audit_id
+
+
 def audited_model(
     spec: StudySpec,
     weights: tensors.Weights,

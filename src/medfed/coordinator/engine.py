@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from medfed.coordinator.approvals import approval_gate
-from medfed.coordinator.audit import run_audit
+from medfed.coordinator.audit import follow_up_audit, run_audit
 from medfed.coordinator.claims import claim_limit, site_share_metrics, site_weight_cap
 from medfed.coordinator.coalitions import RoundUpdates
 from medfed.coordinator.contributions import study_record
@@ -86,10 +86,14 @@ class EngineParts:
 
 
 class StudyRunner(threading.Thread):
-    def __init__(self, study_id: str, parts: EngineParts) -> None:
+    def __init__(
+        self, study_id: str, parts: EngineParts, start: Callable[[str], None] | None = None
+    ) -> None:
         super().__init__(name=f"study-{study_id}", daemon=True)
         self.study_id = study_id
         self._p = parts
+        self._start = start
+        """Starts another study (the audit a completed study asks for)."""
         self._halt = threading.Event()
 
     def halt(self) -> None:
@@ -149,6 +153,23 @@ class StudyRunner(threading.Thread):
         if not self._halt.is_set():
             self._record_contributions(spec)
             self._set_state("completed", f"{spec.rounds} rounds committed")
+            if spec.audit_on_complete:
+                self._submit_audit(spec)
+
+    def _submit_audit(self, spec: StudySpec) -> None:
+        """``[privacy] audit_on_complete``: the study's privacy audit, submitted as the
+        coordinator (recorded in the ledger as any submission) and started."""
+
+        def create(audit_id: str, audit: StudySpec, model_sha256: str) -> None:
+            self._p.state.create_study(
+                audit_id, audit.name, audit.to_json(), model_sha256, now=self._p.wall(),
+                by="coordinator", spec_sha256=audit.sha256,
+            )  # fmt: skip
+
+        audit_id = follow_up_audit(spec, self._p.state.study(self.study_id), create)
+        log.info("study %s completed: privacy audit %s submitted", self.study_id, audit_id)
+        if self._start is not None:
+            self._start(audit_id)
 
     def _record_contributions(self, spec: StudySpec) -> None:
         """Each hospital's contribution, reputation and reward points, in the ledger once."""
@@ -463,7 +484,7 @@ class Engine:
             runner = self._runners.get(study_id)
             if self._halt.is_set() or (runner is not None and runner.is_alive()):
                 return
-            runner = StudyRunner(study_id, self._parts)
+            runner = StudyRunner(study_id, self._parts, self.start_study)
             self._runners[study_id] = runner
             runner.start()
 

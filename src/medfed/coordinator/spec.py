@@ -39,7 +39,9 @@ NO_COALITIONS = {
     "cyclic": "one site trains per round: there is no coalition to split",
 }
 """Strategies whose coalition models mean nothing (or cost privacy): refused with Shapley."""
-_PRIVACY_KEYS = frozenset({"epsilon", "delta", "noise_multiplier", "max_grad_norm", "accountant"})
+_PRIVACY_KEYS = frozenset(
+    {"epsilon", "delta", "noise_multiplier", "max_grad_norm", "accountant", "audit_on_complete"}
+)
 _SECAGG_KEYS = frozenset({"enabled", "threshold", "degree", "clip", "stage_deadline_s"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -110,6 +112,9 @@ class StudySpec:
     each evaluating hospital then receives models built from other hospitals' single updates)."""
     contributions_metric: str = "auc"
     """The evaluation metric a coalition's utility is the example-weighted mean of."""
+    audit_on_complete: bool = False
+    """``[privacy] audit_on_complete``: when the study completes, the coordinator submits its
+    privacy audit itself (:func:`medfed.coordinator.audit.follow_up_audit`)."""
     audit_of: str = ""
     """Set: a privacy audit of that completed study (``medfed study audit``): one round in which
     its sites score its final model with membership inference (medfed.coordinator.audit)."""
@@ -211,6 +216,10 @@ class StudySpec:
         _check(
             not self.audit_of or (self.rounds == 1 and not self.stats_spec),
             "a privacy audit has exactly one round and no statistics query",
+        )
+        _check(
+            not self.audit_on_complete or not (self.audit_of or self.stats_spec),
+            "audit_on_complete is for a study that trains a model",
         )
         self._check_client_plan()
 
@@ -415,6 +424,9 @@ def spec_from_mapping(doc: Mapping[str, Any], source: str = "spec") -> StudySpec
             dp_noise_multiplier=float(privacy.get("noise_multiplier", 0.0)),
             dp_max_grad_norm=float(privacy.get("max_grad_norm", 1.0)),
             dp_accountant=cast(Accountant, str(privacy.get("accountant", "rdp"))),
+            audit_on_complete=_bool(
+                privacy.get("audit_on_complete", False), "privacy.audit_on_complete"
+            ),
             secure_aggregation=_bool(secure.get("enabled", True), "secure_aggregation.enabled"),
             secagg_threshold=float(secure.get("threshold", 2 / 3)),
             secagg_degree=int(secure.get("degree", 0)),
@@ -523,6 +535,7 @@ def spec_to_proto(spec: StudySpec) -> pb.StudySpec:
         max_site_weight=spec.max_site_weight,
         stats=pb.StatsQuery(spec_json=spec.stats_spec) if spec.stats_spec else None,
         audit_of=spec.audit_of,
+        audit_on_complete=spec.audit_on_complete,
         approvals=spec.approvals,
         contributions=pb.Contributions(method=spec.contributions, metric=spec.contributions_metric),
         standardize=spec.standardize,
@@ -583,6 +596,7 @@ def spec_from_proto(message: pb.StudySpec) -> StudySpec:
         max_site_weight=message.max_site_weight,
         stats_spec=message.stats.spec_json,
         audit_of=message.audit_of,
+        audit_on_complete=message.audit_on_complete,
         approvals=message.approvals,
         contributions=cast(Contributions, message.contributions.method or "data_size"),
         contributions_metric=message.contributions.metric or "auc",
