@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from medfed.analytics.combine import combine
+from medfed.analytics.secure_release import pooled_table, release
 from medfed.analytics.secure_table import (
     from_words,
     layout,
-    pooled_table,
     site_vector,
     split,
     to_words,
 )
-from medfed.analytics.site import summarize
+from medfed.analytics.site import fine_histograms, summarize
 from medfed.analytics.spec import Column, ColumnKind, StatsSpec
 from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock, Table1
 from medfed.errors import ConfigError
@@ -28,6 +28,11 @@ def summaries(sizes=SIZES):
     return data, [summarize(x, SECURE_COLUMNS, SPEC, 5, site=f"h{i}") for i, x in enumerate(data)]
 
 
+def vector(summary, x, spec=SPEC, lay=None, steps=()):
+    lay = lay or layout(spec, FEATURES)
+    return site_vector(summary, spec, lay, fine_histograms(x, SECURE_COLUMNS, spec), steps)
+
+
 def masked_sum(vectors: list[np.ndarray]) -> np.ndarray:
     """What SecAgg+ unmasks: the words' sum mod 2^32."""
     total = np.zeros(vectors[0].size * 4, dtype=np.uint32)
@@ -36,11 +41,13 @@ def masked_sum(vectors: list[np.ndarray]) -> np.ndarray:
     return from_words(total)
 
 
-def secure(data_summaries, spec: StatsSpec = SPEC) -> Table1:
+def secure(data, data_summaries, spec: StatsSpec = SPEC) -> Table1:
     lay = layout(spec, FEATURES)
-    vectors = [site_vector(s, spec, lay) for s in data_summaries]
+    vectors = [vector(s, x, spec, lay) for s, x in zip(data_summaries, data, strict=True)]
     assert {v.shape for v in vectors} == {(lay.size,)}
-    return pooled_table(masked_sum(vectors), spec, lay, len(vectors))
+    sums = masked_sum(vectors)
+    kept = sums[: lay.released_size]
+    return pooled_table(kept, spec, lay, len(vectors), release(sums, spec, lay, len(vectors)))
 
 
 def test_the_layout_follows_from_the_query_alone():
@@ -66,7 +73,7 @@ def test_words_round_trip_signed_fixed_point_sums_exactly():
 
 def test_the_secure_sum_gives_the_pooled_counts_and_moments_combine_gives():
     data, sums = summaries()
-    clear, pooled = combine(sums, SPEC), secure(sums)
+    clear, pooled = combine(sums, SPEC), secure(data, sums)
     assert pooled.sites == () and pooled.k == ()
     cols = {c: i for i, c in enumerate(pooled.columns)}
     for c, name in enumerate(clear.columns):
@@ -98,12 +105,12 @@ def test_the_secure_sum_gives_the_pooled_counts_and_moments_combine_gives():
 
 
 def test_a_suppressed_cell_adds_zero_and_its_indicator_makes_a_lower_bound():
-    _, sums = summaries((300, 120, 20))  # the 20-person site hides small cells
+    data, sums = summaries((300, 120, 20))  # the 20-person site hides small cells
     lay = layout(SPEC, FEATURES)
-    small = split(site_vector(sums[2], SPEC, lay), lay)
+    small = split(vector(sums[2], data[2]), lay)
     hidden = small["cat/sex#hidden"]
     assert hidden.any() and not small["cat/sex"][hidden == 1].any()
-    clear, pooled = combine(sums, SPEC), secure(sums)
+    clear, pooled = combine(sums, SPEC), secure(data, sums)
     theirs = next(b for b in clear.features if b.name == "sex")
     ours = next(b for b in pooled.features if b.name == "sex")
     assert isinstance(theirs, CategoricalBlock) and isinstance(ours, CategoricalBlock)
@@ -114,9 +121,9 @@ def test_a_suppressed_cell_adds_zero_and_its_indicator_makes_a_lower_bound():
 
 
 def test_a_withheld_feature_counts_as_hidden_at_that_site():
-    _, sums = summaries()
+    data, sums = summaries()
     lay = layout(SPEC, (*FEATURES, "bmi"))  # no site has a 'bmi' column: hidden everywhere
-    vectors = [site_vector(s, SPEC, lay) for s in sums]
+    vectors = [vector(s, x, lay=lay) for s, x in zip(sums, data, strict=True)]
     table = pooled_table(masked_sum(vectors), SPEC, lay, len(vectors))
     bmi = next(b for b in table.features if b.name == "bmi")
     assert isinstance(bmi, CategoricalBlock)
@@ -127,7 +134,7 @@ def test_levels_other_than_no_yes_do_not_fit_the_layout():
     x = cohort(0, 200)[:, [0, 1, 3]]
     other = summarize(x, (COLUMNS[0], COLUMNS[1], COLUMNS[3]), SPEC, 5, site="h0")  # female/male
     with pytest.raises(ConfigError, match="not a binary no/yes column"):
-        site_vector(other, SPEC, layout(SPEC, FEATURES))
+        site_vector(other, SPEC, layout(SPEC, FEATURES), {})
 
 
 def test_a_stratum_nobody_is_in_counts_zero_not_hidden():
@@ -135,6 +142,6 @@ def test_a_stratum_nobody_is_in_counts_zero_not_hidden():
     x[:, 2] = 1.0  # everyone has the disease, nobody lacks the group value
     one = summarize(x, SECURE_COLUMNS, SPEC, 5, site="h0")
     lay = layout(SPEC, FEATURES)
-    parts = split(site_vector(one, SPEC, lay), lay)
+    parts = split(vector(one, x), lay)
     assert parts["totals"].tolist() == [200.0, 0.0, 200.0, 0.0]
     assert not parts["totals#hidden"].any() and not parts["cont/age/shifted#hidden"].any()

@@ -11,13 +11,19 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from medfed.analytics.disclosure import protect_chain
+from medfed.analytics.secure_table import layout
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import CategoricalBlock, ContinuousBlock, Table1
 from medfed.cli.app import root
 from medfed.coordinator.spec import spec_from_proto
 from medfed.coordinator.stats_result import StatsResult, query_blob, read_result, stats_study
 from medfed.data.heart_disease import heart_disease_centres
+from medfed.data.omop.features import attrition_names
+from medfed.data.omop.spec import load_spec
 from medfed.data.registry import DatasetRegistry
+from medfed.demo.ehr.codes import HEART_SPEC
+from medfed.demo.ehr.consortium import provision_ehr_nodes
 from medfed.demo.heart import HEART_LABEL, heart_study
 from medfed.errors import MedfedError
 from medfed.model.apply import evaluate
@@ -46,7 +52,8 @@ def read_columns(path: Path) -> dict[str, np.ndarray]:
 
 
 def run_query(network: Network, query: StatsSpec, **changes: object) -> pb.StudyStatus:
-    spec = stats_study(query, DATASET, deadline_s=60.0, **changes)  # type: ignore[arg-type]
+    dataset = str(changes.pop("dataset", DATASET))
+    spec = stats_study(query, dataset, deadline_s=60.0, **changes)  # type: ignore[arg-type]
     study_id = network.admin.submit(spec, query_blob(spec))
     return network.wait_done(study_id, timeout_s=90)
 
@@ -245,6 +252,117 @@ def test_a_secure_query_gives_the_clear_pooled_values_and_stores_no_site_summary
         assert got.std == pytest.approx(want.std, rel=1e-6)
         compared += 1
     assert compared >= 4  # both means and the exact counts of both binary columns
+
+
+STRATIFIED = StatsSpec(
+    bins={"age": AGE_EDGES, "trestbps": (120.0, 140.0)}, group=HEART_LABEL
+)  # trestbps: no site has a bin of 1..k-1 in any stratum, so nobody merges; age: many merge
+STRATIFIED_FEATURES = ("age", "trestbps", "sex", HEART_LABEL)
+
+
+def secure_query(network: Network, query: StatsSpec, **changes: object) -> pb.StudyStatus:
+    dataset = str(changes.pop("dataset", DATASET))
+    spec = stats_study(query, dataset, deadline_s=60.0, **changes)  # type: ignore[arg-type]
+    spec = dataclasses.replace(spec, secure_aggregation=True)
+    return network.wait_done(network.admin.submit(spec, query_blob(spec)), timeout_s=120)
+
+
+def test_a_stratified_secure_query_gives_the_clear_strata_and_quartiles(running: Network) -> None:
+    asked = {"min_nodes": 3, "features": STRATIFIED_FEATURES}
+    clear = result_of(running, run_query(running, STRATIFIED, **asked))
+    status = secure_query(running, STRATIFIED, **asked)
+    secure = result_of(running, status)
+    data = {n: read_columns(site_csv(running, n)) for n in HOSPITALS if n != "switzerland"}
+
+    assert "switzerland" not in clear.table.sites  # its 'target=no' holds 1 person: refused
+    assert {r.node for r in status.refusals} == {"switzerland"}
+    assert secure.document["pooled_only"] is True and secure.table.sites == ()
+    col = {name: secure.table.columns.index(name) for name in clear.table.columns}
+    assert set(col) == {"overall", f"{HEART_LABEL}=no", f"{HEART_LABEL}=yes"}
+    for c, name in enumerate(clear.table.columns):
+        assert secure.table.totals.pooled[col[name]] == clear.table.totals.pooled[c]
+    sex_clear, sex_secure = block(clear.table, "sex"), block(secure.table, "sex")
+    assert isinstance(sex_clear, CategoricalBlock) and isinstance(sex_secure, CategoricalBlock)
+    for theirs, ours in zip(sex_clear.lines, sex_secure.lines, strict=True):
+        assert [ours.pooled[col[n]] for n in clear.table.columns] == list(theirs.pooled)
+    y = np.concatenate([d[HEART_LABEL] for d in data.values()])
+    for name in ("age", "trestbps"):
+        theirs, ours = block(clear.table, name), block(secure.table, name)
+        assert isinstance(theirs, ContinuousBlock) and isinstance(ours, ContinuousBlock)
+        values = np.concatenate([d[name] for d in data.values()])
+        for c, column in enumerate(clear.table.columns):
+            want, got = theirs.pooled[c], ours.pooled[col[column]]
+            assert want.moments is not None and got.moments is not None
+            assert got.moments.n == want.moments.n
+            assert got.moments.mean == pytest.approx(want.moments.mean, rel=1e-9)
+            assert got.moments.std == pytest.approx(want.moments.std, rel=1e-6)
+            rows = values if column == "overall" else values[y == float(column.endswith("yes"))]
+            assert got.quartiles is not None and want.quartiles is not None
+            for q, (w, g) in zip(
+                (0.25, 0.5, 0.75),
+                ((want.quartiles.q1, got.quartiles.q1), (want.quartiles.median,
+                 got.quartiles.median), (want.quartiles.q3, got.quartiles.q3)),
+                strict=True,
+            ):  # fmt: skip
+                assert g.low <= np.quantile(rows, q) <= g.high
+                if name == "trestbps":  # no site merged: the very same numbers
+                    assert (g.low, g.high) == (w.low, w.high)
+                    assert g.estimate == pytest.approx(w.estimate, rel=1e-12)
+    records = secure.document["records"]
+    assert any(r["statistic"] == "median" and r["value"] is not None for r in records)
+    blob = json.loads(running.admin.download(status.model_sha256)["stats_result"].tobytes())
+    assert blob["secure"]["release"]["k"] == K
+    lay = layout(STRATIFIED, STRATIFIED_FEATURES)
+    assert len(blob["secure"]["sums"]) == lay.released_size < lay.size  # no exact pooled bins
+
+
+def test_a_secure_query_over_an_ehr_cohort_gives_its_pooled_attrition(network: Network) -> None:
+    provision_ehr_nodes(network.consortium, dataclasses.replace(small_study(), dataset="heart_ehr"))
+    network.start_coordinator()
+    network.start_nodes()
+    cohort = load_spec(HEART_SPEC)
+    query = StatsSpec(bins={"age": AGE_EDGES}, attrition=attrition_names(cohort))
+    asked = {"min_nodes": len(HOSPITALS), "features": ("age", "sex"), "dataset": "heart_ehr",
+             "cohort_sha256": cohort.sha256}  # fmt: skip
+
+    clear = result_of(network, run_query(network, query, **asked))
+    secure = result_of(network, secure_query(network, query, **asked))
+
+    chains = [
+        [step.entries for step in DatasetRegistry(network.consortium.node_state(n))
+         .load_omop("heart_ehr").extraction.attrition]
+        for n in HOSPITALS
+    ]  # fmt: skip
+    pooled = [sum(steps) for steps in zip(*chains, strict=True)]
+    assert [line.name for line in secure.table.attrition] == list(query.attrition)
+    assert [line.name for line in clear.table.attrition] == list(query.attrition)
+    shown = [(line.pooled[0].value, line.pooled[1].value) for line in secure.table.attrition]
+    assert shown == list(protect_chain(pooled, K))  # the pooled chain, protected as a site would
+    assert shown[-1][0] == pooled[-1] == secure.table.totals.pooled[0].value
+    assert sum(left is not None for left, _ in shown) >= 2  # more than the cohort size shows
+    for line, (left, gone) in zip(clear.table.attrition, shown, strict=True):
+        if line.pooled[0].exact:  # no site hid its part: the clear pool is the same number
+            assert left == line.pooled[0].value
+        if line.pooled[1].exact and gone is not None:
+            assert gone == line.pooled[1].value
+    records = [r for r in secure.document["records"] if r["section"] == "attrition"]
+    assert {r["site"] for r in records} == {"pooled"} and len(records) == 2 * len(shown)
+
+    printed = CliRunner().invoke(
+        root, ["study", "stats", "--config", str(network.consortium.admin_config), "--dataset",
+               "heart_ehr", "--bins", "age=20:80:5", "--features", "age,sex", "--min-nodes", "4",
+               "--secure", "--cohort-spec", str(HEART_SPEC)],
+    )  # fmt: skip
+    assert printed.exit_code == 0, printed.output
+    lines = printed.output.splitlines()
+
+    def cells(label: str) -> list[str]:
+        row = next(line for line in lines if f"  {label} " in line)
+        return [c.strip() for c in row.split("│") if c.strip()]
+
+    for step, (left, _) in zip(query.attrition, shown, strict=True):
+        assert cells(step) == [step, "—" if left is None else str(left)]
+    assert cells("median [Q1, Q3]")[1][0].isdigit()  # pooled quartiles are printed
 
 
 def test_a_secure_query_must_name_its_features(running: Network) -> None:

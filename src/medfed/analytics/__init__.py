@@ -14,6 +14,8 @@ coordinator/ or node/), so the math can be checked against numpy on its own.
     table1.py      the Table1 result types
     report.py      render (Rich text) and write (CSV + JSON)
     wire.py        SiteSummary <-> named float64 arrays + JSON metadata (no pickle)
+    secure_table.py   a secure query's fixed vector: layout, a site's values, 64-bit words
+    secure_release.py the coordinator's disclosure control of the pooled sum; pooled Table 1
 
 Flow: the site calls ``summarize`` on its own rows; only the returned ``SiteSummary`` leaves the
 site; the coordinator calls ``combine`` on the summaries, which only adds up released numbers and

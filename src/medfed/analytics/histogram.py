@@ -73,6 +73,38 @@ def is_safe(counts: npt.NDArray[np.int64], bounds: Sequence[int], k: int) -> boo
     return all(_ok(row, k) for row in merged_counts(counts, bounds))
 
 
+def protect_histograms(
+    fine: npt.NDArray[np.int64], released: Sequence[bool], k: int
+) -> tuple[tuple[int, ...], tuple[tuple[int, ...] | None, ...]]:
+    """Merge bins so every column an observer can see or derive has bins of 0 or >= k.
+
+    ``fine`` is fine bins x columns, column 0 the overall one; ``released[c]`` says whether
+    column c's histogram may be shown at all. Observable columns: each released stratum, and
+    (when the overall column is released) the sum of the hidden strata, which is the overall
+    column minus the released ones. The same rule serves a site (site.py) and the pooled sum of
+    a secure query (secure_release.py). Returns the boundaries and the counts per merged bin
+    of each column, None where not released (every column None when no merge is safe).
+    """
+    n_fine, n_cols = fine.shape
+    if n_cols == 1:
+        seen = [fine[:, 0]] if released[0] else []
+    else:
+        seen = [fine[:, c] for c in range(1, n_cols) if released[c]]
+        hidden = [c for c in range(1, n_cols) if not released[c]]
+        if released[0] and hidden:
+            seen.append(fine[:, hidden].sum(axis=1))
+    if not seen:
+        return (0, n_fine), (None,) * n_cols
+    criterion = np.stack(seen, axis=1)
+    bounds = merge_boundaries(criterion, k)
+    if not is_safe(criterion, bounds, k):
+        return (0, n_fine), (None,) * n_cols
+    merged = merged_counts(fine, bounds)
+    return bounds, tuple(
+        tuple(int(v) for v in merged[:, c]) if released[c] else None for c in range(n_cols)
+    )
+
+
 @dataclass(frozen=True)
 class Quantile:
     """A quantile estimate and the interval the exact sample quantile is known to lie in."""

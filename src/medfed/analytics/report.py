@@ -187,7 +187,8 @@ def render(table: Table1, width: int = 160) -> str:
         for block in table.features:
             _render_block(grid, table, block, c)
         console.print(grid)
-    console.print("— hidden (suppressed at the site); ≥ lower bound; * partial (not every site)")
+    hidden = "at the site" if table.sites else "at a site or, pooled, at the coordinator"
+    console.print(f"— hidden (suppressed {hidden}); ≥ lower bound; * partial (not every site)")
     return console.export_text()
 
 

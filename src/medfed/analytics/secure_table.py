@@ -3,16 +3,20 @@
 SecAgg+ sums vectors of one length whose meaning every party agrees on before any data is read,
 so the layout follows from the query alone, identical at every site: the study's named features
 (a feature with bins in the StatsSpec is continuous, any other is binary, as ``node.stats``
-decides), and the columns ``overall`` plus, with a group, ``<group>=no``, ``<group>=yes`` and
+decides), the columns ``overall`` plus, with a group, ``<group>=no``, ``<group>=yes`` and
 ``<group>=(missing)`` (a stratum a site does not have counts 0 there: a true count, not a hidden
-one). Each block is a part of ``wire.additive``: counts with suppressed cells as 0 next to a
-``#hidden`` indicator, and continuous moments as shifted sums ``(n, S1, S2)``. A site's
-disclosure control runs first; a feature it withheld contributes 0 with every indicator 1.
+one), and the cohort's attrition steps named in the query (``StatsSpec.attrition``, derived from
+the cohort spec the dataset is pinned by, so every site has the same slots).
 
-What does not travel: merged histograms (each site merges its own bins, so they do not add: no
-quartiles) and the cohort's attrition steps (their names come from the site's cohort run). The
-pooled Table 1 has no per-site columns; a pooled count is a lower bound where any indicator sum
-is above 0, and absent where every site hid it, as ``combine`` reports clear summaries.
+The vector has two regions. The *released* region holds the parts of a site's disclosure-
+controlled summary that add (``wire.additive``): counts with suppressed cells as 0 next to a
+``#hidden`` indicator, and continuous moments as shifted sums ``(n, S1, S2)``; a feature the site
+withheld contributes 0 with every indicator 1. The *controlled* region holds exact counts whose
+sum the coordinator must protect before anything is shown (secure_release.py): per continuous
+feature the counts in the spec's fixed fine bins (``hist/<name>``, fine bins x columns: fixed
+common bins add, a site's merged ones do not), the persons (entries) left after each attrition
+step, and a one-hot of the site's k (slot ``k - MIN_K``; their sum says which k were declared).
+Only the protected release of the controlled region is ever stored.
 
 Words: each value is fixed point (``FRACTION_BITS``) as a signed 64-bit integer split into four
 16-bit limbs, one per uint32 word; the words sum mod 2^32 without carry loss for up to 2^16
@@ -21,29 +25,20 @@ sites, and the limbs reassemble the exact 64-bit sum. Counts are therefore exact
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from medfed.analytics.moments import Moments, from_shifted
-from medfed.analytics.spec import ColumnKind, StatsSpec
+from medfed.analytics.spec import MIN_K, ColumnKind, StatsSpec
 from medfed.analytics.summary import (
     MISSING,
     CategoricalSummary,
     ContinuousSummary,
     SiteSummary,
 )
-from medfed.analytics.table1 import (
-    CategoricalBlock,
-    ContinuousBlock,
-    CountLine,
-    PooledCount,
-    PooledStat,
-    Table1,
-)
-from medfed.analytics.wire import additive, centre
+from medfed.analytics.wire import additive
 from medfed.errors import ConfigError
 
 FRACTION_BITS = 20
@@ -51,6 +46,9 @@ LIMBS = 4
 LIMB_BITS = 16
 _LIMIT = float(2**62)
 BINARY_LEVELS = ("no", "yes", MISSING)
+K_SLOTS = 98
+MAX_DECLARED_K = MIN_K + K_SLOTS - 1
+"""A site declares its k in one of ``K_SLOTS`` slots: k = 3 .. 100 (a higher k is refused)."""
 
 Floats = npt.NDArray[np.float64]
 Words = npt.NDArray[np.uint32]
@@ -63,10 +61,17 @@ class Layout:
     columns: tuple[str, ...]
     features: tuple[tuple[str, ColumnKind], ...]
     blocks: tuple[tuple[str, tuple[int, ...]], ...]
+    attrition: tuple[str, ...] = ()
+    released: int = 0
+    """How many leading blocks form the released region (the rest is controlled)."""
 
     @property
     def size(self) -> int:
         return sum(int(np.prod(shape)) for _, shape in self.blocks)
+
+    @property
+    def released_size(self) -> int:
+        return sum(int(np.prod(shape)) for _, shape in self.blocks[: self.released])
 
     @property
     def words(self) -> int:
@@ -94,11 +99,26 @@ def layout(spec: StatsSpec, features: Sequence[str]) -> Layout:
             kinds.append((name, ColumnKind.BINARY))
             shape = (len(BINARY_LEVELS), c)
             blocks += [(f"cat/{name}", shape), (f"cat/{name}#hidden", shape)]
-    return Layout(columns, tuple(kinds), tuple(blocks))
+    released = len(blocks)
+    for name, kind in kinds:
+        if kind is ColumnKind.CONTINUOUS:
+            blocks.append((f"hist/{name}", (len(spec.bins[name]) + 1, c)))
+    if spec.attrition:
+        blocks.append(("attrition", (len(spec.attrition),)))
+    blocks.append(("k", (K_SLOTS,)))
+    return Layout(columns, tuple(kinds), tuple(blocks), spec.attrition, released)
 
 
-def site_vector(summary: SiteSummary, spec: StatsSpec, lay: Layout) -> Floats:
-    """A site's released summary in ``lay``'s order (the values its SecAgg+ input encodes)."""
+def site_vector(
+    summary: SiteSummary,
+    spec: StatsSpec,
+    lay: Layout,
+    fine: Mapping[str, npt.NDArray[np.int64]],
+    steps: Sequence[int] = (),
+) -> Floats:
+    """A site's SecAgg+ input values in ``lay``'s order: its released summary's additive parts,
+    then the controlled region from ``fine`` (``site.fine_histograms`` of the same rows, in the
+    summary's column order) and ``steps`` (persons left after each attrition step)."""
     for f in summary.features:
         if isinstance(f, CategoricalSummary) and tuple(r.level for r in f.rows) != BINARY_LEVELS:
             raise ConfigError(f"{f.name!r} is not a binary no/yes column")
@@ -110,7 +130,7 @@ def site_vector(summary: SiteSummary, spec: StatsSpec, lay: Layout) -> Floats:
     if spec.group is not None and len(where) < len(lay.columns) - 1:  # every level is released
         raise ConfigError(f"the site's strata {summary.columns} do not fit {lay.columns}")
     out: list[Floats] = []
-    for key, shape in lay.blocks:
+    for key, shape in lay.blocks[: lay.released]:
         block = np.zeros(shape, dtype=np.float64)
         base = key.removesuffix("#hidden")
         mine = parts.get(key)
@@ -129,7 +149,38 @@ def site_vector(summary: SiteSummary, spec: StatsSpec, lay: Layout) -> Floats:
         else:
             block[..., where] = mine
         out.append(block.ravel())
+    out += _controlled(summary, lay, where, fine, steps)
     return np.concatenate(out)
+
+
+def _controlled(
+    summary: SiteSummary,
+    lay: Layout,
+    where: list[int],
+    fine: Mapping[str, npt.NDArray[np.int64]],
+    steps: Sequence[int],
+) -> list[Floats]:
+    """The controlled region: fixed-bin counts, attrition counts and the one-hot of k."""
+    if not MIN_K <= summary.k <= MAX_DECLARED_K:
+        raise ConfigError(f"k={summary.k} cannot be declared in a secure query (at most "
+                          f"{MAX_DECLARED_K})")  # fmt: skip
+    out: list[Floats] = []
+    for key, shape in lay.blocks[lay.released :]:
+        block = np.zeros(shape, dtype=np.float64)
+        name = key.removeprefix("hist/")
+        if key == "k":
+            block[summary.k - MIN_K] = 1.0
+        elif key == "attrition":
+            if len(steps) != shape[0]:
+                raise ConfigError(f"{len(steps)} attrition counts for {shape[0]} steps")
+            block[:] = steps
+        elif name in fine and name not in summary.withheld:  # a withheld feature adds 0
+            counts = np.asarray(fine[name])
+            if counts.shape != (shape[0], len(where)):
+                raise ConfigError(f"fine bins of {name!r} have shape {counts.shape}")
+            block[:, where] = counts
+        out.append(block.ravel())
+    return out
 
 
 def _holds_rows(summary: SiteSummary) -> dict[str, Floats]:
@@ -161,70 +212,14 @@ def from_words(words: Words) -> Floats:
 
 
 def split(vector: Floats, lay: Layout) -> dict[str, Floats]:
-    """The summed vector back into ``lay``'s named blocks."""
-    if vector.shape != (lay.size,):
+    """The summed vector (whole, or its released region alone) back into named blocks."""
+    blocks = lay.blocks if vector.shape == (lay.size,) else lay.blocks[: lay.released]
+    if vector.shape not in ((lay.size,), (lay.released_size,)):
         raise ConfigError(f"a secure statistics sum has {vector.shape}, the layout {lay.size}")
     out: dict[str, Floats] = {}
     at = 0
-    for key, shape in lay.blocks:
+    for key, shape in blocks:
         n = int(np.prod(shape))
         out[key] = vector[at : at + n].reshape(shape)
         at += n
     return out
-
-
-def pooled_table(sums: Floats, spec: StatsSpec, lay: Layout, sites: int) -> Table1:
-    """The pooled-only Table 1 of ``sites`` sites' summed vectors (no per-site columns)."""
-    parts = split(sums, lay)
-    features: list[CategoricalBlock | ContinuousBlock] = []
-    for name, kind in lay.features:
-        if kind is ColumnKind.BINARY:
-            key = f"cat/{name}"
-            lines = tuple(
-                _line(level, parts[key][i], parts[f"{key}#hidden"][i], sites)
-                for i, level in enumerate(BINARY_LEVELS)
-            )
-            features.append(CategoricalBlock(name, kind.value, lines))
-            continue
-        count, hidden = parts[f"cont/{name}/count"], parts[f"cont/{name}/count#hidden"]
-        shifted, unreleased = parts[f"cont/{name}/shifted"], parts[f"cont/{name}/shifted#hidden"]
-        c = centre(spec, name)
-        stats = tuple(
-            _stat(shifted[col], unreleased[col, 0], c, sites) for col in range(len(lay.columns))
-        )
-        features.append(
-            ContinuousBlock(
-                name=name,
-                present=_line("present", count[0], hidden[0], sites),
-                missing=_line("missing", count[1], hidden[1], sites),
-                site_moments=(),
-                site_quartiles=(),
-                pooled=stats,
-            )
-        )
-    return Table1(
-        sites=(),
-        columns=lay.columns,
-        k=(),
-        spec_fingerprint=spec.fingerprint(),
-        totals=_line("N", parts["totals"], parts["totals#hidden"], sites),
-        attrition=(),
-        features=tuple(features),
-        withheld=(),
-    )
-
-
-def _line(level: str, values: Floats, hidden: Floats, sites: int) -> CountLine:
-    pooled = tuple(
-        PooledCount(None if round(h) >= sites else round(v), round(h) == 0)
-        for v, h in zip(values, hidden, strict=True)
-    )
-    return CountLine(level, (), pooled)
-
-
-def _stat(shifted: Floats, unreleased: float, c: float, sites: int) -> PooledStat:
-    hid = round(unreleased)
-    moments: Moments | None = None
-    if hid < sites and round(shifted[0]) > 0:
-        moments = from_shifted(float(shifted[0]), float(shifted[1]), float(shifted[2]), c)
-    return PooledStat(moments, None, (), (), hid > 0, True)

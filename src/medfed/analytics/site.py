@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medfed.analytics.disclosure import check_subset, protect_chain, protect_grid
-from medfed.analytics.histogram import fine_counts, is_safe, merge_boundaries, merged_counts
+from medfed.analytics.histogram import fine_counts, protect_histograms
 from medfed.analytics.moments import Moments, moments_of
 from medfed.analytics.release_log import ReleaseLog
 from medfed.analytics.spec import DEFAULT_K, Column, ColumnKind, StatsSpec
@@ -60,6 +60,7 @@ def summarize(
         raise DatasetError(f"matrix shape {x.shape} does not match {len(cols)} columns")
     n = int(x.shape[0])
     check_subset("cohort", n, n, k)
+    _check_steps(attrition, spec)
     labels, strata = _strata(x, cols, spec.group)
     for label, mask in zip(labels, strata, strict=True):
         check_subset(label, int(mask.sum()), n, k)
@@ -182,7 +183,7 @@ def _continuous(
         for v, ok in zip(views, released, strict=True)
     ]
     fine = np.stack([fine_counts(values[finite & v], edges) for v in views], axis=1)
-    bounds, histogram = _histograms(fine, present, released, k)
+    bounds, histogram = protect_histograms(fine, released, k)
     return ContinuousSummary(
         name=col.name,
         present=present,
@@ -193,35 +194,38 @@ def _continuous(
     )
 
 
-def _histograms(
-    fine: npt.NDArray[np.int64],
-    present: tuple[int | None, ...],
-    released: list[bool],
-    k: int,
-) -> tuple[tuple[int, ...], tuple[tuple[int, ...] | None, ...]]:
-    """Merge bins so every column an observer can see or derive has bins of 0 or >= k.
+def _check_steps(steps: Sequence[tuple[str, int]], spec: StatsSpec) -> None:
+    """A query pinned to a cohort spec's steps refuses a chain with other steps (or none)."""
+    names = tuple(name for name, _ in steps)
+    if spec.attrition and names != spec.attrition:
+        raise ConfigError(
+            f"the query asks for the attrition steps {list(spec.attrition)}, "
+            f"the site's cohort ran {list(names)}"
+        )
 
-    Observable columns: each released stratum, and (when the overall column is released) the
-    sum of the hidden strata, which is the overall column minus the released ones.
-    """
-    n_fine, n_cols = fine.shape
-    if n_cols == 1:
-        seen = [fine[:, 0]] if released[0] else []
-    else:
-        seen = [fine[:, c] for c in range(1, n_cols) if released[c]]
-        hidden = [c for c in range(1, n_cols) if not released[c]]
-        if released[0] and hidden:
-            seen.append(fine[:, hidden].sum(axis=1))
-    if not seen:
-        return (0, n_fine), (None,) * n_cols
-    criterion = np.stack(seen, axis=1)
-    bounds = merge_boundaries(criterion, k)
-    if not is_safe(criterion, bounds, k):
-        return (0, n_fine), (None,) * n_cols
-    merged = merged_counts(fine, bounds)
-    return bounds, tuple(
-        tuple(int(v) for v in merged[:, c]) if released[c] else None for c in range(n_cols)
-    )
+
+def fine_histograms(
+    matrix: npt.NDArray[np.float64], columns: Sequence[Column], spec: StatsSpec
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Unmerged counts per fine bin (fine bins x the summary's columns) of every continuous
+    feature: a secure query's input (secure_table.py), never released on their own.
+
+    Call after ``summarize`` has accepted the same rows: its subset checks are the gate."""
+    cols = tuple(columns)
+    x = np.asarray(matrix, dtype=np.float64)
+    _, strata = _strata(x, cols, spec.group)
+    n = int(x.shape[0])
+    views = [np.ones(n, dtype=bool), *strata] if len(strata) > 1 else [np.ones(n, dtype=bool)]
+    out: dict[str, npt.NDArray[np.int64]] = {}
+    for j, col in enumerate(cols):
+        if col.kind is ColumnKind.CONTINUOUS:
+            values = x[:, j]
+            finite = np.isfinite(values)
+            edges = spec.bins[col.name]
+            out[col.name] = np.stack(
+                [fine_counts(values[finite & v], edges) for v in views], axis=1
+            )
+    return out
 
 
 def _attrition(steps: Sequence[tuple[str, int]], n: int, k: int) -> tuple[AttritionStep, ...]:

@@ -71,12 +71,16 @@ class StatsSpec:
     ``bins`` maps each continuous feature to its strictly increasing, finite bin edges; values
     below the first or above the last edge fall into open-ended under/overflow bins. ``group``
     names a binary or categorical column to stratify by (e.g. the outcome). ``k_floor`` is the
-    study's minimum threshold: a site uses ``max(its own k, k_floor)``.
+    study's minimum threshold: a site uses ``max(its own k, k_floor)``. ``attrition`` names the
+    cohort's steps in order when the dataset is pinned by a cohort spec (``data.omop.features.
+    attrition_names`` derives them from the spec alone): every site's chain must carry exactly
+    these steps, and a secure query lays out one slot per step (secure_table.py).
     """
 
     bins: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     group: str | None = None
     k_floor: int = MIN_K
+    attrition: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_k(self.k_floor)
@@ -89,6 +93,10 @@ class StatsSpec:
             if any(b <= a for a, b in itertools.pairwise(edges)):
                 raise ConfigError(f"bins of {name!r} must be strictly increasing")
         object.__setattr__(self, "bins", frozen)
+        steps = tuple(self.attrition)
+        if not all(isinstance(step, str) and step for step in steps):
+            raise ConfigError("attrition steps must be non-empty names")
+        object.__setattr__(self, "attrition", steps)
 
     def effective_k(self, site_k: int) -> int:
         return max(check_k(site_k), self.k_floor)
@@ -113,25 +121,32 @@ class StatsSpec:
                 raise ConfigError(f"group {self.group!r} must be a binary or categorical column")
 
     def to_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "bins": {name: list(edges) for name, edges in sorted(self.bins.items())},
             "group": self.group,
             "k_floor": self.k_floor,
         }
+        if self.attrition:  # absent when unused, so earlier queries keep their fingerprint
+            doc["attrition"] = list(self.attrition)
+        return doc
 
     @classmethod
     def from_json(cls, raw: Mapping[str, object]) -> StatsSpec:
         bins = raw.get("bins", {})
         group = raw.get("group")
         k_floor = raw.get("k_floor", MIN_K)
+        steps = raw.get("attrition", [])
         if not isinstance(bins, dict) or not isinstance(k_floor, int):
             raise ConfigError("stats spec: 'bins' must be a mapping and 'k_floor' an integer")
         if group is not None and not isinstance(group, str):
             raise ConfigError("stats spec: 'group' must be a column name")
+        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+            raise ConfigError("stats spec: 'attrition' must be a list of step names")
         return cls(
             bins={str(n): tuple(float(e) for e in edges) for n, edges in bins.items()},
             group=group,
             k_floor=k_floor,
+            attrition=tuple(steps),
         )
 
     def fingerprint(self) -> str:

@@ -15,8 +15,8 @@ Secure aggregation sums vectors across sites, so ``additive`` gives the parts th
 count with hidden cells as 0 plus a ``#hidden`` indicator (its sum is how many sites hid the cell,
 so the pooled cell is exact only where that sum is 0), and moments as shifted sums ``(n, S1, S2)``
 about the spec's bin-range centre (moments.shifted). Merged histograms do not add (each site
-merges its own bins); under secure aggregation they are left out, or the spec chooses bins coarse
-enough that no site needs to merge.
+merges its own bins); under secure aggregation a site adds its counts in the spec's fixed fine
+bins instead, and the coordinator protects their pooled sum (secure_table.py, secure_release.py).
 """
 
 from __future__ import annotations

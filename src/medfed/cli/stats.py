@@ -78,6 +78,12 @@ def stats(
         typer.Option(help="Secure aggregation: only the sites' sum is seen (needs --features)."),
     ] = False,
     name: Annotated[str, typer.Option(help="Study name.")] = "stats",
+    cohort_spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cohort/feature spec the dataset is pinned by: its attrition steps are reported."
+        ),
+    ] = None,
     out_dir: OutOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -87,8 +93,9 @@ def stats(
     in CSV/JSON); a pooled count that some site hid part of is a lower bound ('≥').
 
     With --secure each site sends its summary's additive parts through SecAgg+ and the
-    coordinator sees only their sum: a pooled-only Table 1 (no per-site columns, no quartiles,
-    no attrition). The query must name its --features and ask --min-nodes of at least 2.
+    coordinator sees only their sum: a pooled-only Table 1 (no per-site columns; quartiles from
+    the pooled fixed-bin histogram and, with --cohort-spec, attrition, both protected at the
+    coordinator). The query must name its --features and ask --min-nodes of at least 2.
     """
     import dataclasses
 
@@ -96,10 +103,12 @@ def stats(
     from medfed.coordinator.stats_result import query_blob, stats_study
 
     with medfed_errors():
-        query = StatsSpec(bins=parse_bins(bins), group=group, k_floor=k_floor)
+        steps, pin = _cohort_steps(cohort_spec)
+        query = StatsSpec(bins=parse_bins(bins), group=group, k_floor=k_floor, attrition=steps)
         spec = stats_study(
             query, dataset, name=name, min_nodes=min_nodes, nodes=node or (),
             deadline_s=deadline_s, features=[f for f in features.split(",") if f],
+            cohort_sha256=pin,
         )  # fmt: skip
         if secure:  # StudySpec says what a secure query still needs, here and at the coordinator
             spec = dataclasses.replace(spec, secure_aggregation=True)
@@ -109,6 +118,17 @@ def stats(
             final = follow_until_done(client, study_id, deadline_s + 60.0)
             result = _result(client, final)
     _show(study_id, result, out_dir, as_json)
+
+
+def _cohort_steps(path: Path | None) -> tuple[tuple[str, ...], str]:
+    """The attrition steps and hash of the cohort spec at ``path`` (none without one)."""
+    if path is None:
+        return (), ""
+    from medfed.data.omop.features import attrition_names
+    from medfed.data.omop.spec import load_spec
+
+    cohort = load_spec(path)
+    return attrition_names(cohort), cohort.sha256
 
 
 def stats_show(

@@ -3,19 +3,23 @@
 Each site sends its disclosure-controlled summary as one fixed vector (analytics.secure_table,
 the layout fixed by the query) through the SecAgg+ stages the training rounds use (stage 3 rides
 on the STATS tasks, purpose "stats" bound into every key and signature); the coordinator unmasks
-the sum of the survivors' vectors and builds a pooled-only Table 1. No site's summary, and no
-site's row count, ever reaches it.
+the sum of the survivors' vectors, applies disclosure control to the pooled fixed-bin histograms
+and attrition chain in it (analytics.secure_release) and builds a pooled-only Table 1 with
+quartiles and attrition. No site's summary, and no site's row count, ever reaches it; of the sum,
+only the released region and the protected release are kept.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from medfed.analytics import secure_table
+from medfed.analytics import secure_release, secure_table
+from medfed.analytics.secure_release import PooledRelease
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import Table1
 from medfed.coordinator.rounds import OpenRound, Rejected, TaskSlot
@@ -27,16 +31,31 @@ from medfed.protocol.v1 import medfed_pb2 as pb
 from medfed.secagg.messages import STATS_PURPOSE
 
 
+@dataclass(frozen=True)
+class SecureStats:
+    """A secure query's outcome: the pooled Table 1, what may be stored of the sum (its
+    released region and the protected release of the controlled one), and how many sites."""
+
+    table: Table1
+    released_sums: npt.NDArray[np.float64]
+    release: PooledRelease
+    sites: int
+
+
 def secure_sum(
     spec: StudySpec, query: StatsSpec, round_: OpenRound, nodes: list[str], dispatch: Dispatch
-) -> tuple[Table1, npt.NDArray[np.float64], int]:
-    """All four SecAgg+ stages over ``nodes``: the pooled Table 1, the summed vector and how
-    many sites it sums. SecAggError (too few survivors, ...) and ConfigError propagate."""
+) -> SecureStats:
+    """All four SecAgg+ stages over ``nodes``, then the coordinator's disclosure control.
+    SecAggError (too few survivors, ...) and ConfigError propagate."""
     lay = secure_table.layout(query, spec.features)
     params = round_params(spec, round_.study_id, round_.round, nodes, lay.words, STATS_PURPOSE)
     words, survivors = SecureSum(spec, params, weighted=False).total(round_, dispatch)
     sums = secure_table.from_words(words)
-    return secure_table.pooled_table(sums, query, lay, len(survivors)), sums, len(survivors)
+    sites = len(survivors)
+    released = secure_release.release(sums, query, lay, sites)
+    kept = sums[: lay.released_size].copy()
+    table = secure_release.pooled_table(kept, query, lay, sites, released)
+    return SecureStats(table, kept, released, sites)
 
 
 def receive_masked(

@@ -16,8 +16,8 @@ disclosure control does not change by asking again.
 The result blob (stats_result.py) holds the Table 1 in the report's long format and the
 accepted site summaries in their wire form, so ``medfed study stats-show`` re-renders it with the
 same pure ``combine``. Under ``secure_aggregation`` (coordinator/secure_stats.py) the sites send
-fixed vectors of additive parts through SecAgg+ instead, and the blob holds only their sum and the
-pooled-only Table 1 built from it.
+fixed vectors through SecAgg+ instead, and the blob holds only the released part of their sum,
+the disclosure-controlled pooled histograms and attrition, and the pooled-only Table 1.
 """
 
 from __future__ import annotations
@@ -281,13 +281,13 @@ def _run_secure(hooks: StatsHooks, spec: StudySpec, round_: StatsRound, nodes: l
             raise SecAggError("the coordinator is stopping")
 
     try:
-        table, sums, sites = secure_sum(spec, round_.spec, round_, nodes, dispatch)
+        done = secure_sum(spec, round_.spec, round_, nodes, dispatch)
     except (SecAggError, ConfigError) as exc:
         if not hooks.halt.is_set():
             _fail(hooks, round_, f"secure aggregation aborted: {exc}")
         return
-    blob = secure_result_blob(table, round_.spec, spec.features, sums, sites)
-    _commit(hooks, round_, blob, len(nodes), sites, table)
+    blob = secure_result_blob(done, round_.spec, spec.features)
+    _commit(hooks, round_, blob, len(nodes), done.sites, done.table)
 
 
 def _commit(

@@ -4,8 +4,9 @@ The result is a blob in the coordinator's model store (``RESULT_TENSOR``: JSON a
 CKKS contexts are kept), committed as the study's round 1 "model": the Table 1 in the report's
 long format and the accepted site summaries in their wire form, so a reader can re-render it with
 the same pure ``analytics.combine``. An admin downloads it like any model, by hash. A secure query
-(``secure_aggregation``) stores no site summaries: only the unmasked sum and the pooled-only
-Table 1 built from it (``"pooled_only": true`` in the table's JSON).
+(``secure_aggregation``) stores no site summaries: only the released region of the unmasked sum,
+the disclosure-controlled pooled histograms and attrition (never the exact pooled counts they were
+protected from) and the pooled-only Table 1 (``"pooled_only": true`` in the table's JSON).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy.typing as npt
 
 from medfed.analytics import report, secure_table, wire
 from medfed.analytics.combine import combine, standardization
+from medfed.analytics.secure_release import PooledRelease, pooled_table
 from medfed.analytics.spec import StatsSpec
 from medfed.analytics.table1 import Table1
+from medfed.coordinator.secure_stats import SecureStats
 from medfed.coordinator.spec import StudySpec
 from medfed.errors import ConfigError, ProtocolError, StoreError
 from medfed.protocol import tensors
@@ -83,19 +86,22 @@ def result_blob(
 
 
 def secure_result_blob(
-    table: Table1,
-    query: StatsSpec,
-    features: Sequence[str],
-    sums: npt.NDArray[np.float64],
-    sites: int,
+    done: SecureStats, query: StatsSpec, features: Sequence[str]
 ) -> tensors.Weights:
-    """A secure query's result: the pooled-only Table 1 and the summed vector it was built from
-    (analytics.secure_table); no site's summary exists to be stored."""
+    """A secure query's result: the pooled-only Table 1, the released region of the summed
+    vector and the protected release of its controlled region (analytics.secure_release; the
+    exact pooled fixed-bin and attrition counts are not stored); no site's summary exists."""
+    secure = {
+        "features": list(features),
+        "sites": done.sites,
+        "sums": done.released_sums.tolist(),
+        "release": done.release.to_json(),
+    }
     doc = {
         "version": RESULT_VERSION,
         "query": query.to_json(),
-        "table1": table1_document(table) | {"pooled_only": True},
-        "secure": {"features": list(features), "sites": sites, "sums": sums.tolist()},
+        "table1": table1_document(done.table) | {"pooled_only": True, "pooled_k": done.release.k},
+        "secure": secure,
         "summaries": [],
     }
     text = json.dumps(doc, sort_keys=True, allow_nan=False)
@@ -116,7 +122,10 @@ def read_result(weights: Mapping[str, npt.NDArray[np.generic]]) -> StatsResult:
             secure = doc["secure"]
             lay = secure_table.layout(spec, [str(f) for f in secure["features"]])
             sums = np.asarray(secure["sums"], dtype=np.float64)
-            table = secure_table.pooled_table(sums, spec, lay, int(secure["sites"]))
+            released = PooledRelease.from_json(
+                secure.get("release", {"k": 0, "histograms": {}, "attrition": []})
+            )
+            table = pooled_table(sums, spec, lay, int(secure["sites"]), released)
             return StatsResult(spec, table, doc["table1"])
         summaries = [
             wire.from_arrays(
@@ -142,11 +151,21 @@ def stats_study(
     min_nodes: int = 1,
     nodes: Sequence[str] = (),
     deadline_s: float = 120.0,
+    cohort_sha256: str = "",
 ) -> StudySpec:
-    """The study spec of a statistics query (submit it with ``query_blob`` as its model)."""
+    """The study spec of a statistics query (submit it with ``query_blob`` as its model).
+
+    ``cohort_sha256`` pins the dataset to a cohort spec (every site must have registered it);
+    a query naming attrition steps needs it, since the steps are that spec's."""
+    if query.attrition and not cohort_sha256:
+        raise ConfigError(
+            "a statistics query with attrition steps needs the dataset pinned by the cohort "
+            "spec they come from (cohort_sha256)"
+        )
     return StudySpec(
         name=name,
         dataset=dataset,
+        cohort_sha256=cohort_sha256,
         features=tuple(features),
         label="",
         plan="stats",

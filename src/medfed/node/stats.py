@@ -17,7 +17,10 @@ edges. Rows are identified by a hash of their values plus the occurrence number 
 rows: a CSV has no patient id, and this stays stable when other rows come or go.
 
 Under secure aggregation (the task carries SecAgg+ stage 3) the same summary is turned into the
-query's fixed vector (analytics.secure_table) and only its masked words leave, with no row count.
+query's fixed vector (analytics.secure_table), with the rows' exact fixed-bin counts and attrition
+counts in its controlled region, and only its masked words leave, with no row count. A query that
+names attrition steps (``StatsSpec.attrition``, from the cohort spec) is refused unless the
+dataset's cohort ran exactly those steps.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy.typing as npt
 
 from medfed.analytics import secure_table, wire
 from medfed.analytics.release_log import ReleaseLog
-from medfed.analytics.site import summarize
+from medfed.analytics.site import fine_histograms, summarize
 from medfed.analytics.spec import DEFAULT_K, Column, ColumnKind, StatsSpec, check_k
 from medfed.analytics.summary import SiteSummary
 from medfed.data.dataset import Dataset
@@ -81,18 +84,23 @@ class StatsResponder:
         return summary.totals[0], upload(arrays, meta)
 
     def secure_words(self, task: pb.Task) -> npt.NDArray[np.uint32]:
-        """The site's summary as its secure-aggregation input (analytics.secure_table): the
-        same disclosure control first, then the query's fixed layout, as uint32 words."""
-        summary = self.summary(task)
-        spec = StatsSpec.from_json(json.loads(task.stats.spec_json))
+        """The site's secure-aggregation input (analytics.secure_table): the same disclosure
+        control first (a refusal refuses the whole query), then the query's fixed layout, with
+        the exact fixed-bin and attrition counts of the same rows in its controlled region."""
+        summary, table, spec = self._summarize(task)
         try:
             lay = secure_table.layout(spec, tuple(task.dataset.features))
-            return secure_table.to_words(secure_table.site_vector(summary, spec, lay))
+            fine = fine_histograms(table.matrix, table.columns, spec)
+            steps = [count for _, count in table.attrition] if spec.attrition else []
+            return secure_table.to_words(secure_table.site_vector(summary, spec, lay, fine, steps))
         except ConfigError as exc:
             raise PolicyError("bad_stats_query", str(exc)) from exc
 
     def summary(self, task: pb.Task) -> SiteSummary:
         """The site's disclosure-controlled summary for ``task`` (see ``answer``)."""
+        return self._summarize(task)[0]
+
+    def _summarize(self, task: pb.Task) -> tuple[SiteSummary, Table, StatsSpec]:
         try:
             spec = StatsSpec.from_json(json.loads(task.stats.spec_json))
         except (ValueError, ConfigError) as exc:
@@ -110,7 +118,7 @@ class StatsResponder:
             )  # fmt: skip
         except (ConfigError, DatasetError) as exc:
             raise PolicyError("bad_stats_query", str(exc)) from exc
-        return summary
+        return summary, table, spec
 
     def table(self, name: str, spec: StatsSpec, wanted: tuple[str, ...] = ()) -> Table:
         """The dataset's rows as a summarizable table (the steward's registry decides)."""

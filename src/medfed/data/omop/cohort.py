@@ -164,7 +164,7 @@ def build_cohort(conn: sa.Connection, spec: CohortSpec) -> Cohort:
         person.c.gender_concept_id,
         person.c.person_source_value,
     ).join_from(entry, person, person.c.person_id == entry.c.person_id)
-    steps = [(f"entry event ({rule.occurrence} occurrence)", base)]
+    steps = [(_entry_step(rule), base)]
     for label, condition in _inclusion_rules(rule, age, person, entry.c.index_date):
         base = base.where(condition)
         steps.append((label, base))
@@ -201,6 +201,20 @@ def age_at(index_date: sa.ColumnElement[dt.date], person: sa.Table) -> sa.Column
     )
     return sa.cast(sa.extract("year", index_date) - person.c.year_of_birth - before_birthday,
                    sa.Integer)  # fmt: skip
+
+
+def step_names(rule: CohortRule) -> tuple[str, ...]:
+    """The names :func:`build_cohort` gives its attrition steps, from the rule alone: a secure
+    statistics query lays out its attrition slots by them before any site reads data. The
+    inclusion rules' SQL is built over placeholders and dropped, so the names have one source."""
+    person = cdm_metadata().tables["person"]
+    index = sa.literal(dt.date(2000, 1, 1), sa.Date)
+    rules = _inclusion_rules(rule, sa.literal(0, sa.Integer), person, index)
+    return (_entry_step(rule), *(label for label, _ in rules))
+
+
+def _entry_step(rule: CohortRule) -> str:
+    return f"entry event ({rule.occurrence} occurrence)"
 
 
 def _entry_events(found: sa.Subquery, rule: CohortRule) -> sa.Subquery:

@@ -36,6 +36,7 @@ from medfed.data.omop.cohort import (
     Cohort,
     build_cohort,
     concept_events,
+    step_names,
 )
 from medfed.data.omop.spec import CohortSpec, Feature, SplitRule
 from medfed.data.tabular import TabularDataset
@@ -45,6 +46,16 @@ log = logging.getLogger("medfed.data")
 Key = tuple[int, dt.date]
 Float64Array = npt.NDArray[np.float64]
 _CACHE_FORMAT = 1
+
+
+COMPLETE_STEP = "no feature missing that the spec drops on"
+"""The last attrition step of every extraction (after the cohort rule's own steps)."""
+
+
+def attrition_names(spec: CohortSpec) -> tuple[str, ...]:
+    """The attrition steps every extraction of ``spec`` reports, in order, without a database
+    (what ``StatsSpec.attrition`` pins a statistics query to)."""
+    return (*step_names(spec.cohort), COMPLETE_STEP)
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ def assemble(
     persons = len({e.person_id for e, k in zip(cohort.entries, keep, strict=True) if k})
     attrition = (
         *cohort.attrition,
-        AttritionStep("no feature missing that the spec drops on", persons, int(keep.sum())),
+        AttritionStep(COMPLETE_STEP, persons, int(keep.sum())),
     )
     y = labels[keep]
     train = split_rows(spec.split, y)
