@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from medfed.cli.app import root
-from medfed.cli.health import local_target
+from medfed.cli.health import diagnose, local_target
 from tests.e2e.harness import Network
 
 runner = CliRunner()
@@ -36,6 +36,7 @@ def test_unhealthy_when_nothing_serves(network: Network) -> None:
     assert code == 1
     assert "unhealthy" in output
     assert f"127.0.0.1:{network.consortium.port}" in output
+    assert "cannot connect to 127.0.0.1" in output
 
 
 def test_node_without_its_state_folder_is_refused(network: Network) -> None:
@@ -60,6 +61,11 @@ def test_node_with_another_cas_certificate_is_unhealthy(network: Network, tmp_pa
     code, output = health("node", "--config", str(node_config), "--timeout", "1")
     assert code == 1
     assert "unhealthy" in output
+    assert "accepts connections, so the TLS handshake failed" in output
+
+
+def test_diagnosis_names_a_name_that_does_not_resolve() -> None:
+    assert "does not resolve" in diagnose("no-such-host.invalid:7443")
 
 
 def test_local_target_dials_loopback_for_any_address() -> None:

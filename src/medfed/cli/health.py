@@ -11,6 +11,7 @@ other side accepts them. Exit code 0 when healthy, 1 when not, 2 for a config th
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +56,32 @@ def handshake(target: str, tls: TlsFiles, server_name: str, timeout_s: float) ->
     return time.monotonic() - started
 
 
+def diagnose(target: str, timeout_s: float = 2.0) -> str:
+    """Why a handshake with ``target`` did not complete, as far as a plain TCP connection can
+    tell: the name does not resolve, nothing accepts on the port, or the port is open (so the
+    TLS handshake itself failed: a certificate the other side refuses, or it is not medfed)."""
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    try:
+        addresses = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        return f"{host!r} does not resolve ({exc})"
+    family, kind, proto, _, address = addresses[0]
+    try:
+        with socket.socket(family, kind, proto) as probe:
+            probe.settimeout(timeout_s)
+            probe.connect(address)
+    except TimeoutError:
+        return f"no answer from {address[0]} port {port} within {timeout_s:g} s"
+    except OSError as exc:
+        return f"cannot connect to {address[0]} port {port}: {exc.strerror or exc}"
+    return (
+        f"{address[0]} port {port} accepts connections, so the TLS handshake failed: the other"
+        " side refused this certificate (another consortium's CA, revoked, wrong role), or it is"
+        " not a medfed coordinator"
+    )
+
+
 def local_target(listen: str) -> str:
     """Where a probe on the coordinator's own machine dials its ``listen`` address."""
     host, sep, port = listen.rpartition(":")
@@ -77,7 +104,8 @@ def _report(what: str, target: str, timeout_s: float, tls: TlsFiles, server_name
     try:
         took = handshake(target, tls, server_name, timeout_s)
     except TimeoutError as exc:
-        err.print(f"[red]unhealthy:[/red] {escape(what)}: {escape(str(exc))}")
+        reason = f"{exc}; {diagnose(target)}"
+        err.print(f"[red]unhealthy:[/red] {escape(what)}: {escape(reason)}")
         raise typer.Exit(code=1) from None
     out.print(f"healthy: {what} ({took * 1000:.0f} ms to {target})", highlight=False, markup=False)
 
