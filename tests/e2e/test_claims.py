@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from medfed.coordinator.config import load_client_config
-from medfed.coordinator.engine import StudyRunner
+from medfed.coordinator.runner import StudyRunner
 from medfed.coordinator.spec import spec_to_proto
 from medfed.data.registry import DatasetRegistry, DatasetSizes
 from medfed.protocol import tensors

@@ -12,6 +12,7 @@ from medfed.coordinator.spec import load_spec, spec_from_proto, spec_to_proto
 from medfed.demo.heart import STUDY_SPEC as HEART
 from medfed.demo.imaging import STUDY_SPEC as IMAGING
 from medfed.ledger.protocol_document import ModelSummary, render
+from medfed.ledger.protocol_pdf import render_pdf
 from medfed.privacy.accounting import gaussian_epsilon
 
 
@@ -194,3 +195,41 @@ def test_the_command_names_a_bad_spec(tmp_path):
     result = CliRunner().invoke(root, ["study", "protocol", str(bad)])
     assert result.exit_code == 2
     assert "dataset" in result.output
+
+
+def test_the_pdf_is_the_same_document_with_the_hash_on_every_page(tmp_path, heart):
+    from pypdf import PdfReader
+
+    spec, model = heart
+    private = dataclasses.replace(spec, dp_epsilon=3.0, dp_delta=1e-6)
+    path = tmp_path / "protocol.pdf"
+    path.write_bytes(render_pdf(private, model, consortium="Heart Consortium"))
+    reader = PdfReader(path)
+    pages = [page.extract_text() for page in reader.pages]
+    assert len(pages) >= 2
+    for page in pages:
+        assert f"protocol SHA-256 {private.sha256}" in page
+    text = " ".join(" ".join(pages).split())
+    assert "Study protocol: heart-disease-demo" in text
+    assert "Heart Consortium consortium" in text
+    assert "ε = 3 per site for the whole study, δ = 1e-06" in text
+    assert "training plan logistic_regression version 1" in text
+    assert reader.metadata is not None
+    assert reader.metadata.title == "Study protocol: heart-disease-demo"
+    assert reader.metadata.subject == f"protocol SHA-256 {private.sha256}"
+
+
+def test_the_command_writes_a_pdf_only_to_a_file(tmp_path, heart):
+    from pypdf import PdfReader
+
+    spec, _ = heart
+    runner = CliRunner()
+    result = runner.invoke(root, ["study", "protocol", str(HEART), "--format", "pdf"])
+    assert result.exit_code == 2
+    assert "--out" in result.output
+    path = tmp_path / "protocol.pdf"
+    args = ["study", "protocol", str(HEART), "--format", "pdf", "--out", str(path)]
+    result = runner.invoke(root, args)
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes().startswith(b"%PDF-")
+    assert PdfReader(path).metadata.subject == f"protocol SHA-256 {spec.sha256}"

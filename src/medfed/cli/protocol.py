@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from medfed.cli.common import medfed_errors, out
+from medfed.errors import ConfigError
 
 if TYPE_CHECKING:
     from medfed.coordinator.spec import StudySpec
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 def protocol(
     spec: Annotated[Path, typer.Argument(help="Study spec (TOML).")],
     fmt: Annotated[
-        Literal["md", "html"], typer.Option("--format", help="Markdown or a standalone HTML page.")
+        Literal["md", "html", "pdf"],
+        typer.Option("--format", help="Markdown, a standalone HTML page, or a PDF (needs --out)."),
     ] = "md",
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write here instead of standard output.")
@@ -48,6 +50,8 @@ def protocol(
     from medfed.ledger.protocol_document import render
 
     with medfed_errors():
+        if fmt == "pdf" and out_file is None and not show_hash:
+            raise ConfigError("a PDF is written to a file: add --out FILE.pdf")
         pinned, weights = prepare(load_spec(spec))
         if encrypt_metrics is not None:
             he_sha = context_sha256(encrypt_metrics.read_bytes())
@@ -55,12 +59,19 @@ def protocol(
         if show_hash:
             out.print(pinned.sha256, markup=False, highlight=False)
             return
-        text = render(pinned, model_summary(pinned, weights), fmt, consortium)
-        if out_file is None:
-            sys.stdout.write(text)
+        summary = model_summary(pinned, weights)
+        if fmt == "pdf":
+            from medfed.ledger.protocol_pdf import render_pdf
+
+            assert out_file is not None  # refused above
+            out_file.write_bytes(render_pdf(pinned, summary, consortium))
         else:
+            text = render(pinned, summary, fmt, consortium)
+            if out_file is None:
+                sys.stdout.write(text)
+                return
             out_file.write_text(text, encoding="utf-8")
-            out.print(f"wrote {out_file}", markup=False, highlight=False)
+        out.print(f"wrote {out_file}", markup=False, highlight=False)
 
 
 def context_sha256(secret_key: bytes) -> str:

@@ -226,7 +226,7 @@ def _released_counts(summary: SiteSummary) -> Iterator[tuple[str, int]]:
 
 @dataclass(frozen=True)
 class StatsHooks:
-    """What the study's runner lends this module (see engine.StudyRunner)."""
+    """What the study's runner lends this module (see runner.StudyRunner)."""
 
     study_id: str
     parts: EngineParts

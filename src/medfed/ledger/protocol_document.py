@@ -48,18 +48,22 @@ class ModelSummary:
 
 
 def render(spec: StudySpec, model: ModelSummary, fmt: Format = "md", consortium: str = "") -> str:
-    """The protocol appendix as Markdown or as a standalone HTML page."""
+    """The protocol appendix as Markdown or as a standalone HTML page (a PDF:
+    :func:`medfed.ledger.protocol_pdf.render_pdf`, from the same HTML body)."""
     if fmt not in ("md", "html"):
         raise ValueError(f"format must be md or html, not {fmt!r}")
-    text = _html_text if fmt == "html" else _md_text
-    markdown_text = _markdown(spec, model, consortium, text)
     if fmt == "md":
-        return markdown_text
+        return _markdown(spec, model, consortium, _md_text)
+    title = html.escape(f"Study protocol: {spec.name}")
+    return _PAGE.format(title=title, body=html_body(spec, model, consortium))
+
+
+def html_body(spec: StudySpec, model: ModelSummary, consortium: str = "") -> str:
+    """The document's HTML, without the page around it."""
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
-    title = html.escape(f"Study protocol: {spec.name}")
-    return _PAGE.format(title=title, body=body)
+    markdown_text = _markdown(spec, model, consortium, _html_text)
+    return markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
 
 
 Text = Callable[[object], str]
