@@ -128,3 +128,17 @@ def test_bad_settings_are_refused() -> None:
         inv.recover_label(0.0)
     with pytest.raises(AttackError):
         ssim(np.zeros((2, 3, 3)), np.zeros((2, 3, 3)))
+
+
+def test_denoise_removes_isolated_pixels_and_keeps_edges() -> None:
+    image = np.zeros((1, 1, 12, 12), np.float32)
+    image[..., :, 6:] = 1.0  # an edge down the middle
+    speckled = image.copy()
+    speckled[0, 0, 2, 2] = 1.0
+    speckled[0, 0, 9, 9] = 0.0
+    cleaned = inv.denoise(speckled)
+    assert cleaned.shape == image.shape and cleaned.dtype == np.float32
+    np.testing.assert_array_equal(cleaned, image)
+    assert ssim(image[0], cleaned[0]) > ssim(image[0], speckled[0])
+    with pytest.raises(AttackError, match="rows, c, h, w"):
+        inv.denoise(image[0])

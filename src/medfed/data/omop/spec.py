@@ -8,7 +8,12 @@ rules, an outcome concept set with a time-at-risk, and features as concept sets 
 to the index date x aggregation, in the spirit of FeatureExtraction's covariates.
 
 Circe JSON (ATLAS's cohort format) is not read: the spec covers what a tabular training plan needs
-(one row a person, fixed columns) and stays small enough to review by eye.
+(one row a person, fixed columns) and stays small enough to review by eye. A faithful import is not
+a field-by-field translation: Circe's age is the difference of years (not whole years at the index
+date), its observation window filters events before the first-event limit is taken, and its end
+strategy and era collapse decide which of a person's entries survive. Running Circe's own SQL
+instead would need temporary and cohort tables, which the node's SELECT-only role under
+row-level security cannot create.
 
 A spec looks like this (``medfed/demo/ehr/heart.toml`` is a full one)::
 
